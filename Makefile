@@ -1,0 +1,50 @@
+# sphere-fwmodel. `make demo` runs the main job on the software machine; `make test` the suite.
+# Every target creates what it needs (.venv, .venv-ms) on its own.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MS_VENV := .venv-ms
+
+.PHONY: all demo test lint typecheck pytest images bench oracle clean
+
+all: test
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Microsoft's azuresphere-imagemetadata pins cryptography < 49: it lives in a venv of its own.
+$(MS_VENV)/.stamp:
+	$(PYTHON) -m venv $(MS_VENV)
+	$(MS_VENV)/bin/python -m pip install -q 'azuresphere-imagemetadata==0.2.2'
+	touch $@
+
+oracle: $(MS_VENV)/.stamp
+
+images: $(VENV)/.stamp
+	$(PY) tools/build_images.py --out images/build
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+
+typecheck: $(VENV)/.stamp
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.stamp oracle
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest
+
+demo: $(VENV)/.stamp images
+	$(PY) -m firmware_model.demo --images images/build
+
+bench: $(VENV)/.stamp oracle
+	$(PY) bench/verify.py
+	$(PY) bench/serial_link.py
+	$(PY) bench/update.py
+	$(PY) bench/audit.py
+
+clean:
+	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,38 @@
+"""Typed errors raised by the hardware abstraction layer."""
+
+from __future__ import annotations
+
+
+class HalError(Exception):
+    """Base of every error the HAL raises."""
+
+
+class FlashError(HalError):
+    """A flash operation broke a NOR rule or addressed memory that does not exist."""
+
+
+class OtpError(HalError):
+    """An OTP operation addressed a word that does not exist."""
+
+
+class PowerLoss(HalError):
+    """Power was cut (by the fault injector or a board that went away mid-operation).
+
+    Whatever the interrupted operation had done to flash stays done; RAM is lost.
+    """
+
+
+class LinkError(HalError):
+    """The serial link to a board failed: port closed, retries exhausted, protocol broken."""
+
+
+class LinkTimeout(LinkError):
+    """No valid reply arrived within the time the request was allowed."""
+
+
+class RemoteError(HalError):
+    """The board answered a request with an error code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
