@@ -1,0 +1,263 @@
+"""TrustedKeystore payload and the device's chain of trust for images.
+
+fused root-key hash (OTP) -> keystore image -> image-signing keys -> images.
+
+The keystore payload carries the root public key (its SHA-256 is what a device fuses), the
+certificate of the key that signed this keystore image (issued by that root), and the
+image-signing keys: public key, certificate thumbprint, which image types each may sign, and
+whether it is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from construct import (
+    Array,
+    Bytes,
+    Const,
+    GreedyBytes,
+    Int16ul,
+    Int32ul,
+    Prefixed,
+    Rebuild,
+    Struct,
+    len_,
+    this,
+)
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from firmware_model.errors import (
+    ImageFormatError,
+    RevokedError,
+    UntrustedSignerError,
+    WrongImageTypeError,
+)
+from firmware_model.package import ImagePackage, Layout, locate, parse_package
+from firmware_model.sections import ImageType, SectionId, image_type_name
+from firmware_model.signing import thumbprint, verify_raw
+from firmware_model.strict import parse_prefix, parse_strict
+
+MAGIC = b"KSTR"
+FLAG_REVOKED = 0x1
+
+KeyEntry = Struct(
+    "thumbprint" / Bytes(20),
+    "image_types" / Int32ul,
+    "flags" / Int32ul,
+    "public_key" / Prefixed(Int16ul, GreedyBytes),
+)
+
+KeystoreHeader = Struct(
+    "magic" / Const(MAGIC),
+    "version" / Const(1, Int32ul),
+    "root_public_key" / Prefixed(Int16ul, GreedyBytes),
+    "signer_certificate" / Prefixed(Int16ul, GreedyBytes),
+)
+KeyList = Struct(
+    "key_count" / Rebuild(Int32ul, len_(this.keys)),
+    "keys" / Array(this.key_count, KeyEntry),
+)
+KeystorePayload = Struct(*KeystoreHeader.subcons, *KeyList.subcons)
+
+
+def spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    """SubjectPublicKeyInfo DER of a public key."""
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def root_key_hash(key: ec.EllipticCurvePublicKey) -> bytes:
+    """The 32 bytes a device fuses: SHA-256 of the root key's SubjectPublicKeyInfo."""
+    return hashlib.sha256(spki(key)).digest()
+
+
+def _mask(image_types: Iterable[int]) -> int:
+    return sum(1 << int(t) for t in set(image_types))
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """An image-signing key the device trusts, for some image types."""
+
+    thumbprint: bytes
+    public_key: ec.EllipticCurvePublicKey
+    image_types: frozenset[int]
+    revoked: bool = False
+
+    @classmethod
+    def from_certificate(
+        cls, certificate: x509.Certificate, image_types: Iterable[int] = tuple(ImageType)
+    ) -> TrustedKey:
+        key = certificate.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise UntrustedSignerError("image-signing certificates carry EC keys only")
+        return cls(thumbprint(certificate), key, frozenset(int(t) for t in image_types))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "thumbprint": self.thumbprint.hex(),
+            "curve": self.public_key.curve.name,
+            "image_types": sorted(image_type_name(t) for t in self.image_types),
+            "revoked": self.revoked,
+        }
+
+
+class Keyring:
+    """Image-signing keys by certificate thumbprint."""
+
+    def __init__(self, keys: Iterable[TrustedKey]) -> None:
+        self.keys = {key.thumbprint: key for key in keys}
+
+    def key_for(self, thumb: bytes, image_type: int) -> ec.EllipticCurvePublicKey:
+        """The key that may sign `image_type` under `thumb`; a TrustError if none may."""
+        key = self.keys.get(bytes(thumb))
+        if key is None:
+            raise UntrustedSignerError(f"signer {bytes(thumb).hex()} is not in the keystore")
+        if key.revoked:
+            raise RevokedError(f"signer {bytes(thumb).hex()} is revoked")
+        if image_type not in key.image_types:
+            raise UntrustedSignerError(
+                f"signer {bytes(thumb).hex()} may not sign {image_type_name(image_type)} images"
+            )
+        return key.public_key
+
+
+def _id_fields(data: bytes | memoryview, layout: Layout) -> tuple[int, bytes]:
+    """Image type and SG thumbprint, read straight from the checked section table."""
+    id_start, _ = layout.spans[SectionId.Identity]
+    sg_start, _ = layout.spans[SectionId.Signature]
+    return struct.unpack_from("<H", data, id_start)[0], bytes(data[sg_start : sg_start + 20])
+
+
+def authenticate(data: bytes | memoryview, keyring: Keyring) -> Layout:
+    """Locate the metadata and verify the signature with a key allowed for the image type.
+
+    Only the trailer, the section table, the image type and the thumbprint are read first.
+    """
+    view = memoryview(data)
+    layout = locate(view)
+    image_type, thumb = _id_fields(view, layout)
+    key = keyring.key_for(thumb, image_type)
+    verify_raw(key, view[: layout.metadata_end], view[layout.metadata_end :])
+    return layout
+
+
+def verify_image(data: bytes, keyring: Keyring, expected_type: int | None = None) -> ImagePackage:
+    """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`."""
+    image = parse_package(data, authenticate(data, keyring))
+    if expected_type is not None and image.image_type != expected_type:
+        raise WrongImageTypeError(
+            f"expected a {image_type_name(expected_type)} image, got {image.image_type_name}"
+        )
+    return image
+
+
+@dataclass(frozen=True)
+class Keystore:
+    """A parsed keystore payload."""
+
+    root_public_key: ec.EllipticCurvePublicKey
+    signer_certificate: x509.Certificate
+    keys: tuple[TrustedKey, ...]
+
+    @property
+    def keyring(self) -> Keyring:
+        return Keyring(self.keys)
+
+
+def build_keystore_payload(
+    root_public_key: ec.EllipticCurvePublicKey,
+    signer_certificate: x509.Certificate,
+    keys: Sequence[TrustedKey],
+) -> bytes:
+    """A keystore payload naming its root, its signer and its image-signing keys."""
+    return bytes(KeystorePayload.build({
+        "root_public_key": spki(root_public_key),
+        "signer_certificate": signer_certificate.public_bytes(serialization.Encoding.DER),
+        "keys": [
+            {"thumbprint": k.thumbprint, "image_types": _mask(k.image_types),
+             "flags": FLAG_REVOKED if k.revoked else 0, "public_key": spki(k.public_key)}
+            for k in keys
+        ],
+    }))
+
+
+def _ec_key(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_der_public_key(der)
+    except ValueError:
+        raise ImageFormatError(f"{what} is not a DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ImageFormatError(f"{what} is not an EC key")
+    return key
+
+
+def _read_header(payload: bytes) -> tuple[ec.EllipticCurvePublicKey, x509.Certificate, int]:
+    """Root key and signer certificate; the offset where the key list starts."""
+    value, end = parse_prefix(KeystoreHeader, payload, "keystore header")
+    try:
+        signer = x509.load_der_x509_certificate(value["signer_certificate"])
+    except ValueError:
+        raise ImageFormatError("keystore signer certificate is not DER X.509") from None
+    return _ec_key(value["root_public_key"], "keystore root key"), signer, end
+
+
+def _read_keys(payload: bytes, start: int) -> tuple[TrustedKey, ...]:
+    value = parse_strict(KeyList, payload[start:], "keystore key list", start)
+    return tuple(
+        TrustedKey(bytes(k["thumbprint"]), _ec_key(k["public_key"], "keystore key"),
+                   frozenset(t for t in range(32) if k["image_types"] >> t & 1),
+                   bool(k["flags"] & FLAG_REVOKED))
+        for k in value["keys"]
+    )
+
+
+def read_keystore_payload(payload: bytes) -> Keystore:
+    """Parse a keystore payload strictly (ImageFormatError on anything off)."""
+    root, signer, end = _read_header(payload)
+    return Keystore(root, signer, _read_keys(payload, end))
+
+
+def _check_issued_by_root(certificate: x509.Certificate, root: ec.EllipticCurvePublicKey) -> None:
+    algorithm = certificate.signature_hash_algorithm
+    if algorithm is None:
+        raise UntrustedSignerError("keystore signer certificate names no hash algorithm")
+    try:
+        root.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
+    except InvalidSignature:
+        raise UntrustedSignerError("keystore signer is not certified by the root key") from None
+
+
+def open_keystore(data: bytes, fused_root_hash: bytes) -> tuple[ImagePackage, Keystore]:
+    """Authenticate a keystore image against the fused root-key hash and return its keys.
+
+    Checks, in order: envelope, image type, root key against the fuses, signer certificate
+    issued by that root, SG thumbprint naming that certificate, the image signature.
+    """
+    view = memoryview(data)
+    layout = locate(view)
+    image_type, thumb = _id_fields(view, layout)
+    if image_type != ImageType.TrustedKeystore:
+        raise WrongImageTypeError(
+            f"expected a TrustedKeystore image, got {image_type_name(image_type)}"
+        )
+    payload = bytes(view[: layout.metadata_start])
+    root, signer, keys_start = _read_header(payload)
+    if root_key_hash(root) != fused_root_hash:
+        raise UntrustedSignerError("keystore root key does not match the fused root-key hash")
+    _check_issued_by_root(signer, root)
+    if thumbprint(signer) != thumb:
+        raise UntrustedSignerError("keystore is not signed by the certificate it carries")
+    signer_key = signer.public_key()
+    if not isinstance(signer_key, ec.EllipticCurvePublicKey):
+        raise UntrustedSignerError("keystore signer key is not an EC key")
+    verify_raw(signer_key, view[: layout.metadata_end], view[layout.metadata_end :])
+    image = parse_package(data, layout)
+    return image, Keystore(root, signer, _read_keys(payload, keys_start))

@@ -1,0 +1,69 @@
+"""Build every image the project ships from images/recipes into a build folder.
+
+    python tools/build_images.py --out images/build
+
+Lays out:
+    keys/                       a lab PKI (made once; reused while it exists)
+    <recipe>.imagepackage       one image per recipe
+    feeds/<Channel>/            what an update feed serves: manifest.imagepackage and each
+                                listed image as <image GUID>.imagepackage
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from firmware_model.cliutil import run_guarded
+from firmware_model.manifest import read_manifest
+from firmware_model.package import parse_package
+from tools.pki import keygen
+from tools.recipes import build_from_recipe
+
+RECIPES = Path(__file__).resolve().parent.parent / "images" / "recipes"
+# Order matters: manifests list images that must exist first.
+IMAGES = ["certstore-2024", "certstore-2025-02", "keystore-2024", "keystore-2025-02"]
+FEEDS = {"Retail": "manifest-retail", "RetailEval": "manifest-retaileval"}
+
+
+def publish_feed(manifest: Path, images: Path, feed: Path) -> None:
+    """Lay out `feed` with `manifest` and every image it lists, named by image GUID."""
+    feed.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(manifest, feed / "manifest.imagepackage")
+    by_id = {parse_package(p.read_bytes()).image_id: p for p in images.glob("*.imagepackage")}
+    for entry in read_manifest(parse_package(manifest.read_bytes()).payload):
+        shutil.copyfile(by_id[entry.image_id], feed / f"{entry.image_id}.imagepackage")
+
+
+def build_all(out: Path, recipes: Path = RECIPES) -> None:
+    keys = out / "keys"
+    if not (keys / "root.key").exists():
+        keygen(keys)
+    for name in IMAGES + list(FEEDS.values()):
+        build_from_recipe(recipes / f"{name}.toml", keys, out / f"{name}.imagepackage")
+    for channel, manifest in FEEDS.items():
+        feed = out / "feeds" / channel
+        shutil.rmtree(feed, ignore_errors=True)
+        publish_feed(out / f"{manifest}.imagepackage", out, feed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = argparse.ArgumentParser(prog="build_images", description=__doc__.splitlines()[0])
+    top.add_argument("--out", default="images/build")
+    args = top.parse_args(argv)
+
+    def body() -> int:
+        build_all(Path(args.out))
+        print(f"images built in {args.out}")
+        return 0
+
+    return run_guarded("build_images", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

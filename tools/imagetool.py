@@ -1,0 +1,114 @@
+"""Craft, sign, inspect and verify Azure Sphere image packages.
+
+    python tools/imagetool.py keygen --out DIR
+    python tools/imagetool.py build RECIPE.toml --keys DIR -o OUT
+    python tools/imagetool.py sign IMAGE --key KEY --cert CERT -o OUT
+    python tools/imagetool.py show IMAGE [--json]
+    python tools/imagetool.py verify IMAGE (--cert CERT.pem | --keystore KS --root-pubkey ROOT.pem)
+
+Exit codes: 0 success (verify: valid); 1 signature bad or signer not trusted for that image
+type; 2 malformed input (the error names the offset) or unreadable file. Errors are one line
+on stderr; nothing is written when the input is bad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from firmware_model.cliutil import run_guarded
+from firmware_model.keystore import Keyring, TrustedKey, open_keystore, root_key_hash, verify_image
+from firmware_model.package import parse_package, resign
+from tools.describe import describe, render_text
+from tools.pki import keygen, load_certificate, load_public_key, load_signer
+from tools.recipes import build_from_recipe
+
+PROG = "imagetool"
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    pki = keygen(Path(args.out))
+    print(f"lab PKI written to {pki.folder} (root key hash: "
+          f"{(pki.folder / 'root.hash').read_text().strip()})")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    image = build_from_recipe(Path(args.recipe), Path(args.keys), Path(args.output))
+    print(f"{args.output}: {len(image)} bytes")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    signer = load_signer(Path(args.key), Path(args.cert))
+    signed = resign(Path(args.image).read_bytes(), signer)
+    Path(args.output).write_bytes(signed)
+    print(f"{args.output}: signed by {signer.thumbprint.hex()}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    info = describe(parse_package(Path(args.image).read_bytes()))
+    print(json.dumps(info, indent=2) if args.json else render_text(info))
+    return 0
+
+
+def _keyring(args: argparse.Namespace) -> Keyring:
+    if args.cert:
+        return Keyring([TrustedKey.from_certificate(load_certificate(Path(args.cert)))])
+    fused = root_key_hash(load_public_key(Path(args.root_pubkey)))
+    return open_keystore(Path(args.keystore).read_bytes(), fused)[1].keyring
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if not args.cert and not (args.keystore and args.root_pubkey):
+        print(f"{PROG}: error: verify needs --cert, or --keystore with --root-pubkey",
+              file=sys.stderr)
+        return 2
+    image = verify_image(Path(args.image).read_bytes(), _keyring(args))
+    print(f"{args.image}: valid {image.image_type_name} image signed by {image.thumbprint.hex()}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("keygen", help="create a lab PKI")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_keygen)
+    p = sub.add_parser("build", help="build a signed image from a TOML recipe")
+    p.add_argument("recipe")
+    p.add_argument("--keys", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_build)
+    p = sub.add_parser("sign", help="re-sign an image (new SG section and signature)")
+    p.add_argument("image")
+    p.add_argument("--key", required=True)
+    p.add_argument("--cert", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_sign)
+    p = sub.add_parser("show", help="decode every section and the payload")
+    p.add_argument("image")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_show)
+    p = sub.add_parser("verify", help="check the signature and who may sign this image type")
+    p.add_argument("image")
+    p.add_argument("--cert")
+    p.add_argument("--keystore")
+    p.add_argument("--root-pubkey")
+    p.set_defaults(func=_verify)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run_guarded(PROG, lambda: int(args.func(args)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""A lab PKI for image signing: a root key (whose public-key hash a device fuses), the
+keystore signing certificate and an image-signing certificate, all ECDSA P-256 X.509."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from firmware_model.errors import ImageFormatError
+from firmware_model.keystore import root_key_hash
+from firmware_model.signing import Signer
+
+ROOT = "root"
+KEYSTORE_SIGNING = "keystore-signing"
+IMAGE_SIGNING = "image-signing"
+VALIDITY = dt.timedelta(days=3650)
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def new_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(curve or ec.SECP256R1())
+
+
+def issue(
+    common_name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    *,
+    ca: bool = False,
+    not_before: dt.datetime = EPOCH,
+) -> x509.Certificate:
+    """A certificate for `key`, self-signed when `issuer` is None."""
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sphere-fwmodel lab"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_name, signing_key = (subject, key) if issuer is None else (issuer[0].subject, issuer[1])
+    usage = x509.KeyUsage(digital_signature=not ca, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=ca, crl_sign=ca, encipher_only=False,
+                          decipher_only=False)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(signing_key, hashes.SHA256())
+    )
+
+
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """Write a PKCS#8 PEM private key readable by its owner only (0600 from creation)."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    os.chmod(path, 0o600)
+
+
+def write_certificate(path: Path, certificate: x509.Certificate) -> None:
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+@dataclass(frozen=True)
+class LabPki:
+    """Where keygen put things."""
+
+    folder: Path
+
+    def signer(self, stem: str) -> Signer:
+        return load_signer(self.folder / f"{stem}.key", self.folder / f"{stem}.pem")
+
+    @property
+    def root_public_key_path(self) -> Path:
+        return self.folder / f"{ROOT}.pub.pem"
+
+
+def keygen(folder: Path) -> LabPki:
+    """Create root, keystore-signing and image-signing keys and certificates in `folder`.
+
+    Also writes the root public key (`root.pub.pem`) and the hash a device fuses
+    (`root.hash`, hex).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    root_key = new_key()
+    root = issue("Lab Root (fused)", root_key, ca=True)
+    for stem, key, cert in [(ROOT, root_key, root)] + [
+        (stem, k, issue(name, k, (root, root_key)))
+        for stem, name, k in [(KEYSTORE_SIGNING, "Lab Keystore Signing", new_key()),
+                              (IMAGE_SIGNING, "Lab Image Signing", new_key())]
+    ]:
+        write_private_key(folder / f"{stem}.key", key)
+        write_certificate(folder / f"{stem}.pem", cert)
+    public = root_key.public_key()
+    (folder / f"{ROOT}.pub.pem").write_bytes(public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (folder / f"{ROOT}.hash").write_text(root_key_hash(public).hex() + "\n")
+    return LabPki(folder)
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        raise ImageFormatError(f"{path} is not a PEM certificate") from None
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """An EC public key from a PEM file holding a public key or a certificate."""
+    data = path.read_bytes()
+    try:
+        key = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
+               else serialization.load_pem_public_key(data))
+    except ValueError:
+        raise ImageFormatError(f"{path} holds no PEM public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ImageFormatError(f"{path} does not hold an EC public key")
+    return key
+
+
+def load_signer(key_path: Path, cert_path: Path) -> Signer:
+    """A Signer from a PEM private key and the PEM certificate naming it."""
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        raise ImageFormatError(f"{key_path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ImageFormatError(f"{key_path} is not an EC private key")
+    certificate = load_certificate(cert_path)
+    if certificate.public_key() != key.public_key():
+        raise ImageFormatError(f"{cert_path} does not certify the key in {key_path}")
+    return Signer(key, certificate)

@@ -1,0 +1,140 @@
+"""Build signed images from TOML recipes.
+
+A recipe names the image (type, name, GUIDs, build time, security version, signing key) and
+its contents in one table named after the kind:
+
+    type = "UpdateCertStore"            # or TrustedKeystore, BaseSystemUpdateManifest
+    name = "certstore-2025-02"          # DB section, at most 32 bytes of UTF-8
+    component_id = "a2a4a79c-..."       # GUIDs
+    image_id = "5b6d2a0e-..."
+    build_time = 2025-02-10T00:00:00Z
+    security_version = 2
+    signing_key = "image-signing"       # stem of KEY.key / KEY.pem in the --keys folder
+
+    [store]                             # PEM files, relative to the recipe
+    certificates = ["../roots/DigiCert_Global_Root_G2.pem"]
+    bundles = []                        # PEM bundles: every certificate in them
+
+    [keystore]                          # image-signing keys, certificates in --keys
+    keys = [{ certificate = "image-signing.pem", image_types = ["UpdateCertStore"] }]
+
+    [manifest]                          # built images, relative to the output folder
+    images = ["certstore-2025-02.imagepackage"]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from firmware_model.certstore import build_store_payload, file_stem
+from firmware_model.errors import ImageFormatError
+from firmware_model.keystore import TrustedKey, build_keystore_payload
+from firmware_model.manifest import ManifestEntry, build_manifest
+from firmware_model.package import build_package, parse_package
+from firmware_model.sections import ImageType
+from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, load_signer
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ImageFormatError(f"{path} is not a TOML recipe ({error})") from None
+
+
+def _need(recipe: dict[str, Any], key: str, path: Path) -> Any:
+    if key not in recipe:
+        raise ImageFormatError(f"{path}: recipe has no '{key}'")
+    return recipe[key]
+
+
+def _image_type(name: str, path: Path) -> ImageType:
+    try:
+        return ImageType[name]
+    except KeyError:
+        raise ImageFormatError(f"{path}: unknown image type {name!r}") from None
+
+
+def _store_payload(table: dict[str, Any], base: Path) -> bytes:
+    named: list[tuple[str, x509.Certificate]] = []
+    for file in table.get("certificates", []):
+        cert = load_certificate(base / file)
+        named.append((Path(file).stem, cert))
+    for bundle in table.get("bundles", []):
+        for cert in x509.load_pem_x509_certificates((base / bundle).read_bytes()):
+            named.append((file_stem(cert), cert))
+    return build_store_payload(_unique(named))
+
+
+def _unique(named: list[tuple[str, x509.Certificate]]) -> list[tuple[str, x509.Certificate]]:
+    """Names made unique the way a file system needs them (`Name`, `Name_2`, ...)."""
+    seen: dict[str, int] = {}
+    result = []
+    for name, cert in named:
+        seen[name] = seen.get(name, 0) + 1
+        result.append((name if seen[name] == 1 else f"{name}_{seen[name]}", cert))
+    return result
+
+
+def _keystore_payload(table: dict[str, Any], keys: Path, path: Path) -> bytes:
+    entries = [
+        TrustedKey.from_certificate(
+            load_certificate(keys / k["certificate"]),
+            [_image_type(t, path) for t in k["image_types"]],
+        )
+        for k in table.get("keys", [])
+    ]
+    root = load_certificate(keys / f"{ROOT}.pem").public_key()
+    signer = load_certificate(keys / f"{KEYSTORE_SIGNING}.pem")
+    return build_keystore_payload(root, signer, entries)  # type: ignore[arg-type]
+
+
+def _manifest_payload(table: dict[str, Any], out_dir: Path, build_date: int) -> bytes:
+    entries = [ManifestEntry.for_image(parse_package((out_dir / f).read_bytes()))
+               for f in table.get("images", [])]
+    return build_manifest(entries, build_date)
+
+
+def _timestamp(value: Any) -> int:
+    if isinstance(value, dt.datetime):
+        return int((value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp())
+    return int(value or 0)
+
+
+def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
+    """Build, sign and write the image `path` describes; return its bytes."""
+    recipe = load_recipe(path)
+    image_type = _image_type(_need(recipe, "type", path), path)
+    build_time = _timestamp(recipe.get("build_time"))
+    if image_type == ImageType.UpdateCertStore:
+        payload = _store_payload(_need(recipe, "store", path), path.parent)
+    elif image_type == ImageType.TrustedKeystore:
+        payload = _keystore_payload(_need(recipe, "keystore", path), keys, path)
+    elif image_type == ImageType.BaseSystemUpdateManifest:
+        payload = _manifest_payload(_need(recipe, "manifest", path), out.parent, build_time)
+    else:
+        raise ImageFormatError(f"{path}: recipes build stores, keystores and manifests only")
+    default_key = KEYSTORE_SIGNING if image_type == ImageType.TrustedKeystore else IMAGE_SIGNING
+    stem = recipe.get("signing_key", default_key)
+    try:
+        ids = (uuid.UUID(_need(recipe, "component_id", path)),
+               uuid.UUID(_need(recipe, "image_id", path)))
+    except ValueError as error:
+        raise ImageFormatError(f"{path}: bad GUID ({error})") from None
+    name = str(recipe.get("name", path.stem))
+    if len(name.encode()) > 32:
+        raise ImageFormatError(f"{path}: name {name!r} is longer than 32 bytes")
+    image = build_package(
+        payload, image_type=image_type, component_id=ids[0], image_id=ids[1],
+        signer=load_signer(keys / f"{stem}.key", keys / f"{stem}.pem"), name=name,
+        build_time=build_time, security_version=recipe.get("security_version"),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(image)
+    return image
