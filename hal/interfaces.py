@@ -116,14 +116,29 @@ BootHook = Callable[["Machine"], None]
 
 @runtime_checkable
 class Machine(Protocol):
-    """A whole device as the model sees it: its peripherals and its reset behaviour."""
+    """A whole device as the model sees it: its peripherals and its reset behaviour.
 
-    flash: Flash
-    otp: Otp
-    reset: ResetController
-    clock: Clock
-    console: Console
-    watchdog: Watchdog
+    The peripherals are read-only attributes, so a backend may expose richer concrete types
+    (the software machine's flash, say) and still satisfy this protocol under mypy.
+    """
+
+    @property
+    def flash(self) -> Flash: ...
+
+    @property
+    def otp(self) -> Otp: ...
+
+    @property
+    def reset(self) -> ResetController: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def console(self) -> Console: ...
+
+    @property
+    def watchdog(self) -> Watchdog: ...
 
     def set_boot_hook(self, hook: BootHook | None) -> None:
         """Register what runs on every reset (the device's boot path)."""

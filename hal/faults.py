@@ -1,0 +1,150 @@
+"""The fault injector: counts flash operations and cuts power at a chosen one.
+
+An elementary flash operation is one page program (a `program` call spanning pages is one
+operation per page) or one sector erase. Reads and hashes are not operations.
+
+A cut is armed for the `op`-th operation *from the moment of arming* (0 = the very next one)
+and fires once:
+
+- ``CutMode.BEFORE``: power goes before the operation touches the flash;
+- ``CutMode.AFTER``: the operation completes, then power goes;
+- ``CutMode.TORN``: part of the operation reaches the flash, then power goes. By default the
+  first half of its bytes (``torn_bytes`` chooses how many; the rest stay as they were); with
+  ``bit_seed``, instead a seeded random subset of the bits the operation would change.
+
+The flash raises :class:`hal.errors.PowerLoss` out of the interrupted call and the machine stays
+powered off until ``power_on()``. Sweeping every cut point of some work::
+
+    start = machine.faults.op_count
+    work(machine)                                   # dry run
+    for op in range(machine.faults.op_count - start):
+        for mode in CutMode:
+            machine.restore(snap); machine.faults.arm(op, mode); ...
+
+(:func:`hal.sweep.sweep_power_cuts` does exactly this.)
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+
+class CutMode(enum.Enum):
+    """When, relative to the chosen flash operation, the power goes."""
+
+    BEFORE = "before"
+    AFTER = "after"
+    TORN = "torn"
+
+
+class OpKind(enum.Enum):
+    """The two elementary NOR operations."""
+
+    PROGRAM = "program"
+    ERASE = "erase"
+
+
+@dataclass(frozen=True)
+class FlashOp:
+    """One elementary flash operation; `index` counts operations since the machine was made."""
+
+    index: int
+    kind: OpKind
+    offset: int
+    length: int
+
+    def __str__(self) -> str:
+        return f"flash op #{self.index} ({self.kind.value} {self.length} bytes at {self.offset:#x})"
+
+
+@dataclass(frozen=True)
+class CutPoint:
+    """A planned power cut: at the `op`-th flash operation after arming, in `mode`."""
+
+    op: int
+    mode: CutMode
+    torn_bytes: int | None = None
+    bit_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.op < 0:
+            raise ValueError(f"cut point op must be >= 0, not {self.op}")
+        tear_given = self.torn_bytes is not None or self.bit_seed is not None
+        if tear_given and self.mode is not CutMode.TORN:
+            raise ValueError("torn_bytes and bit_seed only apply to CutMode.TORN")
+        if self.torn_bytes is not None and self.bit_seed is not None:
+            raise ValueError("a tear is a byte prefix (torn_bytes) or random bits (bit_seed)")
+        if self.torn_bytes is not None and self.torn_bytes < 0:
+            raise ValueError(f"torn_bytes must be >= 0, not {self.torn_bytes}")
+
+    def __str__(self) -> str:
+        return f"cut {self.mode.value} op {self.op}"
+
+
+def tear(old: bytes, new: bytes, point: CutPoint) -> bytes:
+    """What an operation turning `old` into `new` leaves when torn as `point` says.
+
+    Every bit of the result is either its old or its new value.
+    """
+    if point.bit_seed is not None:
+        changed = int.from_bytes(old, "big") ^ int.from_bytes(new, "big")
+        flipped = random.Random(point.bit_seed).getrandbits(len(old) * 8) & changed
+        return (int.from_bytes(old, "big") ^ flipped).to_bytes(len(old), "big")
+    done = len(new) // 2 if point.torn_bytes is None else min(point.torn_bytes, len(new))
+    return new[:done] + old[done:]
+
+
+class FaultInjector:
+    """Counts elementary flash operations and holds at most one armed power cut."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._armed: CutPoint | None = None
+        self._target = 0
+        self.last_op: FlashOp | None = None
+        self.fired: tuple[FlashOp, CutPoint] | None = None
+
+    @property
+    def op_count(self) -> int:
+        """Elementary flash operations begun since the machine was created (cut ones included)."""
+        return self._count
+
+    @property
+    def armed(self) -> CutPoint | None:
+        """The cut waiting to fire, if any."""
+        return self._armed
+
+    def arm(
+        self,
+        op: int,
+        mode: CutMode,
+        *,
+        torn_bytes: int | None = None,
+        bit_seed: int | None = None,
+    ) -> CutPoint:
+        """Cut power at the `op`-th flash operation from now (0 = the next one); see module doc."""
+        return self.arm_point(CutPoint(op, mode, torn_bytes, bit_seed))
+
+    def arm_point(self, point: CutPoint) -> CutPoint:
+        """Arm `point` (replacing any cut already armed), counting from now."""
+        self._armed = point
+        self._target = self._count + point.op
+        return point
+
+    def disarm(self) -> None:
+        """Forget the armed cut, if any."""
+        self._armed = None
+
+    def begin(self, kind: OpKind, offset: int, length: int) -> tuple[FlashOp, CutPoint | None]:
+        """Count one operation; return it and the cut to apply to it (which is then disarmed)."""
+        op = FlashOp(self._count, kind, offset, length)
+        self._count += 1
+        self.last_op = op
+        point = self._armed
+        if point is None or op.index != self._target:
+            return op, None
+        self._armed = None
+        self.fired = (op, point)
+        return op, point

@@ -1,0 +1,202 @@
+"""NOR flash for the software machine, in memory or backed by a file.
+
+NOR rules enforced: erase sets whole, aligned sectors to 0xFF; program only clears bits
+(1 -> 0), one page per elementary operation (a `program` spanning pages is split at page
+boundaries, each page one operation for the fault injector). A broken rule is a FlashError
+naming the offset, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from hal.errors import FlashError, PowerLoss
+from hal.faults import CutMode, FaultInjector, OpKind, tear
+from hal.interfaces import FlashGeometry
+from hal.power import PowerRail
+
+_ERASED = 0xFF
+_FILL_CHUNK = 1 << 20
+
+
+def check_geometry(geometry: FlashGeometry) -> None:
+    """FlashError unless pages tile sectors and sectors tile the flash."""
+    size, sector, page = geometry.size, geometry.sector_size, geometry.page_size
+    if min(size, sector, page) <= 0 or sector % page or size % sector:
+        raise FlashError(
+            f"bad flash geometry: size {size}, sector {sector}, page {page} "
+            "(each must be positive and divide the one before)"
+        )
+
+
+class NorFlash:
+    """A NOR flash of `geometry`; with `path`, the bytes live in that file (see `open_backing`)."""
+
+    def __init__(
+        self,
+        geometry: FlashGeometry,
+        rail: PowerRail,
+        faults: FaultInjector,
+        path: Path | None = None,
+    ) -> None:
+        check_geometry(geometry)
+        self._geometry = geometry
+        self._rail = rail
+        self._faults = faults
+        self._file: BinaryIO | None = None
+        self._buf: mmap.mmap | bytearray
+        if path is None:
+            self._buf = bytearray([_ERASED]) * geometry.size
+        else:
+            self._file, self._buf = open_backing(path, geometry.size)
+        self._dirty: set[int] = set()
+        self._baseline: object | None = None
+
+    @property
+    def geometry(self) -> FlashGeometry:
+        """Size, sector size and page size in bytes."""
+        return self._geometry
+
+    def read(self, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset`; FlashError if out of range."""
+        self._rail.require("flash read")
+        self._check_range("read", offset, length)
+        return bytes(self._buf[offset : offset + length])
+
+    def program(self, offset: int, data: bytes) -> None:
+        """Clear bits so `offset..` reads `data`, one page operation at a time.
+
+        FlashError (nothing written) if out of range or a bit would go 0 -> 1.
+        PowerLoss if the fault injector cuts power on one of the page operations.
+        """
+        self._rail.require("flash program")
+        data = bytes(data)
+        self._check_range("program", offset, len(data))
+        self._check_clears_only(offset, data)
+        for page_offset, chunk in self._page_chunks(offset, data):
+            self._operate(OpKind.PROGRAM, page_offset, chunk)
+
+    def erase(self, offset: int, length: int) -> None:
+        """Set whole sectors to 0xFF, one sector operation at a time.
+
+        FlashError (nothing erased) if out of range or not sector aligned.
+        PowerLoss if the fault injector cuts power on one of the sector operations.
+        """
+        self._rail.require("flash erase")
+        self._check_range("erase", offset, length)
+        sector = self._geometry.sector_size
+        if offset % sector or length % sector:
+            raise FlashError(
+                f"flash erase of {length:#x} bytes at {offset:#x} is not aligned "
+                f"to the {sector:#x}-byte sector"
+            )
+        blank = bytes([_ERASED]) * sector
+        for sector_offset in range(offset, offset + length, sector):
+            self._operate(OpKind.ERASE, sector_offset, blank)
+
+    def hash(self, offset: int, length: int) -> bytes:
+        """SHA-256 of `length` bytes from `offset`, without copying them out."""
+        self._rail.require("flash hash")
+        self._check_range("hash", offset, length)
+        with memoryview(self._buf) as whole, whole[offset : offset + length] as part:
+            return hashlib.sha256(part).digest()
+
+    def read_mapped(self, offset: int, length: int) -> bytes:
+        """The memory map's view of the flash (same as `read`)."""
+        return self.read(offset, length)
+
+    def image(self, token: object) -> bytes:
+        """A copy of the flash; a later `load_image(.., token)` copies back only what changed."""
+        self._baseline = token
+        self._dirty.clear()
+        return bytes(self._buf)
+
+    def load_image(self, image: bytes, token: object) -> None:
+        """Make the flash hold `image` (taken by `image(token)`): only dirty sectors if possible."""
+        if len(image) != self._geometry.size:
+            raise FlashError(f"flash image is {len(image)} bytes, the flash {self._geometry.size}")
+        if self._baseline is token:
+            sector = self._geometry.sector_size
+            for index in self._dirty:
+                start = index * sector
+                self._buf[start : start + sector] = image[start : start + sector]
+        else:
+            self._buf[:] = image
+        self._baseline = token
+        self._dirty.clear()
+
+    def close(self) -> None:
+        """Flush the backing file and release it (a no-op in memory)."""
+        if self._file is not None and isinstance(self._buf, mmap.mmap):
+            self._buf.flush()
+            self._buf.close()
+            self._file.close()
+            self._file = None
+
+    def _operate(self, kind: OpKind, offset: int, new: bytes) -> None:
+        op, cut = self._faults.begin(kind, offset, len(new))
+        if cut is None:
+            self._store(offset, new)
+            return
+        if cut.mode is CutMode.AFTER:
+            self._store(offset, new)
+        elif cut.mode is CutMode.TORN:
+            self._store(offset, tear(bytes(self._buf[offset : offset + len(new)]), new, cut))
+        self._rail.cut()
+        raise PowerLoss(f"power cut {cut.mode.value} {op}")
+
+    def _store(self, offset: int, data: bytes) -> None:
+        self._buf[offset : offset + len(data)] = data
+        sector = self._geometry.sector_size
+        self._dirty.update(range(offset // sector, (offset + len(data) - 1) // sector + 1))
+
+    def _check_range(self, what: str, offset: int, length: int) -> None:
+        size = self._geometry.size
+        if offset < 0 or length < 0 or offset + length > size:
+            raise FlashError(
+                f"flash {what} of {length:#x} bytes at {offset:#x} is outside the "
+                f"{size:#x}-byte flash"
+            )
+
+    def _check_clears_only(self, offset: int, data: bytes) -> None:
+        old = int.from_bytes(self._buf[offset : offset + len(data)], "big")
+        wants_set = int.from_bytes(data, "big") & ~old
+        if wants_set:
+            index = len(data) - 1 - (wants_set.bit_length() - 1) // 8
+            was = self._buf[offset + index]
+            raise FlashError(
+                f"flash program at {offset + index:#x}: byte {was:#04x} cannot become "
+                f"{data[index]:#04x} (programming only clears bits; erase the sector first)"
+            )
+
+    def _page_chunks(self, offset: int, data: bytes) -> Iterator[tuple[int, bytes]]:
+        page = self._geometry.page_size
+        position = 0
+        while position < len(data):
+            at = offset + position
+            take = min(page - at % page, len(data) - position)
+            yield at, data[position : position + take]
+            position += take
+
+
+def open_backing(path: Path, size: int) -> tuple[BinaryIO, mmap.mmap]:
+    """Open (creating it 0xFF-filled if absent or empty) a flash file of `size` bytes and map it.
+
+    The mapping is shared, so what is programmed is in the file (like QEMU's
+    ``-drive file=...,if=mtd``). FlashError if an existing file has another size.
+    """
+    path.touch(exist_ok=True)
+    handle = path.open("r+b")
+    actual = path.stat().st_size
+    if actual == 0:
+        for start in range(0, size, _FILL_CHUNK):
+            handle.write(bytes([_ERASED]) * min(_FILL_CHUNK, size - start))
+        handle.flush()
+    elif actual != size:
+        handle.close()
+        raise FlashError(f"{path}: flash file holds {actual} bytes, the geometry says {size}")
+    return handle, mmap.mmap(handle.fileno(), size)

@@ -1,0 +1,187 @@
+"""The software machine: a whole MT3620-like device in-process, QEMU-style.
+
+Devices sit on a :class:`~hal.memory_map.MemoryMap`: a NOR flash (16 MiB, 4 KiB sectors,
+256-byte pages by default), an OTP fuse bank, a reset-cause register. Around them: a virtual
+clock, a watchdog on that clock, a line console, a power rail and a fault injector.
+
+What the device model uses::
+
+    m = SoftwareMachine(Path("dev.flash"), FlashGeometry(size=..., sector_size=..., page_size=...))
+    m.set_boot_hook(boot)          # boot(m) runs on every reset, watchdog bite and power_on()
+    m.flash.program(off, data); m.flash.erase(off, n); m.flash.read(off, n); m.flash.hash(off, n)
+    m.otp.blow(word, bits); m.reset.request_reset(); m.reset.last_cause()
+    m.clock.advance(86_400); m.clock.sleep(1.5); m.clock.set_wall(datetime(...))
+    m.faults.arm(op, CutMode.TORN); m.faults.op_count   # see hal.faults
+    snap = m.snapshot(); ...; m.restore(snap)
+    m.power_off(); m.power_on()    # power_on re-runs boot with cause POWER_LOSS
+
+State on disk, next to the flash file FLASH: FLASH (the flash bytes), FLASH.otp (the fuse
+words), FLASH.reset (the last reset cause). A new SoftwareMachine on the same path is the same
+device: flash, fuses and last reset cause as they were. Without a path everything is in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+from hal.clock import DEFAULT_WALL_START, ClockState, VirtualClock
+from hal.console import Echo, LineConsole
+from hal.faults import FaultInjector
+from hal.flash import NorFlash
+from hal.interfaces import BootHook, FlashGeometry, ResetCause
+from hal.memory_map import MemoryMap
+from hal.otp import FuseBank
+from hal.power import PowerRail
+from hal.reset import ResetCauseRegister, SoftResetController
+from hal.watchdog import VirtualWatchdog, WatchdogState
+
+#: The default flash: MT3620-like, 16 MiB NOR with 4 KiB sectors and 256-byte pages.
+MT3620_GEOMETRY = FlashGeometry()
+
+#: Where the devices sit on the model's memory map (the model's addresses, not the MT3620's).
+FLASH_BASE = 0x1000_0000
+OTP_BASE = 0x3000_0000
+RESET_CAUSE_BASE = 0x4000_0000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What `restore` puts back: flash, fuses, reset cause, clock, watchdog, power, console."""
+
+    flash: bytes
+    otp: tuple[int, ...]
+    cause: ResetCause
+    clock: ClockState
+    watchdog: WatchdogState | None
+    powered: bool
+    console_lines: int
+    token: object = field(default_factory=object, compare=False, repr=False)
+
+
+def sidecar(flash_path: Path | None, suffix: str) -> Path | None:
+    """The file beside the flash file that keeps another part of the device's state."""
+    return None if flash_path is None else flash_path.with_name(flash_path.name + suffix)
+
+
+class SoftwareMachine:
+    """An in-process device implementing :class:`hal.interfaces.Machine`, plus test controls.
+
+    A fresh machine is powered, reports POWER_ON and has no boot hook. Its boot hook is not run
+    at construction: the device model runs its first boot itself.
+    """
+
+    def __init__(
+        self,
+        flash_path: Path | str | None = None,
+        geometry: FlashGeometry = MT3620_GEOMETRY,
+        otp_words: int = 64,
+        *,
+        wall_start: float | datetime = DEFAULT_WALL_START,
+        echo: Echo | None = None,
+    ) -> None:
+        path = None if flash_path is None else Path(flash_path)
+        self._rail = PowerRail()
+        self._hook: BootHook | None = None
+        self.faults = FaultInjector()
+        self.clock = VirtualClock(wall_start)
+        self.console = LineConsole(echo)
+        self.flash = NorFlash(geometry, self._rail, self.faults, path)
+        try:
+            self.otp = FuseBank(otp_words, self._rail, sidecar(path, ".otp"))
+            self._cause = ResetCauseRegister(sidecar(path, ".reset"))
+        except BaseException:
+            self.close()
+            raise
+        self.reset = SoftResetController(self._rail, self._cause, self._reboot)
+        self.watchdog = VirtualWatchdog(
+            self.clock, self._rail, lambda: self._reboot(ResetCause.WATCHDOG)
+        )
+        self._rail.when_cut(self.watchdog.halt)
+        self.memory_map = self._build_memory_map()
+        self.console.log(f"[hal] power on: last reset cause {self._cause.cause.name}")
+
+    @property
+    def powered(self) -> bool:
+        """False between a power cut (injected or `power_off`) and `power_on`."""
+        return self._rail.on
+
+    def set_boot_hook(self, hook: BootHook | None) -> None:
+        """Run `hook(machine)` on every reset, watchdog bite and `power_on` (None: nothing)."""
+        self._hook = hook
+
+    def power_off(self) -> None:
+        """Cut power between operations: flash, OTP, reset and watchdog raise PowerLoss."""
+        self._rail.cut()
+
+    def power_on(self) -> None:
+        """Power up (from off, or power-cycle if on): RAM lost, cause POWER_LOSS, boot hook run.
+
+        A PowerLoss out of the boot hook (a cut armed for a boot-time flash operation)
+        propagates, and the machine is off again.
+        """
+        self._rail.restore()
+        self._reboot(ResetCause.POWER_LOSS)
+
+    def snapshot(self) -> Snapshot:
+        """Capture the machine's state (one 16 MiB copy for the default flash)."""
+        token = object()
+        return Snapshot(
+            flash=self.flash.image(token),
+            otp=self.otp.words(),
+            cause=self._cause.cause,
+            clock=self.clock.state(),
+            watchdog=self.watchdog.state(),
+            powered=self._rail.on,
+            console_lines=len(self.console.lines()),
+            token=token,
+        )
+
+    def restore(self, snap: Snapshot) -> None:
+        """Put the machine back as `snap` found it; the boot hook and fault injector are kept.
+
+        Restoring the most recent snapshot copies back only the flash sectors changed since.
+        """
+        self.flash.load_image(snap.flash, snap.token)
+        self.otp.load(snap.otp)
+        self._cause.record(snap.cause)
+        self.clock.load(snap.clock)
+        self.watchdog.load(snap.watchdog)
+        self.console.truncate(snap.console_lines)
+        if snap.powered:
+            self._rail.restore()
+        else:
+            self._rail.cut()
+
+    def close(self) -> None:
+        """Flush and close the backing files; the machine must not be used afterwards."""
+        self.flash.close()
+        if hasattr(self, "otp"):
+            self.otp.close()
+
+    def __enter__(self) -> SoftwareMachine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _reboot(self, cause: ResetCause) -> None:
+        self.watchdog.halt()
+        self._cause.record(cause)
+        self.console.log(f"[hal] reset: cause {cause.name}")
+        if self._hook is not None:
+            self._hook(self)
+
+    def _build_memory_map(self) -> MemoryMap:
+        memory = MemoryMap()
+        memory.add("flash", FLASH_BASE, self.flash.geometry.size, self.flash)
+        memory.add("otp", OTP_BASE, self.otp.word_count * 4, self.otp)
+        memory.add("reset_cause", RESET_CAUSE_BASE, 4, self._cause)
+        return memory

@@ -1,0 +1,81 @@
+"""The reset controller and its cause register, which survives resets (and, on disk, processes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from hal.errors import HalError
+from hal.interfaces import ResetCause
+from hal.power import PowerRail
+
+_REGISTER_BYTES = 4
+
+
+class ResetCauseRegister:
+    """Holds the cause of the most recent reset; POWER_ON when new.
+
+    With a `path`, the cause is kept in that file (its name, one line) and re-read on open.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._cause = ResetCause.POWER_ON
+        if path is not None and path.exists():
+            self._cause = _parse_cause(path)
+        self._save()
+
+    @property
+    def cause(self) -> ResetCause:
+        """The cause of the most recent reset."""
+        return self._cause
+
+    def record(self, cause: ResetCause) -> None:
+        """Remember `cause` (and write it through to the file, if any)."""
+        if cause is not self._cause:
+            self._cause = ResetCause(cause)
+            self._save()
+
+    def read_mapped(self, offset: int, length: int) -> bytes:
+        """The register as a little-endian u32, for the memory map."""
+        return int(self._cause).to_bytes(_REGISTER_BYTES, "little")[offset : offset + length]
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        scratch = self._path.with_name(self._path.name + ".tmp")
+        scratch.write_text(self._cause.name + "\n", encoding="ascii")
+        os.replace(scratch, self._path)
+
+
+def _parse_cause(path: Path) -> ResetCause:
+    name = path.read_text(encoding="ascii", errors="replace").strip()
+    try:
+        return ResetCause[name]
+    except KeyError:
+        raise HalError(f"{path}: {name!r} is not a reset cause") from None
+
+
+class SoftResetController:
+    """Resets the machine through `perform` and reports the last cause from the register."""
+
+    def __init__(
+        self,
+        rail: PowerRail,
+        register: ResetCauseRegister,
+        perform: Callable[[ResetCause], None],
+    ) -> None:
+        self._rail = rail
+        self._register = register
+        self._perform = perform
+
+    def request_reset(self, cause: ResetCause = ResetCause.SOFTWARE) -> None:
+        """Reset now: flash and OTP kept, RAM lost, the cause recorded, the boot hook re-run."""
+        self._rail.require("reset request")
+        self._perform(ResetCause(cause))
+
+    def last_cause(self) -> ResetCause:
+        """The cause of the most recent reset (POWER_ON on a fresh machine)."""
+        self._rail.require("reset cause read")
+        return self._register.cause
