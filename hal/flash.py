@@ -129,10 +129,18 @@ class NorFlash:
         self._baseline = token
         self._dirty.clear()
 
-    def close(self) -> None:
-        """Flush the backing file and release it (a no-op in memory)."""
-        if self._file is not None and isinstance(self._buf, mmap.mmap):
+    def flush(self) -> None:
+        """Push the flash bytes to the disk (msync); other processes see them without this."""
+        if isinstance(self._buf, mmap.mmap):
             self._buf.flush()
+
+    def close(self) -> None:
+        """Release the backing file (a no-op in memory).
+
+        The mapping is shared, so the bytes are in the file for any later reader; they reach
+        the disk when the kernel writes them back (or at `flush`).
+        """
+        if self._file is not None and isinstance(self._buf, mmap.mmap):
             self._buf.close()
             self._file.close()
             self._file = None

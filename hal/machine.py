@@ -156,7 +156,7 @@ class SoftwareMachine:
             self._rail.cut()
 
     def close(self) -> None:
-        """Flush and close the backing files; the machine must not be used afterwards."""
+        """Close the backing files (their contents stay); the machine must not be used after."""
         self.flash.close()
         if hasattr(self, "otp"):
             self.otp.close()

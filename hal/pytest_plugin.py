@@ -119,8 +119,10 @@ def hal_backend(request: pytest.FixtureRequest) -> HalChoice:
 def machine(hal_backend: HalChoice, tmp_path: Path) -> Iterator[Machine]:
     """A Machine on the chosen backend (fresh, except a board on a serial port)."""
     if hal_backend.kind == "fake":
-        with SoftwareMachine(tmp_path / "flash.bin") as soft:
+        flash_path = tmp_path / "flash.bin"
+        with SoftwareMachine(flash_path) as soft:
             yield soft
+        _remove_device_files(flash_path)
     elif hal_backend.kind == "emulator":
         yield from _emulated_machine(tmp_path / "flash.bin")
     else:
@@ -129,6 +131,12 @@ def machine(hal_backend: HalChoice, tmp_path: Path) -> Iterator[Machine]:
             yield board
         finally:
             board.close()
+
+
+def _remove_device_files(flash_path: Path) -> None:
+    """Delete a test's 16 MiB flash file and its sidecars (pytest keeps tmp dirs around)."""
+    for suffix in ("", ".otp", ".reset"):
+        flash_path.with_name(flash_path.name + suffix).unlink(missing_ok=True)
 
 
 def _serial_machine(port_url: str) -> Machine:
@@ -150,6 +158,7 @@ def _emulated_machine(flash_path: Path) -> Iterator[Machine]:
             board.close()
     finally:
         _stop(process)
+        _remove_device_files(flash_path)
 
 
 def _first_line(process: subprocess.Popen[str], stderr_path: Path) -> str:
