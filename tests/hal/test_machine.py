@@ -1,0 +1,311 @@
+"""The software machine itself: files, memory map, clock, console, watchdog, snapshots."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hal.clock import DEFAULT_WALL_START
+from hal.errors import FlashError, HalError, OtpError, PowerLoss
+from hal.interfaces import FlashGeometry, ResetCause
+from hal.machine import FLASH_BASE, OTP_BASE, RESET_CAUSE_BASE, SoftwareMachine
+from hal.memory_map import MemoryMap
+
+SMALL = FlashGeometry(size=16 * 4096, sector_size=4096, page_size=256)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[SoftwareMachine]:
+    """A 64 KiB machine on a file, with 8 fuse words."""
+    with SoftwareMachine(tmp_path / "small.flash", SMALL, otp_words=8) as machine:
+        yield machine
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def test_default_machine_is_mt3620_like_and_its_file_starts_erased(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with SoftwareMachine(path) as machine:
+        assert machine.flash.geometry == FlashGeometry(16 << 20, 4096, 256)
+    raw = path.read_bytes()
+    assert len(raw) == 16 << 20 and raw.count(0xFF) == len(raw)
+    assert (tmp_path / "dev.flash.otp").read_bytes() == bytes(64 * 4)
+    assert (tmp_path / "dev.flash.reset").read_text() == "POWER_ON\n"
+
+
+def test_flash_otp_and_reset_cause_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with SoftwareMachine(path, SMALL, otp_words=8) as machine:
+        machine.flash.program(4096 + 3, b"persist")
+        machine.otp.blow(7, 0xA5)
+        machine.reset.request_reset(ResetCause.WATCHDOG)
+    with SoftwareMachine(path, SMALL, otp_words=8) as again:
+        assert again.flash.read(4096 + 3, 7) == b"persist"
+        assert again.otp.read_word(7) == 0xA5
+        assert again.reset.last_cause() is ResetCause.WATCHDOG
+        assert again.console.lines() == ["[hal] power on: last reset cause WATCHDOG"]
+
+
+def test_another_process_sees_and_extends_the_same_device(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with SoftwareMachine(path, SMALL, otp_words=8) as machine:
+        machine.flash.program(0, b"from parent")
+        machine.otp.blow(0, 1)
+    child = textwrap.dedent(
+        f"""
+        import sys
+        from hal.interfaces import FlashGeometry, ResetCause
+        from hal.machine import SoftwareMachine
+        with SoftwareMachine({str(path)!r}, FlashGeometry({SMALL.size}, 4096, 256), 8) as m:
+            if m.flash.read(0, 11) != b"from parent" or m.otp.read_word(0) != 1:
+                sys.exit(3)
+            m.flash.program(8192, b"from child")
+            m.otp.blow(0, 2)
+            m.reset.request_reset(ResetCause.SOFTWARE)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with SoftwareMachine(path, SMALL, otp_words=8) as machine:
+        assert machine.flash.read(8192, 10) == b"from child"
+        assert machine.otp.read_word(0) == 3
+        assert machine.reset.last_cause() is ResetCause.SOFTWARE
+
+
+def test_flash_file_of_another_size_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    path.write_bytes(b"\xff" * 4096)
+    with pytest.raises(FlashError, match=r"dev\.flash.*4096 bytes"):
+        SoftwareMachine(path, SMALL)
+
+
+def test_otp_file_of_another_size_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    (tmp_path / "dev.flash.otp").write_bytes(bytes(12))
+    with pytest.raises(OtpError, match="12 bytes"):
+        SoftwareMachine(path, SMALL, otp_words=8)
+
+
+def test_garbled_reset_cause_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    (tmp_path / "dev.flash.reset").write_text("BROWNOUT\n")
+    with pytest.raises(HalError, match="BROWNOUT"):
+        SoftwareMachine(path, SMALL)
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        FlashGeometry(size=4096 * 3 + 1, sector_size=4096, page_size=256),
+        FlashGeometry(size=8192, sector_size=4096, page_size=300),
+        FlashGeometry(size=0, sector_size=4096, page_size=256),
+    ],
+    ids=["size-not-sectors", "sector-not-pages", "empty"],
+)
+def test_bad_geometry_is_refused(geometry: FlashGeometry) -> None:
+    with pytest.raises(FlashError, match="bad flash geometry"):
+        SoftwareMachine(None, geometry)
+
+
+def test_machine_without_a_path_writes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with SoftwareMachine(None, SMALL) as machine:
+        machine.flash.program(0, b"ram only")
+        machine.otp.blow(0, 1)
+        machine.reset.request_reset()
+        assert machine.flash.read(0, 8) == b"ram only"
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- flash errors --------------------------------------------------------------------------
+
+
+def test_flash_errors_name_the_offset(small: SoftwareMachine) -> None:
+    small.flash.program(0x1234, b"\x00")
+    with pytest.raises(FlashError, match="0x1234"):
+        small.flash.program(0x1230, b"\xff\xff\xff\xff\x01")
+    with pytest.raises(FlashError, match="0x1100"):
+        small.flash.erase(0x1100, 4096)
+    with pytest.raises(FlashError, match="0x10000"):
+        small.flash.read(0x10000, 1)
+
+
+def test_refused_program_writes_no_page(small: SoftwareMachine) -> None:
+    small.flash.program(0x2000 + 600, b"\x00")
+    before = small.faults.op_count
+    with pytest.raises(FlashError, match=hex(0x2000 + 600)):
+        small.flash.program(0x2000, bytes(600) + b"\x01")
+    assert small.flash.read(0x2000, 600) == b"\xff" * 600
+    assert small.faults.op_count == before
+
+
+# --- memory map ----------------------------------------------------------------------------
+
+
+def test_memory_map_names_every_device(small: SoftwareMachine) -> None:
+    regions = {region.name: region for region in small.memory_map.regions()}
+    assert set(regions) == {"flash", "otp", "reset_cause"}
+    assert regions["flash"].base == FLASH_BASE and regions["flash"].size == SMALL.size
+    assert small.memory_map.region("otp").size == 8 * 4
+
+
+def test_memory_map_reads_reach_the_devices(small: SoftwareMachine) -> None:
+    small.flash.program(0x40, b"mapped")
+    small.otp.blow(1, 0x01020304)
+    small.reset.request_reset(ResetCause.WATCHDOG)
+    assert small.memory_map.read(FLASH_BASE + 0x40, 6) == b"mapped"
+    assert small.memory_map.read(OTP_BASE + 4, 4) == bytes([4, 3, 2, 1])
+    watchdog = int(ResetCause.WATCHDOG).to_bytes(4, "little")
+    assert small.memory_map.read(RESET_CAUSE_BASE, 4) == watchdog
+
+
+def test_memory_map_refuses_holes_crossings_and_overlaps(small: SoftwareMachine) -> None:
+    with pytest.raises(HalError, match="nothing is mapped at 0x0"):
+        small.memory_map.read(0, 4)
+    with pytest.raises(HalError, match="past the end of 'otp'"):
+        small.memory_map.read(OTP_BASE + 30, 4)
+    with pytest.raises(HalError, match="overlaps 'flash'"):
+        small.memory_map.add("shadow", FLASH_BASE + 16, 16, small.flash)
+    with pytest.raises(HalError, match="already has"):
+        small.memory_map.add("otp", 0, 4, small.otp)
+    with pytest.raises(HalError, match="no region called 'rom'"):
+        MemoryMap().region("rom")
+
+
+# --- clock, console, watchdog --------------------------------------------------------------
+
+
+def test_clock_starts_at_the_given_wall_time_and_can_be_set(tmp_path: Path) -> None:
+    assert SoftwareMachine(None, SMALL).clock.wall() == DEFAULT_WALL_START.timestamp()
+    start = datetime(2025, 5, 12, 12, 0, tzinfo=UTC)
+    machine = SoftwareMachine(None, SMALL, wall_start=start)
+    machine.clock.advance(24 * 3600)
+    assert machine.clock.wall() == start.timestamp() + 24 * 3600
+    assert machine.clock.monotonic() == 24 * 3600
+    machine.clock.set_wall(0.0)
+    assert machine.clock.wall() == 0.0 and machine.clock.monotonic() == 24 * 3600
+    with pytest.raises(ValueError, match="timezone"):
+        machine.clock.set_wall(datetime(2025, 1, 1))  # naive: refused
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan"), float("inf")])
+def test_clock_refuses_to_move_back_or_to_infinity(seconds: float) -> None:
+    with pytest.raises(ValueError):
+        SoftwareMachine(None, SMALL).clock.advance(seconds)
+
+
+def test_watchdog_bites_at_its_deadline_even_in_one_long_advance() -> None:
+    machine = SoftwareMachine(None, SMALL)
+    seen: list[float] = []
+    machine.set_boot_hook(lambda m: seen.append(m.clock.monotonic()))
+    machine.clock.advance(10.0)
+    machine.watchdog.start(5.0)
+    machine.clock.advance(3.0)
+    machine.watchdog.kick()
+    machine.clock.advance(3600.0)
+    assert seen == [18.0]
+    assert machine.clock.monotonic() == 3613.0
+    assert not machine.watchdog.running
+
+
+def test_boot_hook_that_sleeps_during_a_bite_does_not_turn_time_back() -> None:
+    machine = SoftwareMachine(None, SMALL)
+    machine.set_boot_hook(lambda m: m.clock.sleep(100.0))
+    machine.watchdog.start(1.0)
+    machine.clock.advance(2.0)
+    assert machine.clock.monotonic() == 101.0
+    assert machine.reset.last_cause() is ResetCause.WATCHDOG
+
+
+def test_watchdog_refuses_a_timeout_that_is_not_positive() -> None:
+    with pytest.raises(HalError, match="positive"):
+        SoftwareMachine(None, SMALL).watchdog.start(0)
+
+
+def test_console_echoes_splits_and_logs_boot_banners() -> None:
+    echoed: list[str] = []
+    machine = SoftwareMachine(None, SMALL, echo=echoed.append)
+    machine.console.log("one\ntwo")
+    machine.reset.request_reset()
+    expected = [
+        "[hal] power on: last reset cause POWER_ON",
+        "one",
+        "two",
+        "[hal] reset: cause SOFTWARE",
+    ]
+    assert machine.console.lines() == expected
+    assert echoed == expected
+
+
+# --- snapshots -----------------------------------------------------------------------------
+
+
+def test_restore_puts_every_part_back(small: SoftwareMachine) -> None:
+    small.flash.program(0, b"before")
+    small.watchdog.start(50.0)
+    snap = small.snapshot()
+    lines = small.console.lines()
+    small.flash.erase(0, 4096)
+    small.flash.program(0x3000, b"after")
+    small.otp.blow(2, 0xFF)
+    small.clock.advance(10.0)
+    small.reset.request_reset(ResetCause.SOFTWARE)
+    small.restore(snap)
+    assert small.flash.read(0, 6) == b"before"
+    assert small.flash.read(0x3000, 5) == b"\xff" * 5
+    assert small.otp.read_word(2) == 0
+    assert small.reset.last_cause() is ResetCause.POWER_ON
+    assert small.clock.monotonic() == 0.0
+    assert small.console.lines() == lines
+    assert small.watchdog.running
+    small.clock.advance(49.0)
+    assert small.reset.last_cause() is ResetCause.POWER_ON
+    small.clock.advance(1.0)
+    assert small.reset.last_cause() is ResetCause.WATCHDOG
+
+
+def test_restoring_an_older_snapshot_copies_the_whole_flash(small: SoftwareMachine) -> None:
+    first = small.snapshot()
+    small.flash.program(0x100, b"A")
+    second = small.snapshot()
+    small.flash.program(0x5000, b"B")
+    small.restore(first)
+    assert small.flash.read(0x100, 1) == b"\xff" and small.flash.read(0x5000, 1) == b"\xff"
+    small.restore(second)
+    assert small.flash.read(0x100, 1) == b"A" and small.flash.read(0x5000, 1) == b"\xff"
+    small.flash.program(0x5000, b"C")
+    small.restore(second)
+    assert small.flash.read(0x5000, 1) == b"\xff"
+    assert small.flash.read(0, SMALL.size) == second.flash
+
+
+def test_restore_reaches_the_flash_file(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with SoftwareMachine(path, SMALL) as machine:
+        snap = machine.snapshot()
+        machine.flash.program(0, b"gone")
+        machine.restore(snap)
+    assert path.read_bytes() == b"\xff" * SMALL.size
+
+
+def test_snapshot_of_a_machine_without_power_restores_it_without_power(
+    small: SoftwareMachine,
+) -> None:
+    live = small.snapshot()
+    small.power_off()
+    dead = small.snapshot()
+    small.restore(live)
+    assert small.powered and small.flash.read(0, 1) == b"\xff"
+    small.restore(dead)
+    assert not small.powered
+    with pytest.raises(PowerLoss):
+        small.flash.read(0, 1)
