@@ -9,8 +9,10 @@ and fires once:
 - ``CutMode.BEFORE``: power goes before the operation touches the flash;
 - ``CutMode.AFTER``: the operation completes, then power goes;
 - ``CutMode.TORN``: part of the operation reaches the flash, then power goes. By default the
-  first half of its bytes (``torn_bytes`` chooses how many; the rest stay as they were); with
-  ``bit_seed``, instead a seeded random subset of the bits the operation would change.
+  first half of the bits the operation changes, in address order (so a torn page or sector
+  differs from both its old and its new contents whenever two or more bits change); with
+  ``torn_bytes=k``, its first k bytes and none after; with ``bit_seed``, a seeded random
+  subset of the bits it changes.
 
 The flash raises :class:`hal.errors.PowerLoss` out of the interrupted call and the machine stays
 powered off until ``power_on()``. Sweeping every cut point of some work::
@@ -88,12 +90,28 @@ def tear(old: bytes, new: bytes, point: CutPoint) -> bytes:
 
     Every bit of the result is either its old or its new value.
     """
+    if point.torn_bytes is not None:
+        done = min(point.torn_bytes, len(new))
+        return new[:done] + old[done:]
+    was = int.from_bytes(old, "big")
+    changed = was ^ int.from_bytes(new, "big")
     if point.bit_seed is not None:
-        changed = int.from_bytes(old, "big") ^ int.from_bytes(new, "big")
         flipped = random.Random(point.bit_seed).getrandbits(len(old) * 8) & changed
-        return (int.from_bytes(old, "big") ^ flipped).to_bytes(len(old), "big")
-    done = len(new) // 2 if point.torn_bytes is None else min(point.torn_bytes, len(new))
-    return new[:done] + old[done:]
+    else:
+        flipped = _leading_bits(changed, changed.bit_count() // 2)
+    return (was ^ flipped).to_bytes(len(old), "big")
+
+
+def _leading_bits(bits: int, count: int) -> int:
+    """The `count` most significant set bits of `bits` (big-endian: the first in address order)."""
+    low, high = 0, bits.bit_length()  # find the least shift leaving at most `count` set bits
+    while low < high:
+        middle = (low + high) // 2
+        if (bits >> middle).bit_count() <= count:
+            high = middle
+        else:
+            low = middle + 1
+    return (bits >> low) << low
 
 
 class FaultInjector:
