@@ -29,7 +29,7 @@ from construct import (
     this,
 )
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -192,7 +192,7 @@ def build_keystore_payload(
 def _ec_key(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_der_public_key(der)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise ImageFormatError(f"{what} is not a DER public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ImageFormatError(f"{what} is not an EC key")
@@ -226,12 +226,12 @@ def read_keystore_payload(payload: bytes) -> Keystore:
 
 
 def _check_issued_by_root(certificate: x509.Certificate, root: ec.EllipticCurvePublicKey) -> None:
-    algorithm = certificate.signature_hash_algorithm
-    if algorithm is None:
-        raise UntrustedSignerError("keystore signer certificate names no hash algorithm")
     try:
+        algorithm = certificate.signature_hash_algorithm
+        if algorithm is None:
+            raise UntrustedSignerError("keystore signer certificate names no hash algorithm")
         root.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
-    except InvalidSignature:
+    except (InvalidSignature, UnsupportedAlgorithm):
         raise UntrustedSignerError("keystore signer is not certified by the root key") from None
 
 
