@@ -1,0 +1,93 @@
+"""The pytest plugin: the --hal option, the machine fixture and the backend markers.
+
+Runs pytest in a subprocess on a small test file, the way a user would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hal.pytest_plugin import HalChoice, parse_hal_option
+
+SAMPLE = textwrap.dedent(
+    """
+    import pytest
+    from hal.machine import SoftwareMachine
+
+    def test_machine_is_a_fresh_software_machine(machine, hal_backend):
+        assert isinstance(machine, SoftwareMachine) and str(hal_backend) == "fake"
+        assert machine.reset.last_cause().name == "POWER_ON"
+        machine.flash.program(0, b"\\x00")
+
+    @pytest.mark.hil
+    def test_on_a_board():
+        pass
+
+    @pytest.mark.fake_only
+    def test_in_process_only():
+        pass
+
+    @pytest.mark.fresh_machine
+    def test_fresh_only():
+        pass
+    """
+)
+
+
+def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (directory / "test_sample.py").write_text(SAMPLE)
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "--strict-markers"]
+    command += ["-p", "no:cacheprovider", *args, "test_sample.py"]
+    return subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("value", "choice"),
+    [
+        ("fake", HalChoice("fake")),
+        ("emulator", HalChoice("emulator")),
+        ("serial:/dev/ttyUSB0", HalChoice("serial", "/dev/ttyUSB0")),
+        ("serial:socket://127.0.0.1:5000", HalChoice("serial", "socket://127.0.0.1:5000")),
+    ],
+)
+def test_hal_option_values(value: str, choice: HalChoice) -> None:
+    assert parse_hal_option(value) == choice
+    assert str(choice) == value
+
+
+@pytest.mark.parametrize("value", ["", "qemu", "serial:", "serial"])
+def test_hal_option_refuses_other_values(value: str) -> None:
+    with pytest.raises(pytest.UsageError, match="expected fake, emulator or serial:PORT"):
+        parse_hal_option(value)
+
+
+def test_fake_run_gives_a_machine_and_skips_board_tests_saying_why(tmp_path: Path) -> None:
+    done = run_pytest(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed, 1 skipped" in done.stdout
+    assert "needs a board: run with --hal serial:PORT (this run is --hal fake)" in done.stdout
+    assert list(tmp_path.rglob("flash.bin")) == []
+
+
+def test_board_run_skips_in_process_and_fresh_machine_tests(tmp_path: Path) -> None:
+    done = run_pytest(tmp_path, "--hal", "serial:loop://", "-k", "not machine_is")
+    if importlib.util.find_spec("hal.serial_link") is None:
+        assert done.returncode == 4
+        assert "--hal serial:loop:// needs the module hal.serial_link" in done.stderr
+        return
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed, 2 skipped, 1 deselected" in done.stdout
+    assert "needs the in-process software machine" in done.stdout
+    assert "keeps its fuses and reset cause" in done.stdout
+
+
+def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
+    done = run_pytest(tmp_path, "--hal", "qemu")
+    assert done.returncode == 4
+    assert "--hal 'qemu': expected fake, emulator or serial:PORT" in done.stderr
