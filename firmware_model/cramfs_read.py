@@ -192,7 +192,7 @@ def _file_data(data: bytes, node: _Node, data_start: int) -> bytes:
         raise ImageFormatError(f"data of {node.path!r} lies in the directory listings", node.at + 8)
     table_end = node.offset + 4 * nblocks
     if table_end > len(data):
-        raise ImageFormatError(f"block table of {node.path!r} runs past the image", node.offset)
+        raise ImageFormatError(f"block table of {node.path!r} runs past the image", node.at + 8)
     pointers = struct.unpack_from(f"<{nblocks}I", data, node.offset)
     out = bytearray()
     current = table_end
