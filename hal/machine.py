@@ -160,6 +160,8 @@ class SoftwareMachine:
         self.flash.close()
         if hasattr(self, "otp"):
             self.otp.close()
+        if hasattr(self, "_cause"):
+            self._cause.close()
 
     def __enter__(self) -> SoftwareMachine:
         return self

@@ -11,20 +11,24 @@ from hal.interfaces import ResetCause
 from hal.power import PowerRail
 
 _REGISTER_BYTES = 4
+_NAME_WIDTH = 15
 
 
 class ResetCauseRegister:
     """Holds the cause of the most recent reset; POWER_ON when new.
 
-    With a `path`, the cause is kept in that file (its name, one line) and re-read on open.
+    With a `path`, the cause is kept in that file (its name, padded to a fixed width, one
+    line) written in place on every change, and re-read on open.
     """
 
     def __init__(self, path: Path | None = None) -> None:
-        self._path = path
         self._cause = ResetCause.POWER_ON
-        if path is not None and path.exists():
-            self._cause = _parse_cause(path)
-        self._save()
+        self._fd: int | None = None
+        if path is not None:
+            if path.exists():
+                self._cause = _parse_cause(path)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._save()
 
     @property
     def cause(self) -> ResetCause:
@@ -41,12 +45,17 @@ class ResetCauseRegister:
         """The register as a little-endian u32, for the memory map."""
         return int(self._cause).to_bytes(_REGISTER_BYTES, "little")[offset : offset + length]
 
+    def close(self) -> None:
+        """Close the backing file, if any."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def _save(self) -> None:
-        if self._path is None:
-            return
-        scratch = self._path.with_name(self._path.name + ".tmp")
-        scratch.write_text(self._cause.name + "\n", encoding="ascii")
-        os.replace(scratch, self._path)
+        if self._fd is not None:
+            line = f"{self._cause.name:<{_NAME_WIDTH}}\n".encode("ascii")
+            os.pwrite(self._fd, line, 0)
+            os.ftruncate(self._fd, len(line))
 
 
 def _parse_cause(path: Path) -> ResetCause:

@@ -37,7 +37,7 @@ def test_default_machine_is_mt3620_like_and_its_file_starts_erased(tmp_path: Pat
     raw = path.read_bytes()
     assert len(raw) == 16 << 20 and raw.count(0xFF) == len(raw)
     assert (tmp_path / "dev.flash.otp").read_bytes() == bytes(64 * 4)
-    assert (tmp_path / "dev.flash.reset").read_text() == "POWER_ON\n"
+    assert (tmp_path / "dev.flash.reset").read_text().strip() == "POWER_ON"
 
 
 def test_flash_otp_and_reset_cause_survive_reopening(tmp_path: Path) -> None:
