@@ -1,0 +1,117 @@
+"""Which of an app's TLS endpoints stop working when the certificate store changes.
+
+    python tools/audit_endpoints.py [HOST[:PORT] ...] [--app APP.imagepackage]
+        [--elf FILE] [--manifest app_manifest.json] --before STORE --after STORE
+        [--at DATE] [--chains DIR | --resolve HOST:PORT:ADDR ...] [--timeout S] [--json]
+
+STORE is an UpdateCertStore image package or a PEM bundle. Chains come live over TLS (the
+full chain the server sends) unless --chains names a folder of saved `HOST_PORT.pem` chains.
+Every chain is judged at --at (default now) against both stores.
+
+Verdicts: ok, fail, unknown (nothing to judge: an unresolvable wildcard, no saved chain).
+Exit codes: 0 nothing that worked before fails after; 1 something breaks; 2 bad input where
+nothing could be judged (a store that cannot be read, bad options, every endpoint without a
+chain). Each bad input gets one line on stderr; the rest of the audit goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.audit.chains import parse_resolve
+from tools.audit.endpoints import Endpoint
+from tools.audit.errors import BadInputError
+from tools.audit.report import EXIT_INPUT, render_table
+from tools.audit.runner import AuditRequest, run_audit
+
+PROG = "audit_endpoints"
+
+
+def parse_time(text: str) -> dt.datetime:
+    """ISO 8601 date or date-time; without a zone it is UTC."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date") from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _resolve(text: str) -> tuple[Endpoint, str]:
+    try:
+        return parse_resolve(text)
+    except BadInputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (exit 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Audit TLS endpoints against the certificate store before and after.",
+    )
+    p.add_argument("hosts", nargs="*", metavar="HOST[:PORT]", help="endpoints named directly")
+    p.add_argument("--app", action="append", type=Path, default=[], metavar="IMAGE",
+                   help="an Applications image package (manifest and executables)")
+    p.add_argument("--elf", action="append", type=Path, default=[], metavar="FILE")
+    p.add_argument("--manifest", action="append", type=Path, default=[], metavar="FILE")
+    p.add_argument("--before", required=True, type=Path, metavar="STORE")
+    p.add_argument("--after", required=True, type=Path, metavar="STORE")
+    p.add_argument("--at", type=parse_time, metavar="DATE", help="judge at (default: now)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--chains", type=Path, metavar="DIR", help="saved HOST_PORT.pem chains")
+    source.add_argument("--resolve", action="append", type=_resolve, default=[],
+                        metavar="HOST:PORT:ADDR", help="connect to ADDR for HOST:PORT")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per connection")
+    p.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not (args.hosts or args.app or args.elf or args.manifest):
+        return _fail("nothing to audit: name HOST[:PORT], --app, --elf or --manifest")
+    if args.chains is not None and not args.chains.is_dir():
+        return _fail(f"{args.chains}: not a folder of saved chains")
+    request = AuditRequest(
+        before=args.before, after=args.after, hosts=args.hosts, apps=args.app,
+        elves=args.elf, manifests=args.manifest, at=args.at, chains=args.chains,
+        resolve=dict(args.resolve), timeout=args.timeout,
+    )
+    try:
+        result = run_audit(request)
+    except BadInputError as error:
+        return _fail(str(error))
+    for problem in result.problems:
+        print(f"{PROG}: {' '.join(problem.split())}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([row.as_json() for row in result.rows], indent=2))
+    else:
+        print(render_table(result.rows))
+    return result.exit_code
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
