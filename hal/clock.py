@@ -59,7 +59,11 @@ class VirtualClock:
         self.advance(seconds)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by `seconds` (>= 0), firing alarms that fall due on the way."""
+        """Move time forward by `seconds` (>= 0), firing alarms that fall due on the way.
+
+        An exception out of an alarm (PowerLoss from a boot hook run by a watchdog bite, say)
+        propagates, and time then stands at that alarm's moment.
+        """
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"cannot advance a clock by {seconds!r} seconds")
         target = self._monotonic + seconds
