@@ -188,6 +188,11 @@ def _other_root_signer(pki: LabPki) -> Signer:
     return Signer(key, issue("Keystore Signing (other root)", key, (other_root, other_root_key)))
 
 
+def _flip_key_list(data: bytes) -> bytes:
+    """A bit flipped in the last key of the list (not read before the signature holds)."""
+    return _flip(data, locate(data).metadata_start - 5)
+
+
 REJECTIONS: dict[str, tuple[Callable[[LabPki], bytes], type[Exception], str]] = {
     "signer not issued by the root": (
         lambda pki: _keystore_image(pki, carried=_other_root_signer(pki)),
@@ -199,7 +204,7 @@ REJECTIONS: dict[str, tuple[Callable[[LabPki], bytes], type[Exception], str]] = 
         lambda pki: _keystore_image(pki, signer=pki.signer("image-signing")),
         UntrustedSignerError, "not signed by the certificate it carries"),
     "tampered key list": (
-        lambda pki: _flip(_keystore_image(pki), locate(_keystore_image(pki)).metadata_start - 5),
+        lambda pki: _flip_key_list(_keystore_image(pki)),
         SignatureError, "does not verify"),
     "malformed header": (
         lambda pki: _flip(_keystore_image(pki), 3),

@@ -96,7 +96,8 @@ def test_every_section_kind_round_trips(signer: Signer) -> None:
         assert section is not None and section.fields is not None
         decoded = {k: v for k, v in section.fields.items() if k != "count"}
         assert decoded == fields, section.tag
-    assert image.section(SectionId.ABIDepends).fields["count"] == 2  # type: ignore[union-attr]
+    depends = image.section(SectionId.ABIDepends)
+    assert depends is not None and depends.fields is not None and depends.fields["count"] == 2
     assert image.unknown_sections == []
 
 

@@ -47,7 +47,7 @@ ROOT_KEY = POOL_KEYS[0].public_key()
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFF_FFFF)
 u64 = st.integers(0, 2**64 - 1)
-names = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"),
+names = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
                 max_size=32).filter(lambda s: len(s.encode()) <= 32)
 abi_lists = st.lists(st.fixed_dictionaries({"version": u32, "type": u32}), max_size=4)
 

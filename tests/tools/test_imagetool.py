@@ -1,0 +1,390 @@
+"""`python tools/imagetool.py ...` as a user runs it: real subprocesses from the repository root.
+
+Exit codes: 0 ok, 1 trust (bad signature, signer not trusted for the type), 2 malformed or
+unreadable. Errors are one line on stderr, never a traceback; bad input writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import certifi
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from firmware_model.package import build_package, parse_package
+from firmware_model.sections import ImageType
+from tools import imagetool
+from tools.pki import load_signer
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "images" / "recipes"
+ROOTS = REPO / "images" / "roots"
+OFFSET = re.compile(r"at offset 0x[0-9a-f]+")
+
+
+def run(*args: str | Path, tool: str = "tools/imagetool.py") -> subprocess.CompletedProcess[str]:
+    """The tool in a subprocess of its own, exactly as a user runs it."""
+    return subprocess.run([sys.executable, tool, *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def call(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`imagetool.main` in this process (same code path, without the interpreter start-up).
+
+    Used for the long lists of cases; anything but a clean exit (an uncaught exception)
+    fails the test here just as a traceback would in a subprocess.
+    """
+    argv = list(map(str, args))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = imagetool.main(argv)
+        except SystemExit as leave:  # argparse usage errors
+            code = int(leave.code or 0)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def assert_fails(done: subprocess.CompletedProcess[str], code: int, *,
+                 offset: bool = False, prog: str = "imagetool") -> str:
+    """The command failed with `code` and one line on stderr (naming an offset if asked)."""
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), done.stderr
+    if offset:
+        assert OFFSET.search(lines[0]), lines[0]
+    return lines[0]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every recipe built by tools/build_images.py (its lab PKI in out/keys)."""
+    folder = tmp_path_factory.mktemp("images")
+    done = run("--out", folder, tool="tools/build_images.py")
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def keys(out: Path) -> Path:
+    return out / "keys"
+
+
+def show_json(path: Path, *, subprocess_run: bool = False) -> dict[str, Any]:
+    done = (run if subprocess_run else call)("show", path, "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _sha256(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+# --- keygen and build ---------------------------------------------------------------------
+
+
+def test_keygen_writes_a_lab_pki(tmp_path: Path) -> None:
+    done = run("keygen", "--out", tmp_path / "pki")
+    assert done.returncode == 0, done.stderr
+    pki = tmp_path / "pki"
+    for stem in ("root", "keystore-signing", "image-signing"):
+        assert (pki / f"{stem}.key").stat().st_mode & 0o777 == 0o600
+        assert (pki / f"{stem}.pem").exists()
+        load_signer(pki / f"{stem}.key", pki / f"{stem}.pem")  # key and certificate match
+    root_spki = serialization.load_pem_public_key((pki / "root.pub.pem").read_bytes()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    fused = hashlib.sha256(root_spki).hexdigest()
+    assert (pki / "root.hash").read_text().strip() == fused
+    assert fused in done.stdout
+
+
+def test_every_recipe_is_built(out: Path) -> None:
+    for recipe in sorted(RECIPES.glob("*.toml")):
+        image = parse_package((out / f"{recipe.stem}.imagepackage").read_bytes())
+        assert image.name and image.layout.signature_size == 64, recipe.name
+    for channel in ("Retail", "RetailEval"):
+        assert (out / "feeds" / channel / "manifest.imagepackage").exists()
+
+
+# --- show ---------------------------------------------------------------------------------
+
+
+def _readme_fingerprints() -> dict[str, str]:
+    rows = re.findall(r"^\| `([^`]+\.pem)` \|.*\| `([0-9A-F:]{95})` \|$",
+                      (ROOTS / "README.md").read_text(), re.MULTILINE)
+    return {name: fp.replace(":", "").lower() for name, fp in rows}
+
+
+def test_show_json_of_a_store(out: Path, keys: Path) -> None:
+    info = show_json(out / "certstore-2024.imagepackage", subprocess_run=True)
+    image_signing = x509.load_pem_x509_certificate((keys / "image-signing.pem").read_bytes())
+    assert info["image_type"] == "UpdateCertStore" and info["image_type_id"] == 22
+    assert info["component_id"] == "e5f5f3fc-2eb5-4d1b-a650-b72364446807"
+    assert info["image_id"] == "4010c57a-fe73-4fb6-b80e-bac553117ba0"
+    assert info["signing_type"] == "ECDsa256"
+    assert info["thumbprint"] == image_signing.fingerprint(hashes.SHA1()).hex()
+    assert [s["id"] for s in info["sections"]] == ["ID", "DB", "RV", "SG"]
+    assert {c["file"]: c["sha256"] for c in info["certificates"]} == {
+        f"certs/{name}": fp for name, fp in _readme_fingerprints().items()}
+
+
+def test_show_json_after_the_february_2025_update(out: Path) -> None:
+    info = show_json(out / "certstore-2025-02.imagepackage")
+    files = [c["file"] for c in info["certificates"]]
+    assert files == ["certs/DigiCert_Global_Root_G2.pem",
+                     "certs/Microsoft_RSA_Root_Certificate_Authority_2017.pem"]
+
+
+def test_show_json_of_a_keystore(out: Path, keys: Path) -> None:
+    info = show_json(out / "keystore-2024.imagepackage")
+    image_signing = x509.load_pem_x509_certificate((keys / "image-signing.pem").read_bytes())
+    assert info["image_type"] == "TrustedKeystore" and info["image_type_id"] == 19
+    assert info["keys"] == [{"thumbprint": image_signing.fingerprint(hashes.SHA1()).hex(),
+                             "curve": "secp256r1",
+                             "image_types": ["BaseSystemUpdateManifest", "UpdateCertStore"],
+                             "revoked": False}]
+
+
+def test_show_json_of_a_manifest(out: Path) -> None:
+    info = show_json(out / "manifest-retail.imagepackage")
+    assert info["image_type"] == "BaseSystemUpdateManifest" and info["image_type_id"] == 23
+    listed = [(e["image_id"], e["image_type"], e["size"]) for e in info["entries"]]
+    expected = []
+    for stem in ("certstore-2025-02", "keystore-2025-02"):
+        image = parse_package((out / f"{stem}.imagepackage").read_bytes())
+        expected.append((str(image.image_id), image.image_type_name, len(image.data)))
+    assert listed == expected
+
+
+def test_show_text(out: Path) -> None:
+    store = run("show", out / "certstore-2024.imagepackage")
+    assert store.returncode == 0
+    assert "Section: Identity ('ID', 36 bytes)" in store.stdout
+    assert "UpdateCertStore (22)" in store.stdout
+    assert "Certificate: certs/Baltimore_CyberTrust_Root.pem" in store.stdout
+    keystore = call("show", out / "keystore-2024.imagepackage")
+    assert "May sign:      BaseSystemUpdateManifest, UpdateCertStore" in keystore.stdout
+    manifest = call("show", out / "manifest-retaileval.imagepackage")
+    assert manifest.stdout.count("Entry: ") == 2
+
+
+def test_show_names_unknown_sections(tmp_path: Path, keys: Path) -> None:
+    signer = load_signer(keys / "image-signing.key", keys / "image-signing.pem")
+    path = tmp_path / "unknown.imagepackage"
+    path.write_bytes(build_package(b"", image_type=ImageType.Policy, component_id=uuid.uuid4(),
+                                   image_id=uuid.uuid4(), signer=signer,
+                                   extra_sections=[{"id": 0x5A5A, "data": b"\xca\xfe"}]))
+    sections = show_json(path)["sections"]
+    assert {"id": "ZZ", "name": "Unknown", "raw": "cafe"}.items() <= sections[-2].items()
+    assert "Raw data:          cafe" in call("show", path).stdout
+
+
+# --- verify and sign ----------------------------------------------------------------------
+
+
+def test_verify_with_a_certificate(out: Path, keys: Path) -> None:
+    store = out / "certstore-2024.imagepackage"
+    done = run("verify", store, "--cert", keys / "image-signing.pem")
+    assert done.returncode == 0 and "valid UpdateCertStore image" in done.stdout
+    assert_fails(run("verify", store, "--cert", keys / "keystore-signing.pem"), 1)
+
+
+def test_verify_with_the_keystore(out: Path, keys: Path) -> None:
+    keystore = out / "keystore-2024.imagepackage"
+    for stem in ("certstore-2025-02", "manifest-retail"):
+        done = call("verify", out / f"{stem}.imagepackage", "--keystore", keystore,
+                   "--root-pubkey", keys / "root.pub.pem")
+        assert done.returncode == 0, done.stderr
+    # the keystore's keys may not sign keystores
+    line = assert_fails(run("verify", out / "keystore-2025-02.imagepackage", "--keystore",
+                            keystore, "--root-pubkey", keys / "root.pub.pem"), 1)
+    assert "not in the keystore" in line
+
+
+def test_verify_with_a_root_that_is_not_fused(out: Path, tmp_path: Path) -> None:
+    assert call("keygen", "--out", tmp_path / "other").returncode == 0
+    line = assert_fails(call("verify", out / "certstore-2024.imagepackage", "--keystore",
+                            out / "keystore-2024.imagepackage", "--root-pubkey",
+                            tmp_path / "other" / "root.pub.pem"), 1)
+    assert "fused" in line
+
+
+def test_verify_needs_a_trust_anchor(out: Path) -> None:
+    assert_fails(call("verify", out / "certstore-2024.imagepackage"), 2)
+
+
+def test_sign_with_another_key(out: Path, keys: Path, tmp_path: Path) -> None:
+    resigned = tmp_path / "resigned.imagepackage"
+    done = run("sign", out / "certstore-2024.imagepackage", "--key", keys / "keystore-signing.key",
+               "--cert", keys / "keystore-signing.pem", "-o", resigned)
+    assert done.returncode == 0, done.stderr
+    assert call("verify", resigned, "--cert", keys / "keystore-signing.pem").returncode == 0
+    assert_fails(call("verify", resigned, "--cert", keys / "image-signing.pem"), 1)
+    before = parse_package((out / "certstore-2024.imagepackage").read_bytes())
+    after = parse_package(resigned.read_bytes())
+    assert (after.payload, after.image_id, after.name) == (before.payload, before.image_id,
+                                                          before.name)
+
+
+def test_sign_with_a_key_the_certificate_does_not_name(out: Path, keys: Path,
+                                                       tmp_path: Path) -> None:
+    target = tmp_path / "never.imagepackage"
+    line = assert_fails(call("sign", out / "certstore-2024.imagepackage", "--key",
+                            keys / "root.key", "--cert", keys / "image-signing.pem", "-o",
+                            target), 2)
+    assert "does not certify" in line and not target.exists()
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+def _damaged(good: bytes, how: str) -> bytes:
+    if how == "truncated":
+        return good[: len(good) // 2]
+    if how == "oversized":
+        return good + b"GARBAGE!" * 5
+    if how == "garbage":
+        return bytes((i * 37 + 11) % 256 for i in range(3000))
+    if how == "empty":
+        return b""
+    if how == "bad-section-count":
+        data = bytearray(good)
+        start = parse_package(good).layout.metadata_start
+        data[start + 4] = 0x40
+        return bytes(data)
+    raise AssertionError(how)
+
+
+MALFORMED = ["truncated", "oversized", "garbage", "empty", "bad-section-count"]
+
+
+@pytest.fixture(scope="module")
+def damaged(out: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("damaged")
+    good = (out / "certstore-2024.imagepackage").read_bytes()
+    paths = {}
+    for how in MALFORMED:
+        paths[how] = folder / f"{how}.imagepackage"
+        paths[how].write_bytes(_damaged(good, how))
+    return paths
+
+
+@pytest.mark.parametrize("how", MALFORMED)
+def test_malformed_images_are_refused_with_the_offset(how: str, damaged: dict[str, Path],
+                                                      keys: Path, tmp_path: Path) -> None:
+    path = damaged[how]
+    assert_fails(call("show", path), 2, offset=True)
+    assert_fails(call("verify", path, "--cert", keys / "image-signing.pem"), 2, offset=True)
+    target = tmp_path / "signed.imagepackage"
+    target.write_bytes(b"old")
+    assert_fails(call("sign", path, "--key", keys / "image-signing.key", "--cert",
+                     keys / "image-signing.pem", "-o", target), 2, offset=True)
+    assert target.read_bytes() == b"old"
+
+
+def test_bad_input_through_a_real_process(damaged: dict[str, Path], keys: Path,
+                                         tmp_path: Path) -> None:
+    """The same promises with the interpreter in the loop: no traceback, one line, no output."""
+    assert_fails(run("show", damaged["truncated"]), 2, offset=True)
+    target = tmp_path / "signed.imagepackage"
+    assert_fails(run("sign", damaged["garbage"], "--key", keys / "image-signing.key", "--cert",
+                     keys / "image-signing.pem", "-o", target), 2, offset=True)
+    assert not target.exists()
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(BAD_RECIPES["missing PEM"])
+    assert_fails(run("build", recipe, "--keys", keys, "-o", target), 2)
+    assert not target.exists()
+
+
+def test_tampered_images_fail_verification(out: Path, keys: Path, tmp_path: Path) -> None:
+    good = (out / "certstore-2024.imagepackage").read_bytes()
+    layout = parse_package(good).layout
+    for index in (100, layout.spans[0x4244][0] + 9, len(good) - 1):  # payload, DB name, sig
+        tampered = bytearray(good)
+        tampered[index] ^= 0x20
+        path = tmp_path / f"tampered-{index}.imagepackage"
+        path.write_bytes(bytes(tampered))
+        line = assert_fails(call("verify", path, "--cert", keys / "image-signing.pem"), 1)
+        assert "signature does not verify" in line
+
+
+def test_missing_files(tmp_path: Path, keys: Path) -> None:
+    line = assert_fails(call("show", tmp_path / "nope.imagepackage"), 2)
+    assert "nope.imagepackage" in line
+    assert_fails(call("verify", tmp_path / "nope", "--cert", keys / "image-signing.pem"), 2)
+
+
+RECIPE_HEAD = """type = "UpdateCertStore"
+component_id = "e5f5f3fc-2eb5-4d1b-a650-b72364446807"
+image_id = "4010c57a-fe73-4fb6-b80e-bac553117ba0"
+"""
+BAD_RECIPES = {
+    "not TOML": "type = = 3",
+    "unknown image type": RECIPE_HEAD.replace("UpdateCertStore", "Toaster") + "[store]\n",
+    "missing PEM": RECIPE_HEAD + '[store]\ncertificates = ["missing.pem"]\n',
+    "PEM that is not a certificate": RECIPE_HEAD + '[store]\ncertificates = ["junk.pem"]\n',
+    "bad GUID": RECIPE_HEAD.replace("4010c57a", "zzzz") + "[store]\n",
+    "name too long": RECIPE_HEAD + f'name = "{"n" * 33}"\n[store]\n',
+    "no contents table": RECIPE_HEAD,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECIPES))
+def test_bad_recipes_write_nothing(case: str, tmp_path: Path, keys: Path) -> None:
+    (tmp_path / "junk.pem").write_text("-----BEGIN CERTIFICATE-----\nnope\n")
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(BAD_RECIPES[case])
+    target = tmp_path / "built" / "bad.imagepackage"
+    assert_fails(call("build", recipe, "--keys", keys, "-o", target), 2)
+    assert not target.exists()
+
+
+# --- real roots and the whole Mozilla set -------------------------------------------------
+
+
+def test_roots_match_their_readme_and_the_pinned_certifi() -> None:
+    readme = _readme_fingerprints()
+    files = sorted(p.name for p in ROOTS.glob("*.pem"))
+    assert sorted(readme) == files and len(files) == 3
+    mozilla = {c.public_bytes(serialization.Encoding.DER)
+               for c in x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())}
+    for name in files:
+        cert = x509.load_pem_x509_certificate((ROOTS / name).read_bytes())
+        assert _sha256(cert) == readme[name], name
+        assert cert.public_bytes(serialization.Encoding.DER) in mozilla, name
+
+
+def test_the_whole_mozilla_set_builds_shows_and_verifies(tmp_path: Path, keys: Path,
+                                                         out: Path) -> None:
+    recipe = tmp_path / "mozilla.toml"
+    recipe.write_text(RECIPE_HEAD + 'name = "mozilla-certifi"\nsecurity_version = 3\n'
+                      f"[store]\nbundles = [{json.dumps(certifi.where())}]\n")
+    image = tmp_path / "mozilla.imagepackage"
+    done = run("build", recipe, "--keys", keys, "-o", image)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+    bundle = x509.load_pem_x509_certificates(Path(certifi.where()).read_bytes())
+    shown = show_json(image)["certificates"]
+    assert len(shown) == len(bundle) > 140
+    assert sorted(c["sha256"] for c in shown) == sorted(_sha256(c) for c in bundle)
+    assert len({c["file"] for c in shown}) == len(shown)
+    assert any(c.serial_number <= 0 for c in bundle)  # real-world quirks are in there
+
+    assert call("verify", image, "--cert", keys / "image-signing.pem").returncode == 0
+    assert call("verify", image, "--keystore", out / "keystore-2024.imagepackage",
+               "--root-pubkey", keys / "root.pub.pem").returncode == 0
