@@ -1,0 +1,449 @@
+"""The emulated board: a machine served over the serial protocol on a pty or a loopback port.
+
+Run ``python -m hal.emulator --flash PATH (--pty | --tcp 127.0.0.1:PORT) [options]``: the first
+line on stdout ends with the port to open (a pty path, or ``socket://127.0.0.1:PORT``). In
+Python, :func:`start_emulator` runs the board side in a thread.
+
+Line model: the board's receiver and transmitter are independent (full duplex). With
+``baud`` set, the transmitter is paced at that rate (10 bits per byte); the receiver takes
+bytes as fast as they come. Line faults (corrupt / drop / duplicate, per byte) are applied in
+both directions: to what the board receives before it decodes it, and to what it transmits.
+On a reboot the board goes silent for ``reboot_delay`` seconds (input is discarded), then
+sends a BOOT_BANNER.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import tty
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from hal.board_agent import DEFAULT_WINDOW, BoardAgent, RebootKind
+from hal.errors import HalError
+from hal.interfaces import FlashGeometry, Machine
+from hal.line_faults import FaultCounts, FaultRates, LineFaults
+from hal.protocol import Frame, encode_frame
+
+#: Seconds a rebooting board stays silent before its banner.
+DEFAULT_REBOOT_DELAY = 0.05
+#: Largest piece written at once when pacing (keeps the line model smooth).
+_PACED_PIECE_S = 0.003
+#: Output that may wait for a host before the oldest is dropped (an overflowing UART FIFO).
+_MAX_BACKLOG = 4 * 1024 * 1024
+_READ_SIZE = 1 << 16
+_IDLE_WAIT = 0.1
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+@dataclass
+class LineCounters:
+    """What crossed the board's end of the line."""
+
+    received: int = 0
+    sent: int = 0
+    discarded: int = 0  # bytes received while rebooting, or output nobody was connected for
+
+
+class BoardLine:
+    """The board's UART: feeds the agent, queues its frames, paces output, runs reboots.
+
+    Not thread-safe: one event loop drives it (`on_receive`, `due`, `take_output`, `sent`).
+    """
+
+    def __init__(
+        self,
+        agent: BoardAgent,
+        *,
+        baud: int = 0,
+        rates: FaultRates | None = None,
+        seed: int | None = None,
+        reboot_delay: float = DEFAULT_REBOOT_DELAY,
+    ) -> None:
+        rng = random.Random(seed)
+        rates = rates or FaultRates()
+        self.agent = agent
+        self.baud = baud
+        self.rx_faults = LineFaults(rates, random.Random(rng.getrandbits(64)))
+        self.tx_faults = LineFaults(rates, random.Random(rng.getrandbits(64)))
+        self.counters = LineCounters()
+        self._reboot_delay = reboot_delay
+        self._out = bytearray()
+        self._tx_free = 0.0
+        self._going_down: RebootKind | None = None
+        self._silent_until: float | None = None
+        self._piece = max(16, int(baud / 10 * _PACED_PIECE_S)) if baud else _READ_SIZE
+
+    @property
+    def rebooting(self) -> bool:
+        """True from a rebooting reply until the banner is queued."""
+        return self._going_down is not None
+
+    def on_receive(self, data: bytes) -> None:
+        """Bytes arrived from the host."""
+        self.counters.received += len(data)
+        if self.rebooting:
+            self.counters.discarded += len(data)
+            return
+        outcome = self.agent.receive(self.rx_faults.apply(data))
+        self.queue(outcome.frames)
+        if outcome.reboot is not None:
+            self._going_down = outcome.reboot
+
+    def queue(self, frames: Sequence[Frame]) -> None:
+        """Put frames on the transmit queue (through the line faults)."""
+        for frame in frames:
+            self._out += self.tx_faults.apply(encode_frame(frame))
+        if len(self._out) > _MAX_BACKLOG:
+            excess = len(self._out) - _MAX_BACKLOG
+            del self._out[:excess]
+            self.counters.discarded += excess
+
+    def due(self, now: float) -> float:
+        """Advance the reboot sequence; seconds until something is next due (capped)."""
+        if self._going_down is not None and self._silent_until is None and not self._out:
+            self._silent_until = now + self._reboot_delay
+        if self._silent_until is not None and now >= self._silent_until:
+            kind = self._going_down
+            self._going_down = None
+            self._silent_until = None
+            assert kind is not None
+            self.queue(self.agent.boot_frames(kind))
+        wait = _IDLE_WAIT
+        if self._silent_until is not None:
+            wait = min(wait, self._silent_until - now)
+        if self._out and self.baud:
+            wait = min(wait, self._tx_free - now)
+        return max(0.0, wait)
+
+    def output_ready(self, now: float) -> bool:
+        """True if there is output and the (paced) transmitter is free."""
+        return bool(self._out) and (not self.baud or now >= self._tx_free)
+
+    def take_output(self) -> bytes:
+        """The next piece to write (call `sent` with how much was written)."""
+        return bytes(self._out[: self._piece])
+
+    def sent(self, count: int, now: float) -> None:
+        """`count` bytes of the last piece went out at `now`."""
+        del self._out[:count]
+        self.counters.sent += count
+        if self.baud:
+            self._tx_free = max(self._tx_free, now) + count * 10 / self.baud
+
+    def drop_output(self) -> None:
+        """Nobody is listening: what was queued is lost."""
+        self.counters.discarded += len(self._out)
+        self._out.clear()
+
+
+class Emulator:
+    """Serves `machine` as a board on a pty or a loopback TCP port.
+
+    Open the port with `open_pty` or `listen_tcp` (each returns the URL a host opens), then
+    `serve_forever` (blocking) or `start` (a thread). `stop` ends serving; `close` releases the
+    port. The machine stays the caller's to close.
+    """
+
+    def __init__(
+        self,
+        machine: Machine,
+        *,
+        baud: int = 0,
+        rates: FaultRates | None = None,
+        seed: int | None = None,
+        reboot_delay: float = DEFAULT_REBOOT_DELAY,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
+        self.agent = BoardAgent(machine, baud=baud, window=window)
+        self.line = BoardLine(agent=self.agent, baud=baud, rates=rates, seed=seed,
+                              reboot_delay=reboot_delay)
+        self.url = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._listener: socket.socket | None = None
+
+    # -- ports --------------------------------------------------------------------------------
+
+    def open_pty(self) -> str:
+        """Open a pseudo-terminal pair in raw mode; return the path a host opens."""
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave  # keeping the slave open: no EIO on close
+        self.url = os.ttyname(slave)
+        self.line.queue([self.agent.banner_frame()])  # the board has just powered up
+        return self.url
+
+    def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on a loopback port; return ``socket://HOST:PORT``."""
+        if host not in _LOOPBACK:
+            raise HalError(f"the emulator listens on loopback only, not {host!r}")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((host, port))
+            listener.listen(1)
+        except OSError as exc:
+            listener.close()
+            raise HalError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        self._listener = listener
+        bound = listener.getsockname()[1]
+        self.url = f"socket://{'[' + host + ']' if family == socket.AF_INET6 else host}:{bound}"
+        return self.url
+
+    # -- running --------------------------------------------------------------------------------
+
+    def serve_forever(self) -> None:
+        """Serve until `stop` (pty: one endless line; TCP: one connection after another)."""
+        if self._master is not None:
+            self._serve_fd(self._master, self._read_fd, self._write_fd)
+        elif self._listener is not None:
+            self._serve_tcp(self._listener)
+        else:
+            raise HalError("open a port (open_pty or listen_tcp) before serving")
+
+    def start(self) -> Emulator:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self.serve_forever, name="emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        """Ask the serving loop to end (safe from a signal handler); `stop` also waits."""
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop serving (and wait for the thread, if `start` made one)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def close(self) -> None:
+        """Stop, then close the port: a host on the other end sees the line go away."""
+        self.stop()
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def fault_counts(self) -> tuple[FaultCounts, FaultCounts]:
+        """Faults injected so far: (board receive, board transmit)."""
+        return self.line.rx_faults.counts, self.line.tx_faults.counts
+
+    # -- loops ----------------------------------------------------------------------------------
+
+    def _serve_fd(
+        self, fd: int, read: Callable[[int], bytes | None], write: Callable[[int, bytes], int]
+    ) -> None:
+        """Pump one connection until it closes (read returns None) or `stop` is set."""
+        line = self.line
+        while not self._stop.is_set():
+            now = time.monotonic()
+            wait = line.due(now)
+            writable = [fd] if line.output_ready(now) else []
+            try:
+                ready_r, ready_w, _ = select.select([fd], writable, [], wait)
+            except (OSError, ValueError):
+                return
+            if ready_r:
+                data = read(fd)
+                if data is None:
+                    return
+                line.on_receive(data)
+            if ready_w:
+                written = write(fd, line.take_output())
+                line.sent(written, time.monotonic())
+
+    def _serve_tcp(self, listener: socket.socket) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([listener], [], [], self.line.due(time.monotonic()))
+            self.line.drop_output()
+            if not ready:
+                continue
+            conn, _addr = listener.accept()
+            with conn:
+                conn.setblocking(False)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._serve_fd(conn.fileno(), _socket_reader(conn), _socket_writer(conn))
+
+    @staticmethod
+    def _read_fd(fd: int) -> bytes | None:
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # no host has the pty open: nothing to read yet
+                time.sleep(0.01)
+                return b""
+            return None
+        return data if data else None
+
+    @staticmethod
+    def _write_fd(fd: int, data: bytes) -> int:
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+
+
+def _socket_reader(conn: socket.socket) -> Callable[[int], bytes | None]:
+    def read(_fd: int) -> bytes | None:
+        try:
+            data = conn.recv(_READ_SIZE)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            return None
+        return data if data else None
+
+    return read
+
+
+def _socket_writer(conn: socket.socket) -> Callable[[int, bytes], int]:
+    def write(_fd: int, data: bytes) -> int:
+        try:
+            return conn.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return len(data)  # the peer is gone; the read side notices and ends the connection
+
+    return write
+
+
+def start_emulator(
+    machine: Machine,
+    *,
+    transport: str = "pty",
+    port: int = 0,
+    baud: int = 0,
+    rates: FaultRates | None = None,
+    seed: int | None = None,
+    reboot_delay: float = DEFAULT_REBOOT_DELAY,
+) -> Emulator:
+    """Serve `machine` in a thread on a fresh pty (``transport="pty"``) or loopback ``"tcp"``
+    port; the returned emulator's `url` is what a host opens. Close it when done.
+    """
+    emulator = Emulator(machine, baud=baud, rates=rates, seed=seed, reboot_delay=reboot_delay)
+    if transport == "pty":
+        emulator.open_pty()
+    elif transport == "tcp":
+        emulator.listen_tcp("127.0.0.1", port)
+    else:
+        raise HalError(f"unknown transport {transport!r}: expected 'pty' or 'tcp'")
+    return emulator.start()
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    default = FlashGeometry()
+    parser = argparse.ArgumentParser(
+        prog="python -m hal.emulator",
+        description="Serve a software machine as a board over the serial protocol. The first "
+        "stdout line ends with the port to open. Exit codes: 0 stopped by a signal, 1 error, "
+        "2 usage.",
+    )
+    parser.add_argument("--flash", type=Path, required=True, help="flash file (created if absent)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
+    where.add_argument("--tcp", metavar="127.0.0.1:PORT", help="listen on a loopback TCP port")
+    parser.add_argument("--size", type=int, default=default.size, help="flash size, bytes")
+    parser.add_argument("--sector-size", type=int, default=default.sector_size)
+    parser.add_argument("--page-size", type=int, default=default.page_size)
+    parser.add_argument("--otp-words", type=int, default=64)
+    parser.add_argument("--baud", type=int, default=0,
+                        help="pace the board's output at this line rate (10 bits/byte); "
+                        "0: no pacing")
+    for kind in ("corrupt", "drop", "duplicate"):
+        parser.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE",
+                            help=f"per-byte probability to {kind} a byte (both directions)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for the line faults")
+    parser.add_argument("--reboot-delay", type=float, default=DEFAULT_REBOOT_DELAY,
+                        help="seconds a rebooting board stays silent (default %(default)s)")
+    return parser
+
+
+def _tcp_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise HalError(f"--tcp {text!r}: expected HOST:PORT, e.g. 127.0.0.1:5555")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hal.machine import SoftwareMachine  # the emulator's one use of the software machine
+
+    rates = FaultRates(args.corrupt, args.drop, args.duplicate)
+    geometry = FlashGeometry(args.size, args.sector_size, args.page_size)
+    with SoftwareMachine(args.flash, geometry, args.otp_words) as machine:
+        emulator = Emulator(machine, baud=args.baud, rates=rates, seed=args.seed,
+                            reboot_delay=args.reboot_delay)
+        try:
+            url = emulator.open_pty() if args.pty else emulator.listen_tcp(*_tcp_address(args.tcp))
+            print(f"sphere-fwmodel emulator: {args.flash} served on {url}", flush=True)
+            _stop_on_signals(emulator)
+            emulator.serve_forever()
+        finally:
+            emulator.close()
+    return EXIT_OK
+
+
+def _stop_on_signals(emulator: Emulator) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        emulator.request_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The emulator CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (HalError, ValueError, OSError) as exc:
+        print(f"hal.emulator: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
