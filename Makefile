@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MS_VENV := .venv-ms
 
-.PHONY: all demo test lint typecheck pytest images bench oracle clean
+.PHONY: all demo test lint typecheck pytest images bench oracle cramfs-tools clean
 
 all: test
 
@@ -21,7 +21,13 @@ $(MS_VENV)/.stamp:
 	$(MS_VENV)/bin/python -m pip install -q 'azuresphere-imagemetadata==0.2.2'
 	touch $@
 
-oracle: $(MS_VENV)/.stamp
+# util-linux's cramfs tools are the other oracle (Debian: util-linux-extra).
+cramfs-tools:
+	@test -x /usr/sbin/mkfs.cramfs -a -x /usr/sbin/fsck.cramfs || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq util-linux-extra; } || \
+	  { echo "mkfs.cramfs/fsck.cramfs missing: install util-linux-extra" >&2; exit 1; }
+
+oracle: $(MS_VENV)/.stamp cramfs-tools
 
 images: $(VENV)/.stamp
 	$(PY) tools/build_images.py --out images/build
