@@ -2,11 +2,11 @@
 
 :class:`BoardLink` sends requests from a :class:`Source` with up to `window` in flight, matches
 replies by sequence number, detects losses (a reply to a later request, or a deadline) and
-recovers them: small requests are re-sent with the same sequence number (the board answers a
-duplicate from its reply cache); a large non-idempotent one is first asked after with QUERY, and
-only if the board never saw it is its range sent again, in smaller pieces; a lost idempotent
-read is simply re-asked in smaller pieces. Frame sizes adapt to the loss rate. See
-docs/serial-protocol.md, "Host rules".
+recovers them: a request is re-sent with the same sequence number (the board answers a
+duplicate from its reply cache), except a data chunk larger than MIN_CHUNK: a program chunk is
+first asked after with QUERY, and only if the board never saw it is its range sent again, in
+smaller pieces under new sequence numbers; a lost read is simply re-asked in smaller pieces.
+Chunk sizes adapt to the loss rate. See docs/serial-protocol.md, "Host rules".
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import select
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -41,12 +42,13 @@ from hal.protocol import (
     unpack_head,
 )
 
-#: Line rate a port is opened at, and assumed for timeouts when the board announces none.
+#: Line rate a port is opened at (a real UART; a pty or socket ignores it).
 DEFAULT_BAUD = 115_200
+#: Line rate assumed for timeouts when the board announces none (baud 0: a virtual line, pty
+#: or socket, which carries megabytes per second; this leaves a wide margin).
+VIRTUAL_LINE_RATE = 16_000_000
 #: Smallest data chunk the host shrinks to on a noisy line.
 MIN_CHUNK = 64
-#: A lost request whose frame is at most this long is re-sent rather than queried.
-SMALL_FRAME = 512
 #: The host never keeps more requests in flight than this, whatever the board allows.
 MAX_WINDOW = 16
 #: Seconds, beyond the timeout, a rebooting board may take to announce itself.
@@ -157,6 +159,7 @@ class Port:
             self._fd: int | None = self._serial.fileno()
         except (AttributeError, NotImplementedError, OSError, serial.SerialException):
             self._fd = None
+        _no_delay(self._serial)
 
     def read(self, deadline: float) -> bytes:
         """What arrives before `deadline` (returns as soon as anything does); b"" if nothing."""
@@ -259,7 +262,7 @@ class BoardLink:
             raise LinkError(f"{self.url}: the board speaks protocol version {hello.version}, "
                             f"this host {PROTOCOL_VERSION}")
         self._window = max(1, min(hello.window, MAX_WINDOW))
-        self._baud = hello.baud or DEFAULT_BAUD
+        self._baud = hello.baud or VIRTUAL_LINE_RATE
         self.hello = hello
         seen = self._boot_seen
         if seen is not None and not _is_new_boot(seen.session, seen.boot_count, hello):
@@ -317,7 +320,7 @@ class BoardLink:
 
     @property
     def line_rate(self) -> int:
-        """Bits per second assumed for timeouts: the board's announced rate, or the default."""
+        """Bits per second assumed for timeouts: the board's rate, or VIRTUAL_LINE_RATE."""
         return self._baud
 
     # -- the request engine --------------------------------------------------------------------
@@ -328,30 +331,37 @@ class BoardLink:
         pending: dict[int, Request] = {}
         failure: Exception | None = None
         probe: Request | None = None
-        exhausted = False
         sent = 0
         while True:
-            while failure is None and not exhausted and len(pending) < self._window:
-                request = source.next(self._chunk)
+            exhausted = False
+            while failure is None and len(pending) < self._window:
+                request = source.next(self._chunk)  # lost ranges may come back: ask each time
                 if request is None:
                     exhausted = True
-                else:
-                    self._send(request, pending)
-                    sent += 1
-            if stream and exhausted and probe is None and pending and sent > 1:
+                    break
+                self._send(request, pending)
+                sent += 1
+            if stream and exhausted and sent > 1 and pending and (
+                probe is None or pending.get(probe.seq) is not probe
+            ):
                 probe = Request(Op.PING, probe=True)
                 self._send(probe, pending)
             if not pending:
                 break
-            deadline = min(r.deadline for r in pending.values() if not r.parked)
+            deadline = min((r.deadline for r in pending.values() if not r.parked),
+                           default=time.monotonic() + self.timeout)
+            answered = 0
             for frame in self._receive(deadline):
                 request = pending.get(frame.seq)
                 if request is None or frame.opcode != request.opcode:
                     self.stats.dropped_frames += 1
                     continue
                 del pending[frame.seq]
+                answered += 1
                 self._losses_before(request, pending, source, limit)
                 failure = failure or self._conclude(request, frame, pending, source)
+            if answered and pending:
+                self._tighten(pending)
             now = time.monotonic()
             if self._banner_arrived and pending:
                 if on_boot is BootPolicy.RETURN:
@@ -382,12 +392,23 @@ class BoardLink:
         self._clock += 1
         request.first_sent = request.first_sent or self._clock
         request.last_sent = self._clock
-        ahead = sum(len(r.wire) + r.reply_bytes + _FRAME_OVERHEAD for r in pending.values()
-                    if r is not request)
-        own = len(request.wire) + request.reply_bytes + _FRAME_OVERHEAD
-        line_s = (ahead + own) * 10 / self._baud
-        request.deadline = time.monotonic() + self.timeout + request.work_s + line_s
+        ahead = sum(_line_bytes(r) for r in pending.values() if r is not request)
+        request.deadline = time.monotonic() + self._budget(request, ahead)
         self._write(request.wire)
+
+    def _budget(self, request: Request, ahead: int) -> float:
+        """Seconds to wait for `request`'s reply with `ahead` bytes of traffic before it."""
+        line_s = (ahead + _line_bytes(request)) * 10 / self._baud
+        return self.timeout + request.work_s + line_s
+
+    def _tighten(self, pending: dict[int, Request]) -> None:
+        """After progress: a deadline need not allow for traffic that has been answered."""
+        now = time.monotonic()
+        ahead = 0
+        for request in sorted(pending.values(), key=lambda r: r.last_sent):
+            if not request.parked:
+                request.deadline = min(request.deadline, now + self._budget(request, ahead))
+            ahead += _line_bytes(request)
 
     def _losses_before(self, answered: Request, pending: dict[int, Request], source: Source,
                        limit: int) -> None:
@@ -409,7 +430,7 @@ class BoardLink:
         if request.recovery is Recovery.SPLIT and splittable:
             del pending[request.seq]
             source.requeue(request)
-        elif request.recovery is Recovery.QUERY and splittable and len(request.wire) > SMALL_FRAME:
+        elif request.recovery is Recovery.QUERY and splittable:
             request.parked = True
             self.stats.queries += 1
             self._send(Request(Op.QUERY, U16.pack(request.seq), target=request,
@@ -561,6 +582,19 @@ class BoardLink:
             self.stats.reboots += 1
             if self.on_boot is not None:
                 self.on_boot()
+
+
+def _no_delay(port: object) -> None:
+    """Turn off Nagle's algorithm on a ``socket://`` port: pyserial leaves it on, and small
+    requests then wait for the peer's delayed ACK (tens of milliseconds each)."""
+    sock = getattr(port, "_socket", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _line_bytes(request: Request) -> int:
+    return len(request.wire) + request.reply_bytes + _FRAME_OVERHEAD
 
 
 def _is_new_boot(session: int, boot_count: int, known: Hello) -> bool:
