@@ -12,6 +12,7 @@ from elftools.elf.elffile import ELFFile
 
 from tests.tools.audit_lab import app_image, elf32_arm
 from tools.audit.apps import from_app_image
+from tools.audit.chains import parse_resolve
 from tools.audit.endpoints import (
     Endpoint,
     Source,
@@ -116,6 +117,22 @@ def test_manifest_allowed_connections() -> None:
 )
 def test_endpoint_arguments(text: str, expected: Endpoint) -> None:
     assert parse_endpoint(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("api.lab.test:443:127.0.0.1", (Endpoint("api.lab.test"), "127.0.0.1")),
+     ("api.lab.test:8443:[::1]", (Endpoint("api.lab.test", 8443), "::1"))],
+)
+def test_resolve_overrides(text: str, expected: tuple[Endpoint, str]) -> None:
+    assert parse_resolve(text) == expected
+
+
+@pytest.mark.parametrize("text", ["api.lab.test:127.0.0.1", "api.lab.test:x:127.0.0.1",
+                                  "api.lab.test:443:not an address"])
+def test_malformed_resolve_is_bad_input(text: str) -> None:
+    with pytest.raises(BadInputError):
+        parse_resolve(text)
 
 
 def test_bad_arguments_are_problems_the_rest_kept() -> None:

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import P_FLAGS, SH_FLAGS
@@ -69,7 +70,7 @@ class Endpoint:
     def is_wildcard(self) -> bool:
         return self.host.startswith("*.")
 
-    @property
+    @cached_property
     def is_ip(self) -> bool:
         return is_ip(self.host)
 
@@ -99,6 +100,9 @@ class Findings:
 
 
 def is_ip(host: str) -> bool:
+    """Whether `host` is an IPv4 or IPv6 literal (host names never end in a digit)."""
+    if not host or not (host[-1].isdigit() or ":" in host):
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -100,7 +100,8 @@ def judge_pair(
     anchor = path[-1]
 
     def one(judge: Judge) -> Verdict:
-        return judge.ok(anchor) if anchor in judge.trust else judge.judge(chain, endpoint)
+        name = judge.trust.names.get(anchor)
+        return Verdict(True, name) if name is not None else judge.judge(chain, endpoint)
 
     return one(before), one(after)
 

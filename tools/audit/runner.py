@@ -165,7 +165,9 @@ def run_audit(request: AuditRequest) -> AuditResult:
     auditor = Auditor(Judge(before, at), Judge(after, at), Judge(before.union(after), at))
     findings = discover(request)
     chains = ChainSource(request)
-    targets = list(expand_wildcards(findings.sources, chains.saved()).items())
+    wildcards = any(endpoint.is_wildcard for endpoint in findings.sources)
+    saved = chains.saved() if wildcards else []
+    targets = list(expand_wildcards(findings.sources, saved).items())
 
     def audit(target: tuple[Endpoint, list[Source]]) -> tuple[Row, str | None]:
         return auditor.row(target[0], target[1], chains.get)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -28,20 +28,26 @@ class TrustStore:
 
     label: str
     roots: tuple[x509.Certificate, ...]
-    names: dict[x509.Certificate, str] = field(repr=False)
 
     @cached_property
     def store(self) -> Store | None:
         """The verification store; None when there is no root at all."""
         return Store(list(self.roots)) if self.roots else None
 
+    @cached_property
+    def members(self) -> frozenset[x509.Certificate]:
+        return frozenset(self.roots)
+
+    @cached_property
+    def names(self) -> dict[x509.Certificate, str]:
+        return {root: common_name(root.subject) for root in self.roots}
+
     def __contains__(self, certificate: object) -> bool:
-        return certificate in self.names
+        return certificate in self.members
 
     def union(self, other: TrustStore) -> TrustStore:
-        """Both stores' roots (this store's names first)."""
-        names = {**other.names, **self.names}
-        return TrustStore(f"{self.label}+{other.label}", tuple(names), names)
+        """Both stores' roots, this store's first."""
+        return from_roots(f"{self.label}+{other.label}", [*self.roots, *other.roots])
 
 
 def common_name(name: x509.Name) -> str:
@@ -52,8 +58,7 @@ def common_name(name: x509.Name) -> str:
 
 def from_roots(label: str, roots: Sequence[x509.Certificate]) -> TrustStore:
     """A store of `roots` (duplicates dropped)."""
-    names = {root: common_name(root.subject) for root in roots}
-    return TrustStore(label, tuple(names), names)
+    return TrustStore(label, tuple(dict.fromkeys(roots)))
 
 
 def _from_image(data: bytes, what: str) -> TrustStore:

@@ -1,0 +1,171 @@
+"""Benchmark: the endpoint audit per endpoint, against a bare `ServerVerifier.verify` call.
+
+Setup: a lab root and intermediate issue 1,000 server leaves (ECDSA P-256), saved as
+`HOST_443.pem` chains (leaf + intermediate). The store before is certifi's bundle plus the
+lab root (150 roots); the store after drops one public root (149), as a store update does.
+
+Baseline: `ServerVerifier.verify(leaf, [intermediate])` with a verifier built beforehand for
+each host against the 150-root store, certificates parsed beforehand (fresh objects each
+round: cryptography caches in a certificate what a first verification parses).
+
+Measured, per endpoint (best of 7 rounds; the four take turns within each round):
+- judging: `judge_pair` against both stores (one verification when the anchor is in both),
+  chains parsed beforehand like the baseline's;
+- the audit per endpoint (the target, <= 1.3x): what the audit does for one endpoint,
+  from reading and parsing its saved chain file to its row;
+- the whole run: `run_audit` over the 1,000 endpoints, with loading both stores and parsing
+  the 1,000 arguments spread over them.
+
+Run: .venv/bin/python bench/audit.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import certifi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder
+
+from tools.audit.endpoints import Endpoint, Source
+from tools.audit.judge import Judge, judge_pair, subject_of
+from tools.audit.runner import Auditor, AuditRequest, ChainSource, run_audit
+from tools.audit.stores import load_store
+
+ENDPOINTS = 1000
+ROUNDS = 7
+NOW = dt.datetime.now(dt.UTC)
+PEM = serialization.Encoding.PEM
+Key = ec.EllipticCurvePrivateKey
+
+
+def _cert(name: str, key: Key, issuer: tuple[x509.Certificate, Key] | None,
+          host: str | None = None) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_cert, issuer_key = issuer or (None, key)
+    builder = (
+        x509.CertificateBuilder().subject_name(subject)
+        .issuer_name(subject if issuer_cert is None else issuer_cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=30))
+        .not_valid_after(NOW + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=host is None, path_length=None), True)
+        .add_extension(x509.KeyUsage(digital_signature=host is not None,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     key_cert_sign=host is None, crl_sign=host is None,
+                                     encipher_only=False, decipher_only=False), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer_key.public_key()), False)
+    )
+    if host is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(host)]), False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def lab(folder: Path) -> tuple[list[tuple[str, list[x509.Certificate]]], Path, Path]:
+    """The saved chains (in `folder/chains`) and the two store files."""
+    root_key, ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    root = _cert("Bench Lab Root", root_key, None)
+    ca = _cert("Bench Lab CA", ca_key, (root, root_key))
+    chains_dir = folder / "chains"
+    chains_dir.mkdir()
+    chains = []
+    for i in range(ENDPOINTS):
+        host = f"host{i:04d}.bench.test"
+        leaf = _cert(host, ec.generate_private_key(ec.SECP256R1()), (ca, ca_key), host)
+        chains.append((host, [leaf, ca]))
+        (chains_dir / f"{host}_443.pem").write_bytes(leaf.public_bytes(PEM) + ca.public_bytes(PEM))
+    public = Path(certifi.where()).read_bytes()
+    (folder / "before.pem").write_bytes(public + root.public_bytes(PEM))
+    first_end = public.index(b"-----END CERTIFICATE-----") + len(b"-----END CERTIFICATE-----")
+    (folder / "after.pem").write_bytes(public[first_end:] + root.public_bytes(PEM))
+    return chains, folder / "before.pem", folder / "after.pem"
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def fresh(pems: list[bytes]) -> list[list[x509.Certificate]]:
+    """The chains parsed anew: cryptography caches what a verification parses in the
+    certificate objects, so every timed pass must start from objects never verified."""
+    return [x509.load_pem_x509_certificates(data) for data in pems]
+
+
+def measure(chains_dir: Path, before_path: Path, after_path: Path,
+            hosts: list[str]) -> dict[str, float]:
+    """Best seconds per endpoint of: the bare verify, the audit's judging, the audit's work
+    for one endpoint (saved chain file to row), the whole run (amortized)."""
+    before, after = load_store(before_path), load_store(after_path)
+    assert before.store is not None and len(before.roots) == 150, len(before.roots)
+    builder = PolicyBuilder().store(before.store).time(NOW)
+    endpoints = [Endpoint(host) for host in hosts]
+    verifiers = [builder.build_server_verifier(subject_of(e)) for e in endpoints]
+    auditor = Auditor(Judge(before, NOW), Judge(after, NOW), Judge(before.union(after), NOW))
+    pems = [(chains_dir / f"{host}_443.pem").read_bytes() for host in hosts]
+    request = AuditRequest(before=before_path, after=after_path, at=NOW, hosts=hosts,
+                           chains=chains_dir)
+    source = ChainSource(request)
+    result = run_audit(request)
+    assert len(result.rows) == ENDPOINTS
+    assert all(row.before == row.after == "ok" for row in result.rows), result.rows[:1]
+
+    def bare(chains: list[list[x509.Certificate]]) -> None:
+        for verifier, chain in zip(verifiers, chains, strict=True):
+            verifier.verify(chain[0], chain[1:])
+
+    def judging(chains: list[list[x509.Certificate]]) -> None:
+        for endpoint, chain in zip(endpoints, chains, strict=True):
+            judge_pair(chain, endpoint, auditor.before, auditor.after, auditor.union)
+
+    def rows() -> None:
+        for endpoint in endpoints:
+            auditor.row(endpoint, (Source.ARGUMENT,), source.get)
+
+    best = dict.fromkeys(("bare", "judging", "endpoint", "whole"), float("inf"))
+    for _ in range(ROUNDS):  # the four take turns, so load from elsewhere hits them alike
+        base_chains, judge_chains = fresh(pems), fresh(pems)
+        times = {"bare": timed(partial(bare, base_chains)),
+                 "judging": timed(partial(judging, judge_chains)),
+                 "endpoint": timed(rows), "whole": timed(partial(run_audit, request))}
+        best = {name: min(best[name], times[name]) for name in best}
+    return {name: seconds / ENDPOINTS for name, seconds in best.items()}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        chains, before_path, after_path = lab(Path(scratch))
+        per = measure(Path(scratch) / "chains", before_path, after_path,
+                      [host for host, _ in chains])
+    base = per["bare"]
+    print(f"audit of {ENDPOINTS} saved chains, 150-root store before, 149 after; "
+          f"per endpoint, best of {ROUNDS} rounds")
+    print(f"bare ServerVerifier.verify (baseline)        {base * 1e6:7.1f} us")
+    for name, label in [("judging", "judging both stores"),
+                        ("endpoint", "chain file -> row (the audit per endpoint)"),
+                        ("whole", "whole run, stores and arguments amortized")]:
+        print(f"{label:44s} {per[name] * 1e6:7.1f} us  ratio {per[name] / base:.2f}x")
+    print(f"ratio per endpoint: {per['endpoint'] / base:.2f}x (target <= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
