@@ -38,8 +38,10 @@ lint: $(VENV)/.stamp
 typecheck: $(VENV)/.stamp
 	$(VENV)/bin/mypy
 
+# The whole suite on the software machine, then the HAL contract over the serial emulator.
 pytest: $(VENV)/.stamp oracle
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/hal/test_contract.py --hal emulator
 
 test: lint typecheck pytest
 
@@ -48,6 +50,7 @@ demo: $(VENV)/.stamp images
 
 bench: $(VENV)/.stamp oracle
 	$(PY) bench/verify.py
+	$(PY) bench/machine_snapshot.py
 	$(PY) bench/serial_link.py
 	$(PY) bench/update.py
 	$(PY) bench/audit.py
