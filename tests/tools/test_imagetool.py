@@ -297,6 +297,19 @@ def test_malformed_images_are_refused_with_the_offset(how: str, damaged: dict[st
     assert target.read_bytes() == b"old"
 
 
+def test_malformed_input_when_verifying_with_the_keystore(damaged: dict[str, Path], out: Path,
+                                                         keys: Path) -> None:
+    root = keys / "root.pub.pem"
+    assert_fails(call("verify", damaged["truncated"], "--keystore",
+                      out / "keystore-2024.imagepackage", "--root-pubkey", root), 2, offset=True)
+    assert_fails(call("verify", out / "certstore-2024.imagepackage", "--keystore",
+                      damaged["oversized"], "--root-pubkey", root), 2, offset=True)
+    line = assert_fails(call("verify", out / "certstore-2024.imagepackage", "--keystore",
+                             out / "keystore-2024.imagepackage", "--root-pubkey",
+                             damaged["garbage"]), 2)
+    assert "no PEM public key" in line
+
+
 def test_bad_input_through_a_real_process(damaged: dict[str, Path], keys: Path,
                                          tmp_path: Path) -> None:
     """The same promises with the interpreter in the loop: no traceback, one line, no output."""
@@ -355,6 +368,12 @@ def test_bad_recipes_write_nothing(case: str, tmp_path: Path, keys: Path) -> Non
 
 
 # --- real roots and the whole Mozilla set -------------------------------------------------
+
+
+def test_certifi_is_the_pinned_release() -> None:
+    pin = re.search(r'"certifi==([0-9.]+)"', (REPO / "pyproject.toml").read_text())
+    assert pin is not None and certifi.__version__ == pin.group(1)
+    assert pin.group(1) in (ROOTS / "README.md").read_text()
 
 
 def test_roots_match_their_readme_and_the_pinned_certifi() -> None:
