@@ -21,8 +21,11 @@ import datetime as dt
 import json
 import sys
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from cryptography.utils import CryptographyDeprecationWarning
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -82,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # public roots and server chains may carry non-positive serials: not this tool's finding
+    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
     args = parser().parse_args(argv)
     if not (args.hosts or args.app or args.elf or args.manifest):
         return _fail("nothing to audit: name HOST[:PORT], --app, --elf or --manifest")

@@ -14,6 +14,7 @@ import io
 import ipaddress
 import json
 import re
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -254,7 +255,7 @@ def from_elf(data: bytes, what: str) -> Findings:
     try:
         elf = ELFFile(io.BytesIO(data))
         blocks = list(_read_only_data(elf))
-    except (ELFError, ValueError, KeyError, OSError) as error:
+    except (ELFError, ValueError, KeyError, OSError, OverflowError, struct.error) as error:
         raise BadInputError(what, f"not an ELF file ({error})") from None
     findings = Findings()
     for block in blocks:
