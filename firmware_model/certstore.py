@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
+from cryptography import utils as crypto_utils
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -13,6 +16,25 @@ from firmware_model.errors import ImageFormatError
 
 CERT_DIR = "certs/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@contextmanager
+def real_world_roots() -> Iterator[None]:
+    """Load roots as stores ship them: several of Mozilla's have serial number 0, which
+    RFC 5280 disallows and cryptography warns about. A store carries them all the same."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Parsed a serial number",
+                                category=crypto_utils.CryptographyDeprecationWarning)
+        yield
+
+
+def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle; ImageFormatError if it holds none or garbage."""
+    try:
+        with real_world_roots():
+            return x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise ImageFormatError(f"not a PEM certificate bundle ({error})") from None
 
 
 def file_stem(certificate: x509.Certificate) -> str:
@@ -36,12 +58,13 @@ def build_store_payload(certificates: Sequence[tuple[str, x509.Certificate]]) ->
 def read_store_payload(payload: bytes) -> list[tuple[str, x509.Certificate]]:
     """Every (name, certificate) of a store, by name; ImageFormatError for anything else."""
     roots = []
-    for path, content in sorted(read_cramfs(payload).items()):
-        if not (path.startswith(CERT_DIR) and path.endswith(".pem") and "/" not in path[6:]):
-            raise ImageFormatError(f"store holds {path!r}, not certs/<Name>.pem")
-        try:
-            certificate = x509.load_pem_x509_certificate(content)
-        except ValueError:
-            raise ImageFormatError(f"{path} is not a PEM certificate") from None
-        roots.append((path[len(CERT_DIR) : -len(".pem")], certificate))
+    with real_world_roots():
+        for path, content in sorted(read_cramfs(payload).items()):
+            if not (path.startswith(CERT_DIR) and path.endswith(".pem") and "/" not in path[6:]):
+                raise ImageFormatError(f"store holds {path!r}, not certs/<Name>.pem")
+            try:
+                certificate = x509.load_pem_x509_certificate(content)
+            except ValueError:
+                raise ImageFormatError(f"{path} is not a PEM certificate") from None
+            roots.append((path[len(CERT_DIR) : -len(".pem")], certificate))
     return roots

@@ -32,7 +32,7 @@ from typing import Any
 
 from cryptography import x509
 
-from firmware_model.certstore import build_store_payload, file_stem
+from firmware_model.certstore import build_store_payload, file_stem, load_pem_bundle
 from firmware_model.errors import ImageFormatError
 from firmware_model.keystore import TrustedKey, build_keystore_payload
 from firmware_model.manifest import ManifestEntry, build_manifest
@@ -67,7 +67,7 @@ def _store_payload(table: dict[str, Any], base: Path) -> bytes:
         cert = load_certificate(base / file)
         named.append((Path(file).stem, cert))
     for bundle in table.get("bundles", []):
-        for cert in x509.load_pem_x509_certificates((base / bundle).read_bytes()):
+        for cert in load_pem_bundle((base / bundle).read_bytes()):
             named.append((file_stem(cert), cert))
     return build_store_payload(_unique(named))
 
