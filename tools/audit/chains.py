@@ -96,7 +96,7 @@ def fetch_chain(
 
 def chain_path(folder: Path, endpoint: Endpoint) -> str:
     """Where the chain of `endpoint` is saved: `folder/HOST_PORT.pem`."""
-    return os.path.join(folder, f"{endpoint.host}_{endpoint.port}.pem")
+    return f"{os.fspath(folder)}{os.sep}{endpoint.host}_{endpoint.port}.pem"
 
 
 def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:

@@ -76,7 +76,7 @@ class Judge:
 
     def ok(self, anchor: x509.Certificate) -> Verdict:
         """The verdict for a valid path ending at `anchor`."""
-        return Verdict(True, self.trust.names.get(anchor) or common_name(anchor.subject))
+        return Verdict(True, self.trust.name_of(anchor) or common_name(anchor.subject))
 
     def judge(self, chain: Sequence[x509.Certificate], endpoint: Endpoint) -> Verdict:
         """The verdict for `chain` served as `endpoint`, with a reason when it fails."""
@@ -100,7 +100,7 @@ def judge_pair(
     anchor = path[-1]
 
     def one(judge: Judge) -> Verdict:
-        name = judge.trust.names.get(anchor)
+        name = judge.trust.name_of(anchor)
         return Verdict(True, name) if name is not None else judge.judge(chain, endpoint)
 
     return one(before), one(after)

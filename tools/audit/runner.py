@@ -160,7 +160,8 @@ class Auditor:
 def run_audit(request: AuditRequest) -> AuditResult:
     """Audit every endpoint of `request`. Raises BadInputError only when a store cannot be
     read (nothing can be judged then); every other bad input is a problem line."""
-    before, after = load_store(request.before), load_store(request.after)
+    before = load_store(request.before)
+    after = load_store(request.after).sharing(before)
     at = request.at or dt.datetime.now(dt.UTC)
     auditor = Auditor(Judge(before, at), Judge(after, at), Judge(before.union(after), at))
     findings = discover(request)

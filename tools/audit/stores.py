@@ -35,19 +35,32 @@ class TrustStore:
         return Store(list(self.roots)) if self.roots else None
 
     @cached_property
-    def members(self) -> frozenset[x509.Certificate]:
-        return frozenset(self.roots)
-
-    @cached_property
     def names(self) -> dict[x509.Certificate, str]:
         return {root: common_name(root.subject) for root in self.roots}
 
+    @cached_property
+    def _names_by_identity(self) -> dict[int, str]:
+        return {id(root): name for root, name in self.names.items()}
+
+    def name_of(self, certificate: x509.Certificate) -> str | None:
+        """The short name of `certificate` if it is one of the roots, else None.
+
+        Verification hands back the store's own objects, so identity answers first (hashing
+        a certificate costs microseconds, which add up over a thousand endpoints)."""
+        found = self._names_by_identity.get(id(certificate))
+        return found if found is not None else self.names.get(certificate)
+
     def __contains__(self, certificate: object) -> bool:
-        return certificate in self.members
+        return certificate in self.names
 
     def union(self, other: TrustStore) -> TrustStore:
         """Both stores' roots, this store's first."""
         return from_roots(f"{self.label}+{other.label}", [*self.roots, *other.roots])
+
+    def sharing(self, other: TrustStore) -> TrustStore:
+        """This store with the roots it has in common with `other` as `other`'s objects."""
+        mine = {root: root for root in other.roots}
+        return TrustStore(self.label, tuple(mine.get(root, root) for root in self.roots))
 
 
 def common_name(name: x509.Name) -> str:
