@@ -5,15 +5,20 @@ from __future__ import annotations
 from hal.errors import LinkError
 
 __all__ = [
+    "BootError",
     "FeedError",
     "FwModelError",
     "ImageFormatError",
     "LinkError",
     "ManifestMismatchError",
+    "NotProvisionedError",
+    "ProvisioningError",
+    "ReadbackError",
     "RevokedError",
     "RollbackError",
     "SignatureError",
     "SizeLimitError",
+    "TlsError",
     "TrustError",
     "UntrustedSignerError",
     "WrongImageTypeError",
@@ -22,6 +27,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_TRUST = 1
 EXIT_FORMAT = 2
+EXIT_FEED = 3
+EXIT_HAL = 4
 
 
 class FwModelError(Exception):
@@ -78,7 +85,33 @@ class ManifestMismatchError(TrustError):
     """An image that the manifest does not list, or that differs from its entry."""
 
 
+class BootError(TrustError):
+    """Neither the slots the boot record names nor their fallback authenticate."""
+
+
+class TlsError(TrustError):
+    """A TLS connection made from the device failed (handshake, chain at the device's clock)."""
+
+
 class FeedError(FwModelError):
     """The update feed could not be reached or served incomplete data."""
 
-    exit_code = 3
+    exit_code = EXIT_FEED
+
+
+class NotProvisionedError(FwModelError):
+    """The device has no fused root-key hash or no valid boot record: provision it first."""
+
+    exit_code = EXIT_FORMAT
+
+
+class ProvisioningError(FwModelError):
+    """Provisioning refused: the device is provisioned already, or with another root."""
+
+    exit_code = EXIT_FORMAT
+
+
+class ReadbackError(FwModelError):
+    """What reads back from flash is not what was written (a hardware fault)."""
+
+    exit_code = EXIT_HAL

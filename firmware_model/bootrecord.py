@@ -1,0 +1,218 @@
+"""The boot record: which slot of each component the device boots, committed atomically.
+
+Two copies, one per flash sector. A record carries a sequence number and a CRC-32 over all its
+other bytes; the valid copy (magic, version and CRC check out) with the highest sequence number
+is the boot record. A commit writes the record with sequence + 1 into the *other* copy (erase
+its sector, program one page): until that program completes, readers still find the previous
+record in the untouched copy; once it completes, they find the new one. A cut at any point of
+the commit (before, after, or tearing the erase or the program) leaves one of the two records,
+never a mix, because a partly written copy fails its CRC.
+
+Record layout (little-endian, 164 bytes):
+    magic "FWBR", u16 version 1, u8 state (1 confirmed, 2 trial), u8 reserved 0, u32 sequence,
+    active set, fallback set: per component (keystore, store) a slot reference:
+        u8 slot (0 A, 1 B, 0xFF none), u32 image length, 32-byte SHA-256 of the image,
+    u32 CRC-32 of everything before it.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from construct import (
+    Bytes,
+    Checksum,
+    ChecksumError,
+    Const,
+    ConstructError,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    RawCopy,
+    Struct,
+    this,
+)
+
+from firmware_model.layout import Component, FlashLayout, slot_name
+from hal.interfaces import Flash
+
+MAGIC = b"FWBR"
+NO_SLOT = 0xFF
+
+SlotRefFormat = Struct("slot" / Int8ul, "length" / Int32ul, "digest" / Bytes(32))
+SlotSetFormat = Struct("keystore" / SlotRefFormat, "store" / SlotRefFormat)
+RecordBody = Struct(
+    "magic" / Const(MAGIC),
+    "version" / Const(1, Int16ul),
+    "state" / Int8ul,
+    "reserved" / Const(0, Int8ul),
+    "sequence" / Int32ul,
+    "active" / SlotSetFormat,
+    "fallback" / SlotSetFormat,
+)
+RecordFormat = Struct(
+    "body" / RawCopy(RecordBody),
+    "crc" / Checksum(Int32ul, lambda data: zlib.crc32(data), this.body.data),
+)
+RECORD_SIZE = int(RecordFormat.sizeof())
+
+
+class RecordState(enum.IntEnum):
+    """A confirmed record boots as is; a trial record is confirmed by its first good boot."""
+
+    CONFIRMED = 1
+    TRIAL = 2
+
+
+@dataclass(frozen=True)
+class SlotRef:
+    """An image committed to a slot: which slot, how long, its SHA-256. Slot None: nothing."""
+
+    slot: int | None
+    length: int = 0
+    digest: bytes = bytes(32)
+
+    @property
+    def empty(self) -> bool:
+        return self.slot is None
+
+    def describe(self) -> str:
+        return "none" if self.slot is None else f"slot {slot_name(self.slot)}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"slot": None if self.slot is None else slot_name(self.slot),
+                "length": self.length, "sha256": self.digest.hex()}
+
+
+EMPTY = SlotRef(None)
+
+
+@dataclass(frozen=True)
+class SlotSet:
+    """One slot reference per component: what boots together."""
+
+    keystore: SlotRef
+    store: SlotRef
+
+    def __getitem__(self, component: Component) -> SlotRef:
+        return self.keystore if component is Component.KEYSTORE else self.store
+
+    def with_refs(self, refs: Mapping[Component, SlotRef]) -> SlotSet:
+        """This set with the components of `refs` replaced."""
+        return SlotSet(refs.get(Component.KEYSTORE, self.keystore),
+                       refs.get(Component.STORE, self.store))
+
+    def to_json(self) -> dict[str, object]:
+        return {c.value: self[c].to_json() for c in Component}
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """What to boot (`active`), what to fall back to, and whether `active` is on trial."""
+
+    sequence: int
+    state: RecordState
+    active: SlotSet
+    fallback: SlotSet
+
+    def trial(self, refs: Mapping[Component, SlotRef]) -> BootRecord:
+        """The next record: `refs` on trial, falling back to what is active now."""
+        return BootRecord(self.sequence + 1, RecordState.TRIAL, self.active.with_refs(refs),
+                          self.active)
+
+    def confirmed(self) -> BootRecord:
+        """The next record: the active set confirmed, the fallback kept."""
+        return replace(self, sequence=self.sequence + 1, state=RecordState.CONFIRMED)
+
+    def reverted(self) -> BootRecord:
+        """The next record: back to the fallback set, confirmed."""
+        return BootRecord(self.sequence + 1, RecordState.CONFIRMED, self.fallback, self.fallback)
+
+    def to_json(self) -> dict[str, object]:
+        return {"sequence": self.sequence, "state": self.state.name.lower(),
+                "active": self.active.to_json(), "fallback": self.fallback.to_json()}
+
+
+def _ref_value(ref: SlotRef) -> dict[str, object]:
+    return {"slot": NO_SLOT if ref.slot is None else ref.slot, "length": ref.length,
+            "digest": ref.digest}
+
+
+def encode_record(record: BootRecord) -> bytes:
+    """The record's bytes, CRC included."""
+    def slot_set(refs: SlotSet) -> dict[str, object]:
+        return {"keystore": _ref_value(refs.keystore), "store": _ref_value(refs.store)}
+
+    body = {"state": int(record.state), "sequence": record.sequence,
+            "active": slot_set(record.active), "fallback": slot_set(record.fallback)}
+    return bytes(RecordFormat.build({"body": {"value": body}}))
+
+
+def _ref(value: Mapping[str, object]) -> SlotRef:
+    slot = value["slot"]
+    assert isinstance(slot, int)
+    if slot == NO_SLOT:
+        return EMPTY
+    if slot not in (0, 1):
+        raise ValueError(f"slot {slot}")
+    length, digest = value["length"], value["digest"]
+    assert isinstance(length, int) and isinstance(digest, bytes)
+    return SlotRef(slot, length, digest)
+
+
+def decode_record(data: bytes) -> BootRecord | None:
+    """The record in `data` (a copy's first RECORD_SIZE bytes), or None if it is not valid."""
+    try:
+        body = RecordFormat.parse(data[:RECORD_SIZE]).body.value
+        state = RecordState(body.state)
+        sets = [SlotSet(_ref(s.keystore), _ref(s.store)) for s in (body.active, body.fallback)]
+    except (ConstructError, ChecksumError, ValueError):
+        return None
+    return BootRecord(int(body.sequence), state, sets[0], sets[1])
+
+
+def first_record(active: SlotSet) -> BootRecord:
+    """The record a freshly provisioned device starts with: `active` confirmed, no fallback."""
+    return BootRecord(1, RecordState.CONFIRMED, active, SlotSet(EMPTY, EMPTY))
+
+
+class RecordArea:
+    """Reads and commits the boot record in the two copies `layout` reserves for it."""
+
+    def __init__(self, layout: FlashLayout) -> None:
+        self.layout = layout
+
+    def read_copies(self, flash: Flash) -> list[BootRecord | None]:
+        """Each copy's record, None where a copy is not valid."""
+        return [decode_record(flash.read(region.offset, RECORD_SIZE))
+                for region in self.layout.record_copies]
+
+    def newest(self, flash: Flash) -> tuple[BootRecord, int] | None:
+        """The newest valid record and the copy holding it; None if neither copy is valid."""
+        found = [(record, copy) for copy, record in enumerate(self.read_copies(flash))
+                 if record is not None]
+        if not found:
+            return None
+        return max(found, key=lambda pair: (pair[0].sequence, -pair[1]))
+
+    def read(self, flash: Flash) -> BootRecord | None:
+        """The boot record (the newest valid copy), or None on a device never provisioned."""
+        newest = self.newest(flash)
+        return None if newest is None else newest[0]
+
+    def commit(self, flash: Flash, record: BootRecord) -> None:
+        """Make `record` the boot record: write it over the copy not holding the newest one.
+
+        Power-safe: see the module docstring. `record.sequence` must exceed the newest's.
+        """
+        newest = self.newest(flash)
+        if newest is not None and record.sequence <= newest[0].sequence:
+            raise ValueError(
+                f"record {record.sequence} does not supersede record {newest[0].sequence}"
+            )
+        target = self.layout.record_copies[1 - newest[1] if newest is not None else 0]
+        flash.erase(target.offset, target.size)
+        flash.program(target.offset, encode_record(record))
