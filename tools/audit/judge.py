@@ -12,6 +12,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -27,6 +28,7 @@ from tools.audit.endpoints import Endpoint
 from tools.audit.stores import TrustStore, common_name
 
 MAX_DEPTH = 8
+MAX_PATHS = 16  # diagnosis looks at this many paths at most (cross-signing can multiply them)
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def diagnose(chain: Sequence[x509.Certificate], endpoint: Endpoint, judge: Judge
     leaf, trust = chain[0], judge.trust
     if leaf.subject == leaf.issuer and _issued_by(leaf, leaf) and leaf not in trust:
         return Verdict(False, None, f"self-signed: {common_name(leaf.subject)}")
-    paths = list(paths_to_store(chain, trust))
+    paths = list(islice(paths_to_store(chain, trust), MAX_PATHS))
     if not paths:
         top = chain[-1]
         return Verdict(False, None, f"no path to the store (chain ends at "
