@@ -1,0 +1,7 @@
+"""`python -m firmware_model`: the `fwmodel` command line."""
+
+import sys
+
+from firmware_model.cli import main
+
+sys.exit(main())

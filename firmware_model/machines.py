@@ -1,0 +1,86 @@
+"""Which machine a device model runs on, from a `--hal` choice (the CLI's hardware edge).
+
+    fake[:FLASH]        the software machine on the flash file FLASH (default ./device.flash;
+                        fuses and reset cause in FLASH.otp and FLASH.reset beside it), so a
+                        device keeps its state from one run to the next
+    emulator[:FLASH]    the same software machine served by the board emulator on a
+                        pseudo-terminal in this process, driven over the serial protocol
+    serial:PORT         a board on a serial port (a device path or a pyserial URL)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from hal.errors import HalError
+from hal.interfaces import Machine
+from hal.machine import SoftwareMachine
+
+DEFAULT_FLASH = "device.flash"
+
+
+@dataclass(frozen=True)
+class HalSpec:
+    """A parsed `--hal` value."""
+
+    kind: str  # "fake", "emulator" or "serial"
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def parse_hal(text: str) -> HalSpec:
+    """Parse `fake[:FLASH]`, `emulator[:FLASH]` or `serial:PORT`; HalError otherwise."""
+    kind, _, target = text.partition(":")
+    if kind in ("fake", "emulator"):
+        return HalSpec(kind, target or DEFAULT_FLASH)
+    if kind == "serial" and target:
+        return HalSpec(kind, target)
+    raise HalError(f"--hal {text!r}: expected fake[:FLASH], emulator[:FLASH] or serial:PORT")
+
+
+def _serial(port: str) -> Machine:
+    try:
+        module = importlib.import_module("hal.serial_link")
+    except ImportError:
+        raise HalError("the serial backend (hal.serial_link) is not installed") from None
+    machine: Machine = module.SerialMachine(port)
+    return machine
+
+
+@contextlib.contextmanager
+def open_machine(spec: HalSpec, wall: datetime | None = None) -> Iterator[Machine]:
+    """The machine `spec` names, closed (and its emulator stopped) on exit.
+
+    `wall` sets the device's clock first; HalError for a board, whose clock is its own.
+    """
+    if spec.kind == "serial":
+        if wall is not None:
+            raise HalError("--at needs a software machine (fake or emulator); a board keeps "
+                           "its own time")
+        board = _serial(spec.target)
+        try:
+            yield board
+        finally:
+            board.close()
+        return
+    with SoftwareMachine(Path(spec.target)) as soft:
+        if wall is not None:
+            soft.clock.set_wall(wall)
+        if spec.kind == "fake":
+            yield soft
+            return
+        from hal.emulator import start_emulator
+
+        with start_emulator(soft, transport="pty") as emulator:
+            board = _serial(emulator.url)
+            try:
+                yield board
+            finally:
+                board.close()
