@@ -159,7 +159,9 @@ class BoardAgent:
             return Outcome([cached[1]])
         reply, reboot = self._execute(frame)
         self._remember(frame.seq, fingerprint, reply)
-        return Outcome([reply, *self.console_frames()], reboot)
+        if reboot is not None:  # what the reset logged belongs after the banner
+            return Outcome([reply], reboot)
+        return Outcome([reply, *self.console_frames()])
 
     def boot_frames(self, kind: RebootKind) -> list[Frame]:
         """After the reboot silence: power up if needed, then the banner and console lines.

@@ -175,6 +175,8 @@ class Emulator:
                               reboot_delay=reboot_delay)
         self.url = ""
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # wakes the loop's select when asked to stop
+        os.set_blocking(self._wake_w, False)
         self._thread: threading.Thread | None = None
         self._master: int | None = None
         self._slave: int | None = None
@@ -230,10 +232,13 @@ class Emulator:
     def request_stop(self) -> None:
         """Ask the serving loop to end (safe from a signal handler); `stop` also waits."""
         self._stop.set()
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def stop(self) -> None:
         """Stop serving (and wait for the thread, if `start` made one)."""
-        self._stop.set()
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -249,6 +254,10 @@ class Emulator:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def __enter__(self) -> Emulator:
         return self
@@ -278,8 +287,10 @@ class Emulator:
             wait = line.due(now)
             writable = [fd] if line.output_ready(now) else []
             try:
-                ready_r, ready_w, _ = select.select([fd], writable, [], wait)
+                ready_r, ready_w, _ = select.select([fd, self._wake_r], writable, [], wait)
             except (OSError, ValueError):
+                return
+            if self._wake_r in ready_r:
                 return
             if ready_r:
                 data = read(fd)
@@ -292,8 +303,11 @@ class Emulator:
 
     def _serve_tcp(self, listener: socket.socket) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select([listener], [], [], self.line.due(time.monotonic()))
+            ready, _, _ = select.select([listener.fileno(), self._wake_r], [], [],
+                                        self.line.due(time.monotonic()))
             self.line.drop_output()
+            if self._wake_r in ready:
+                return
             if not ready:
                 continue
             conn, _addr = listener.accept()

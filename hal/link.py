@@ -218,8 +218,13 @@ class BoardLink:
         self.hello = Hello(PROTOCOL_VERSION, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
         self._reboot_due = False
         self._port: Port | None = None
+        self._closed = False
         self._open()
-        self.hello = self.handshake()
+        try:
+            self.hello = self.handshake()
+        except BaseException:
+            self._lose_port()
+            raise
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -246,6 +251,8 @@ class BoardLink:
 
     def settle(self) -> None:
         """Before new work: reopen a lost port, and catch up on a reboot seen in passing."""
+        if self._closed:
+            raise LinkError(f"{self.url}: the link has been closed")
         if self.powered_off:
             raise PowerLoss("the board lost power; call power_on() to boot it again")
         if self._port is None:
@@ -313,10 +320,9 @@ class BoardLink:
         self.finish_reboot(before)
 
     def close(self) -> None:
-        """Close the port."""
-        if self._port is not None:
-            self._port.close()
-            self._port = None
+        """Close the port; the link cannot be used afterwards."""
+        self._closed = True
+        self._lose_port()
 
     @property
     def line_rate(self) -> int:
