@@ -1,0 +1,215 @@
+"""Provisioning and the boot path: trial, confirm, fallback, counters, reset causes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from firmware_model.bootrecord import SlotRef
+from firmware_model.device import Device, UpdateOutcome
+from firmware_model.errors import (
+    BootError,
+    NotProvisionedError,
+    ProvisioningError,
+    RevokedError,
+    UntrustedSignerError,
+)
+from firmware_model.layout import Component
+from firmware_model.provision import FactoryImages
+from firmware_model.sysevent import EventHandle, EventStatus, SysEventInfo
+from firmware_model.trust import floors, read_root_hash
+from firmware_model.writer import write_slot
+from hal.interfaces import FlashGeometry, Machine, ResetCause
+from hal.machine import SoftwareMachine
+from tests.firmware_model.devicelab import Lab, Outside, stranger
+
+SMALL = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
+
+
+def small_device(lab: Lab | None = None) -> Device:
+    device = Device(SoftwareMachine(None, SMALL))
+    if lab is not None:
+        device.provision(lab.factory)
+    return device
+
+
+def corrupt(device: Device, component: Component, which: str = "active") -> None:
+    """Clear a bit in the middle of the image the newest record names (NOR: 1 -> 0 only)."""
+    record = device.record_area.read(device.machine.flash)
+    assert record is not None
+    ref = record.active[component] if which == "active" else record.fallback[component]
+    assert ref.slot is not None
+    at = device.flash_layout.slot(component, ref.slot).offset + ref.length // 2
+    byte = device.machine.flash.read(at, 1)[0]
+    device.machine.flash.program(at, bytes([byte & (byte - 1) if byte else 0]))
+
+
+def hook_before_boot(device: Device, action: Callable[[], None]) -> None:
+    """Run `action` on the next reset, before the boot path (then boot as usual)."""
+    def hook(machine: Machine) -> None:
+        action()
+        device.machine.set_boot_hook(device.on_reset)
+        device.on_reset(machine)
+    device.machine.set_boot_hook(hook)
+
+
+# --- provisioning --------------------------------------------------------------------------
+
+
+def test_provisioning_fuses_the_root_and_boots_the_pre_2025_store(
+    device: Device, device_lab: Lab
+) -> None:
+    status = device.status()
+    assert read_root_hash(device.machine.otp) == device_lab.factory.root_hash
+    assert status["boot_record"] == {"sequence": 1, "state": "confirmed"}
+    slots = status["slots"]
+    assert isinstance(slots, dict)
+    assert {c: slots[c]["active"] for c in slots} == {"keystore": "A", "store": "A"}
+    assert status["security_versions"] == {"keystore": {"fused": 1, "running": 1},
+                                           "store": {"fused": 1, "running": 1}}
+    assert device.store.names == ["Baltimore_CyberTrust_Root", "DigiCert_Global_Root_G2",
+                                  "Microsoft_RSA_Root_Certificate_Authority_2017"]
+
+
+@pytest.mark.fresh_machine
+def test_provisioning_twice_is_refused_and_changes_nothing(
+    device: Device, device_lab: Lab
+) -> None:
+    before = Outside.of(device)
+    with pytest.raises(ProvisioningError, match="provisioned already"):
+        device.provision(device_lab.factory)
+    assert Outside.of(device) == before
+
+
+def test_provisioning_checks_everything_before_writing_anything(device_lab: Lab) -> None:
+    untrusted_store = device_lab.store(device_lab.roots(), 1, signer=stranger())
+    bad = [
+        FactoryImages(bytes(32), device_lab.image("keystore-2024"), device_lab.image(
+            "certstore-2024")),
+        FactoryImages(device_lab.factory.root_hash, device_lab.image("keystore-2024"),
+                      untrusted_store),
+    ]
+    for images in bad:
+        device = small_device()
+        with pytest.raises(UntrustedSignerError):
+            device.provision(images)
+        machine = device.machine
+        assert machine.flash.hash(0, SMALL.size) == SoftwareMachine(None, SMALL).flash.hash(
+            0, SMALL.size)
+        assert all(machine.otp.read_word(i) == 0 for i in range(machine.otp.word_count))
+
+
+def test_a_device_never_provisioned_does_not_boot() -> None:
+    device = small_device()
+    with pytest.raises(NotProvisionedError):
+        device.boot()
+    assert device.status()["provisioned"] is False
+
+
+# --- trial, confirm, counters --------------------------------------------------------------
+
+
+def test_counters_rise_only_after_the_trial_boot_confirmed_the_new_store(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    seen: list[dict[Component, int]] = []
+
+    def app(info: SysEventInfo, handle: EventHandle) -> None:
+        if info.status is EventStatus.FINAL:
+            seen.append(floors(device.machine.otp))
+
+    device.bus.register(app)
+    result = device.check_for_update(device_lab.feed())
+    assert seen == [{Component.KEYSTORE: 1, Component.STORE: 1}]
+    assert result.boot is not None and result.boot.confirmed
+    assert dict(result.boot.raised) == {"store": 2}
+    assert floors(device.machine.otp) == {Component.KEYSTORE: 1, Component.STORE: 2}
+    lines = device.machine.console.lines()
+    committed = next(i for i, line in enumerate(lines) if "committed (trial)" in line)
+    confirmed = next(i for i, line in enumerate(lines) if "trial confirmed" in line)
+    assert committed < confirmed and "raised to store 2" in lines[confirmed]
+
+
+def test_a_trial_that_does_not_authenticate_falls_back_to_the_old_set(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    hook_before_boot(device, lambda: corrupt(device, Component.STORE))
+    result = device.check_for_update(device_lab.feed())
+    assert result.outcome is UpdateOutcome.REVERTED
+    assert result.boot is not None and result.boot.used == "fallback"
+    assert "store slot B does not hold the committed image" in str(result.boot.problem)
+    assert device.store.names[0] == "Baltimore_CyberTrust_Root"
+    assert floors(device.machine.otp) == {Component.KEYSTORE: 1, Component.STORE: 1}
+    record = device.running.record
+    assert record.active == record.fallback and record.active.store.slot == 0
+    device.boot()  # the revert is committed: later boots come up on the old set directly
+    assert device.running.report.used == "active"
+
+
+def test_boot_authenticates_what_the_record_names_even_when_its_hash_matches(
+    device_lab: Lab,
+) -> None:
+    device = small_device(device_lab)
+    tampered = bytearray(device_lab.image("certstore-2025-02"))
+    tampered[100] ^= 0x01
+    digest = write_slot(device.machine.flash, device.flash_layout, Component.STORE, 1,
+                        bytes(tampered))
+    trial = device.running.record.trial({Component.STORE: SlotRef(1, len(tampered), digest)})
+    device.record_area.commit(device.machine.flash, trial)
+    report = device.boot()
+    assert report.used == "fallback" and "SignatureError" in str(report.problem)
+    assert device.running.record.active.store.slot == 0
+
+
+def test_a_device_with_no_set_that_authenticates_halts(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+
+    def break_both() -> None:
+        corrupt(device, Component.STORE)
+        corrupt(device, Component.KEYSTORE, "fallback")
+
+    hook_before_boot(device, break_both)
+    with pytest.raises(BootError, match="fallback fails"):
+        device.check_for_update(device_lab.feed())
+    status = device.status()
+    assert status["provisioned"] is True and status["booted"] is False
+    assert "fallback fails" in str(status["problem"])
+
+
+def test_once_confirmed_an_older_store_cannot_be_fallen_back_to(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    device.check_for_update(device_lab.feed())
+    corrupt(device, Component.STORE)  # the confirmed new store rots; the old one is sv 1 < 2
+    with pytest.raises(BootError, match="RollbackError"):
+        device.boot()
+
+
+# --- reset causes, revocation --------------------------------------------------------------
+
+
+def test_each_boot_reports_its_reset_cause(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    assert device.running.report.cause is ResetCause.POWER_ON
+    device.check_for_update(device_lab.feed())
+    assert device.running.report.cause is ResetCause.SOFTWARE
+    machine = device.machine
+    assert isinstance(machine, SoftwareMachine)
+    machine.power_off()
+    machine.power_on()
+    assert device.running.report.cause is ResetCause.POWER_LOSS
+    machine.watchdog.start(5)
+    machine.clock.advance(6)
+    assert device.running.report.cause is ResetCause.WATCHDOG
+    assert device.status()["last_reset_cause"] == "WATCHDOG"
+
+
+def test_revoking_versions_below_the_running_one_raises_the_counter(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    with pytest.raises(RevokedError, match="would revoke the running image"):
+        device.revoke(Component.STORE, 2)
+    device.check_for_update(device_lab.feed())
+    assert not device.revoke(Component.STORE, 2)  # the confirm already raised it
+    assert device.revoke(Component.KEYSTORE, 1) is False
+    before = floors(device.machine.otp)
+    with pytest.raises(RevokedError):
+        device.revoke(Component.KEYSTORE, 2)
+    assert floors(device.machine.otp) == before
