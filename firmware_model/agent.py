@@ -12,8 +12,8 @@ What it checks, in order:
 - plan: an entry whose image GUID is installed already is skipped; an entry for another
   component GUID than the installed one, larger than its slot, or with a security version
   below the component's counter (or below the running image's) is refused;
-- each image, before it is authenticated: exactly the manifest's size, its type, image GUID
-  and component GUID as the entry says (no mix-and-match); then authenticated: a keystore
+- each image, before it is authenticated: its type, image GUID, component GUID and size as
+  the entry says (no mix-and-match); bytes cut short are a FeedError; then authenticated: a keystore
   against the fused root-key hash, any other image against the keys of the keystore that will
   boot with it (the update's new keystore if it has one, else the running one); then its
   security version as the entry says.
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from firmware_model.errors import (
     FeedError,
+    ImageFormatError,
     ManifestMismatchError,
     RollbackError,
     SizeLimitError,
@@ -179,16 +180,18 @@ def plan_update(
 
 
 def check_claims(entry: ManifestEntry, data: bytes) -> None:
-    """Size, type and GUIDs of `data` as `entry` says; raises before any signature is checked."""
-    if len(data) < entry.size:
-        raise FeedError(
-            f"image {entry.image_id} was served with {len(data)} of its {entry.size} bytes"
-        )
-    if len(data) > entry.size:
-        raise SizeLimitError(
-            f"image {entry.image_id} is {len(data)} bytes; the manifest says {entry.size}"
-        )
-    claimed = peek_identity(data)
+    """Type, GUIDs and size of `data` as `entry` says; raises before any signature is checked.
+
+    Bytes too short to be an image package at all, and fewer than the manifest's, were cut
+    short in transit: a FeedError (the next check fetches them again).
+    """
+    try:
+        claimed = peek_identity(data)
+    except ImageFormatError:
+        if len(data) < entry.size:
+            raise FeedError(f"image {entry.image_id} was served with {len(data)} of its "
+                            f"{entry.size} bytes") from None
+        raise
     if claimed.image_type != entry.image_type:
         raise WrongImageTypeError(
             f"served a {image_type_name(claimed.image_type)} image where the manifest lists "
@@ -200,6 +203,10 @@ def check_claims(entry: ManifestEntry, data: bytes) -> None:
         raise ManifestMismatchError(
             f"image {entry.image_id} is for component {claimed.component_id}, "
             f"the manifest says {entry.component_id}"
+        )
+    if len(data) != entry.size:
+        raise ManifestMismatchError(
+            f"image {entry.image_id} is {len(data)} bytes; the manifest says {entry.size}"
         )
 
 

@@ -73,8 +73,12 @@ class EventHandle:
     resume_after_minutes: float | None = None
 
     def defer(self, minutes: float) -> float:
-        """Ask to defer by `minutes`; returns what is granted (at most the allowance)."""
-        if self.info.status is not EventStatus.PENDING:
+        """Ask to defer by `minutes`; returns what is granted (at most the allowance).
+
+        Only a Pending UpdateReadyForInstall can be deferred; anything else grants nothing.
+        """
+        if (self.info.event is not SysEvent.UPDATE_READY_FOR_INSTALL
+                or self.info.status is not EventStatus.PENDING):
             return 0.0
         self.deferral_minutes = max(0.0, min(float(minutes), self.info.max_deferral_minutes))
         return self.deferral_minutes

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography import x509
 
 from firmware_model.certstore import build_store_payload, read_store_payload
-from firmware_model.device import Device
+from firmware_model.device import AgentSettings, Device
 from firmware_model.feed import MANIFEST_NAME, MemoryFeed, image_file_name
 from firmware_model.keystore import TrustedKey, build_keystore_payload
 from firmware_model.layout import complement
@@ -21,6 +21,8 @@ from firmware_model.package import build_package, parse_package
 from firmware_model.provision import FactoryImages
 from firmware_model.sections import ImageType
 from firmware_model.signing import Signer
+from hal.interfaces import FlashGeometry
+from hal.machine import SoftwareMachine
 from tools.build_images import build_all
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, issue, load_signer, new_key
 
@@ -29,6 +31,8 @@ STORE_COMPONENT = uuid.UUID("e5f5f3fc-2eb5-4d1b-a650-b72364446807")
 KEYSTORE_COMPONENT = uuid.UUID("46dae4ab-8d2f-483c-94a4-c873c0e82ea2")
 MANIFEST_COMPONENT = uuid.UUID("f8c320c7-db5e-4805-b1e9-1535cce8f4fc")
 SIGNABLE = (ImageType.UpdateCertStore, ImageType.BaseSystemUpdateManifest)
+#: A small flash for tests that build machines of their own (in memory, fault injector on).
+SMALL = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,14 @@ class Lab:
         return build_package(build_manifest(listed), image_type=ImageType.BaseSystemUpdateManifest,
                              component_id=MANIFEST_COMPONENT, image_id=uuid.uuid4(),
                              signer=signer or self.signer(), name="lab-manifest")
+
+
+def small_device(lab: Lab | None = None, settings: AgentSettings | None = None) -> Device:
+    """A device on an in-memory software machine of SMALL geometry, provisioned from `lab`."""
+    device = Device(SoftwareMachine(None, SMALL), settings=settings or AgentSettings())
+    if lab is not None:
+        device.provision(lab.factory)
+    return device
 
 
 def stranger(common_name: str = "Stranger") -> Signer:

@@ -20,18 +20,9 @@ from firmware_model.provision import FactoryImages
 from firmware_model.sysevent import EventHandle, EventStatus, SysEventInfo
 from firmware_model.trust import floors, read_root_hash
 from firmware_model.writer import write_slot
-from hal.interfaces import FlashGeometry, Machine, ResetCause
+from hal.interfaces import Machine, ResetCause
 from hal.machine import SoftwareMachine
-from tests.firmware_model.devicelab import Lab, Outside, stranger
-
-SMALL = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
-
-
-def small_device(lab: Lab | None = None) -> Device:
-    device = Device(SoftwareMachine(None, SMALL))
-    if lab is not None:
-        device.provision(lab.factory)
-    return device
+from tests.firmware_model.devicelab import SMALL, Lab, Outside, small_device, stranger
 
 
 def corrupt(device: Device, component: Component, which: str = "active") -> None:

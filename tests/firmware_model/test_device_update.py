@@ -1,0 +1,174 @@
+"""The update agent's flow: SysEvents, deferral on the virtual clock, the check cadence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from firmware_model.agent import Limits, TrustState, UpdateSession
+from firmware_model.device import AgentSettings, CheckResult, Device, UpdateOutcome
+from firmware_model.errors import FeedError
+from firmware_model.feed import MemoryFeed
+from firmware_model.layout import Component
+from firmware_model.sysevent import (
+    DeferringApp,
+    EventHandle,
+    EventStatus,
+    SysEvent,
+    SysEventInfo,
+    UpdateType,
+)
+from hal.machine import SoftwareMachine
+from tests.firmware_model.devicelab import Lab, feed_of, small_device
+
+DAY = 24 * 3600.0
+
+
+def timeline(device: Device) -> list[tuple[str, str]]:
+    return [(info.event.value, info.status.value) for info in device.bus.sent]
+
+
+# --- the flow ------------------------------------------------------------------------------
+
+
+def test_an_update_tells_the_apps_then_installs_through_a_reset(
+    device: Device, device_lab: Lab
+) -> None:
+    app = DeferringApp(0)
+    device.bus.register(app)
+    result = device.check_for_update(device_lab.feed("RetailEval"))
+    assert result.outcome is UpdateOutcome.INSTALLED
+    assert [(i.event, i.status) for i in app.seen] == [
+        (SysEvent.UPDATE_STARTED, EventStatus.PENDING),
+        (SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.PENDING),
+        (SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.FINAL),
+    ]
+    assert app.seen[1].max_deferral_minutes == 1440
+    assert [(i.component, i.name) for i in result.images] == [
+        (Component.KEYSTORE, "keystore-2025-02"), (Component.STORE, "certstore-2025-02")]
+    status = device.status()
+    assert status["last_reset_cause"] == "SOFTWARE"
+    assert status["boot_record"] == {"sequence": 3, "state": "confirmed"}
+    slots = status["slots"]
+    assert isinstance(slots, dict)
+    assert {c: slots[c]["active"] for c in slots} == {"keystore": "B", "store": "B"}
+    assert device.store.names == ["DigiCert_Global_Root_G2",
+                                  "Microsoft_RSA_Root_Certificate_Authority_2017"]
+
+
+def test_a_feed_with_nothing_new_sends_no_update_available(device: Device, device_lab: Lab) -> None:
+    device.check_for_update(device_lab.feed())
+    before = device.status()
+    app = DeferringApp(60)
+    device.bus.register(app)
+    result = device.check_for_update(device_lab.feed())
+    assert result.outcome is UpdateOutcome.NO_UPDATE
+    assert [(i.event, i.status) for i in app.seen] == [
+        (SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)]
+    assert device.status() == before
+
+
+def test_a_store_only_update_keeps_the_keystore_slot(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    store = device_lab.image("certstore-2025-02")
+    result = device.check_for_update(feed_of(device_lab.manifest([store]), [store]))
+    assert [i.component for i in result.images] == [Component.STORE]
+    active = device.running.record.active
+    assert (active.keystore.slot, active.store.slot) == (0, 1)
+
+
+# --- deferral ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("asked", "resume_after", "waited_minutes"), [
+    (1440, None, 1440),   # a full day: the reboot comes exactly 24 h later
+    (5000, None, 1440),   # longer requests are truncated to the allowance
+    (1440, 0, 0),         # resume: installs at once
+    (1440, 90, 90),       # the app's timer resumes after an hour and a half
+    (30, 90, 30),         # the deferral ends before the resume would
+])
+def test_deferral_delays_the_reboot_on_the_device_clock(
+    device: Device, device_lab: Lab, asked: float, resume_after: float | None,
+    waited_minutes: float,
+) -> None:
+    app = DeferringApp(asked, resume_after)
+    device.bus.register(app)
+    result = device.check_for_update(device_lab.feed())
+    pending, final = app.seen[1], app.seen[2]
+    assert app.granted == [min(asked, 1440)]
+    assert result.deferred_minutes == waited_minutes
+    assert final.at - pending.at == waited_minutes * 60
+    assert result.boot is not None and result.boot.at == final.at
+    assert result.boot.confirmed
+
+
+def test_the_install_waits_for_the_longest_deferral_of_all_apps(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    for minutes in (60, 600, 120):
+        device.bus.register(DeferringApp(minutes))
+    start = device.machine.clock.monotonic()
+    result = device.check_for_update(device_lab.feed())
+    assert result.deferred_minutes == 600
+    assert device.machine.clock.monotonic() - start == 600 * 60
+
+
+def test_only_a_pending_ready_for_install_can_be_deferred() -> None:
+    for event, status in [(SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.FINAL),
+                          (SysEvent.UPDATE_STARTED, EventStatus.PENDING)]:
+        handle = EventHandle(SysEventInfo(event, status, UpdateType.SYSTEM, 1440, 0.0))
+        assert handle.defer(60) == 0.0 and handle.holds_minutes == 0.0
+
+
+# --- the check cadence ---------------------------------------------------------------------
+
+
+@dataclass
+class FlakyFeed:
+    """A feed that is down for its first `down` fetches, then serves `inner`."""
+
+    inner: MemoryFeed
+    down: int
+    calls: list[float] = field(default_factory=list)
+    clock: SoftwareMachine | None = None
+
+    @property
+    def location(self) -> str:
+        return "flaky"
+
+    def fetch(self, name: str, limit: int) -> bytes:
+        self.calls.append(self.clock.clock.wall() if self.clock else 0.0)
+        if len(self.calls) <= self.down:
+            raise FeedError("feed flaky: connection refused")
+        return self.inner.fetch(name, limit)
+
+
+@pytest.mark.parametrize("hours", [20.0, 24.0])
+def test_a_failed_check_is_retried_one_check_interval_later(device_lab: Lab, hours: float) -> None:
+    device = small_device(device_lab, AgentSettings(check_interval_hours=hours))
+    machine = device.machine
+    assert isinstance(machine, SoftwareMachine)
+    feed = FlakyFeed(device_lab.feed(), down=1, clock=machine)
+    results: list[CheckResult] = device.run_checks(feed, 3)
+    assert isinstance(results[0], FeedError)
+    assert not isinstance(results[1], Exception) and results[1].outcome is UpdateOutcome.INSTALLED
+    assert not isinstance(results[2], Exception) and results[2].outcome is UpdateOutcome.NO_UPDATE
+    first, second, third = feed.calls[0], feed.calls[1], feed.calls[-1]
+    assert (second - first, third - second) == (hours * 3600, hours * 3600)
+
+
+# --- the agent's decisions, without a device -----------------------------------------------
+
+
+def test_a_session_accepts_the_images_it_wants_in_order(device: Device, device_lab: Lab) -> None:
+    trust: TrustState = device.trust_state()
+    session = UpdateSession(trust, Limits({c: 1 << 20 for c in Component}))
+    feed = device_lab.feed()
+    wanted = session.accept_manifest(feed.files["manifest.imagepackage"])
+    assert [e.image_type for e in wanted] == [19, 22]  # the keystore first
+    store_entry = wanted[1]
+    with pytest.raises(ValueError, match="not the next one"):
+        session.accept_image(store_entry, feed.files[f"{store_entry.image_id}.imagepackage"])
+    for entry in wanted:
+        session.accept_image(entry, feed.files[f"{entry.image_id}.imagepackage"])
+    assert session.complete and session.keyring is not trust.keyring
