@@ -101,6 +101,10 @@ class DeviceStore:
     def names(self) -> list[str]:
         return [root.name for root in self.roots]
 
+    def names_valid_at(self, at: datetime) -> list[str]:
+        """The names of the roots valid at `at`."""
+        return [root.name for root in self.valid_roots(at)]
+
     def valid_roots(self, at: datetime) -> list[StoreRoot]:
         """The roots valid at `at` (the device's clock)."""
         return [root for root in self.roots if root.valid_at(at)]
@@ -227,7 +231,11 @@ def connect(
             chain = tuple(tls.verified_chain)
             version = tls.version() or "TLS"
     except ssl.SSLCertVerificationError as error:
-        raise TlsError(f"{host}:{port}: {error.verify_message or error}") from None
+        reason = str(error.verify_message or error)
+        if "device time" not in reason:
+            reason += f" (store roots valid at device time {iso(at)}: " \
+                      f"{', '.join(store.names_valid_at(at)) or 'none'})"
+        raise TlsError(f"{host}:{port}: {reason}") from None
     except ssl.SSLError as error:
         raise TlsError(f"{host}:{port}: TLS handshake failed ({error.reason or error})") from None
     except OSError as error:
