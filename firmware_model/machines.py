@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from firmware_model.errors import FwModelError
 from hal.errors import HalError
 from hal.interfaces import Machine
 from hal.machine import SoftwareMachine
@@ -36,13 +37,13 @@ class HalSpec:
 
 
 def parse_hal(text: str) -> HalSpec:
-    """Parse `fake[:FLASH]`, `emulator[:FLASH]` or `serial:PORT`; HalError otherwise."""
+    """Parse `fake[:FLASH]`, `emulator[:FLASH]` or `serial:PORT`; FwModelError (usage)."""
     kind, _, target = text.partition(":")
     if kind in ("fake", "emulator"):
         return HalSpec(kind, target or DEFAULT_FLASH)
     if kind == "serial" and target:
         return HalSpec(kind, target)
-    raise HalError(f"--hal {text!r}: expected fake[:FLASH], emulator[:FLASH] or serial:PORT")
+    raise FwModelError(f"--hal {text!r}: expected fake[:FLASH], emulator[:FLASH] or serial:PORT")
 
 
 def _serial(port: str) -> Machine:

@@ -155,7 +155,7 @@ def test_a_feed_server_that_is_down_is_a_feed_error(device_lab: Lab) -> None:
     with pytest.raises(FeedError, match="cannot fetch"):
         device.check_for_update(open_feed(f"http://127.0.0.1:{free_port()}/Retail"))
     assert Outside.of(device) == before
-    with feed_server(device_lab.feed_dir()) as url:
+    with feed_server(device_lab.folder / "feeds") as url:
         result = device.check_for_update(open_feed(url + "Retail"))
     assert result.outcome is UpdateOutcome.INSTALLED
 
@@ -165,7 +165,7 @@ def test_a_half_served_response_is_a_feed_error_and_the_next_check_works(
 ) -> None:
     device = small_device(device_lab)
     faults = FeedFaults(half={store_file(device_lab)})
-    with feed_server(device_lab.feed_dir(), faults=faults) as url:
+    with feed_server(device_lab.folder / "feeds", faults=faults) as url:
         feed = open_feed(url + "Retail")
         before = Outside.of(device)
         with pytest.raises(FeedError, match="cut short"):
@@ -179,7 +179,7 @@ def test_a_half_served_response_is_a_feed_error_and_the_next_check_works(
 def test_a_file_the_server_does_not_have_is_a_feed_error(device_lab: Lab) -> None:
     device = small_device(device_lab)
     faults = FeedFaults(missing={MANIFEST_NAME})
-    with feed_server(device_lab.feed_dir(), faults=faults) as url, \
+    with feed_server(device_lab.folder / "feeds", faults=faults) as url, \
             pytest.raises(FeedError, match="HTTP 404"):
         device.check_for_update(open_feed(url + "Retail"))
 
@@ -191,15 +191,15 @@ def test_an_https_feed_is_trusted_through_the_device_store(device_lab: Lab, tmp_
     old_store = device_lab.store([("LabFeedRoot", feed_root.certificate)], 1)
     new_store = device_lab.store([("LabFeedRoot", feed_root.certificate),
                                   *device_lab.roots(NEW_STORE)], 2)
-    folder = tmp_path / "Retail"
-    folder.mkdir()
+    folder = tmp_path / "feeds" / "Retail"
+    folder.mkdir(parents=True)
     (folder / MANIFEST_NAME).write_bytes(device_lab.manifest([new_store]))
     (folder / image_file_name(parse_package(new_store).image_id)).write_bytes(new_store)
     device = Device(SoftwareMachine(None, SMALL))
     device.provision(FactoryImages(device_lab.factory.root_hash,
                                    device_lab.image("keystore-2024"), old_store))
     context = server_context(tmp_path / "tls", key, [leaf])
-    with feed_server(folder, context) as url:
+    with feed_server(folder.parent, context) as url:
         stranger = small_device(device_lab)  # trusts only the real roots: not the lab feed
         with pytest.raises(FeedError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
             stranger.check_for_update(open_feed(url + "Retail",

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,15 +150,18 @@ class FeedFaults:
 @contextmanager
 def feed_server(folder: Path, context: ssl.SSLContext | None = None,
                 faults: FeedFaults | None = None) -> Iterator[str]:
-    """Serve `folder` over HTTP (HTTPS with `context`) on 127.0.0.1; yields the base URL."""
+    """Serve `folder` (and its subfolders) over HTTP (HTTPS with `context`) on 127.0.0.1;
+    yields the base URL. `faults` name files by their base name."""
     faults = faults or FeedFaults()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            name = self.path.rsplit("/", 1)[-1]
+            relative = urllib.parse.unquote(urllib.parse.urlparse(self.path).path).lstrip("/")
+            name = relative.rsplit("/", 1)[-1]
             faults.served.append(name)
-            path = folder / name
-            if name in faults.missing or not path.is_file():
+            path = (folder / relative).resolve()
+            inside = path.is_relative_to(folder.resolve())
+            if name in faults.missing or not inside or not path.is_file():
                 self.send_error(404)
                 return
             data = path.read_bytes()

@@ -1,0 +1,139 @@
+"""`fwmodel` end to end, as a user runs it: real subprocesses on a flash file kept across runs,
+a real pty for the emulator backend, real TLS and HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.firmware_model.devicelab import Lab
+from tests.firmware_model.tlslab import Authority, server_context, tls_server
+
+TIMEOUT = 60
+
+
+def fwmodel(*args: str, hal: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "firmware_model"]
+    if hal is not None:
+        command += ["--hal", hal]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=TIMEOUT,
+                          check=False)
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    assert result.returncode == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert isinstance(value, dict)
+    return value
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fwmodel: error: ") and text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = fwmodel("--help")
+    assert result.returncode == 0
+    for code in ("0  success", "1  trust", "2  malformed", "3  the update feed", "4  hardware"):
+        assert code in result.stdout
+
+
+def test_a_device_kept_in_a_flash_file_across_runs(device_lab: Lab, tmp_path: Path) -> None:
+    hal = f"fake:{tmp_path / 'dev.flash'}"
+    status = ok_json(fwmodel("status", "--json", hal=hal))
+    assert status["provisioned"] is False
+    one_line_error(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), hal=hal), 2,
+                   "not provisioned")
+    assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
+    one_line_error(fwmodel("provision", "--images", str(device_lab.folder), hal=hal), 2,
+                   "provisioned already")
+    before = ok_json(fwmodel("status", "--json", hal=hal))
+    assert before["security_versions"] == {"keystore": {"fused": 1, "running": 1},
+                                           "store": {"fused": 1, "running": 1}}
+    update = ok_json(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), "--channel",
+                             "RetailEval", "--defer", "2000", "--json", hal=hal))
+    assert (update["outcome"], update["deferred_minutes"]) == ("installed", 1440)
+    after = ok_json(fwmodel("status", "--json", hal=hal))
+    assert after["last_reset_cause"] == "SOFTWARE"
+    assert after["security_versions"] == {"keystore": {"fused": 1, "running": 1},
+                                          "store": {"fused": 2, "running": 2}}
+    store = after["store"]
+    assert isinstance(store, dict)
+    assert [c["name"] for c in store["certificates"]] == [
+        "DigiCert_Global_Root_G2", "Microsoft_RSA_Root_Certificate_Authority_2017"]
+    again = fwmodel("update", "--feed", str(device_lab.feed_dir("Retail")), hal=hal)
+    assert again.returncode == 0 and "outcome: no-update" in again.stdout
+
+
+def test_errors_are_one_line_with_the_exit_code_of_their_kind(
+    device_lab: Lab, tmp_path: Path
+) -> None:
+    hal = f"fake:{tmp_path / 'dev.flash'}"
+    assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
+    tampered = tmp_path / "tampered" / "Retail"
+    tampered.mkdir(parents=True)
+    for source in device_lab.feed_dir().iterdir():
+        data = bytearray(source.read_bytes())
+        if len(data) > 4000:
+            data[200] ^= 1
+        (tampered / source.name).write_bytes(bytes(data))
+    before = ok_json(fwmodel("status", "--json", hal=hal))
+    one_line_error(fwmodel("update", "--feed", str(tampered), hal=hal), 1,
+                   "signature does not verify")
+    one_line_error(fwmodel("update", "--feed", str(tmp_path / "nowhere"), hal=hal), 3,
+                   "has no manifest.imagepackage")
+    one_line_error(fwmodel("connect", "not-an-address", hal=hal), 2, "is not HOST:PORT")
+    one_line_error(fwmodel("revoke", "store", "5", hal=hal), 1, "would revoke the running image")
+    one_line_error(fwmodel("status", hal="bogus"), 2, "expected fake")
+    assert ok_json(fwmodel("status", "--json", hal=hal)) == before
+    verbose = fwmodel("-v", "update", "--feed", str(tampered), hal=hal)
+    assert "[agent] update from" in verbose.stderr and "refused (SignatureError)" in verbose.stderr
+
+
+def test_connect_exits_0_or_1_judged_at_the_device_clock(device_lab: Lab, tmp_path: Path) -> None:
+    expiry = dt.datetime(2025, 5, 12, tzinfo=dt.UTC)
+    root = Authority.root("Lab Baltimore stand-in", not_after=expiry)
+    store = tmp_path / "lab-store.imagepackage"
+    store.write_bytes(device_lab.store([("LabBaltimore", root.certificate)], 1))
+    hal = f"fake:{tmp_path / 'dev.flash'}"
+    assert fwmodel("provision", "--images", str(device_lab.folder), "--store", str(store),
+                   hal=hal).returncode == 0
+    key, leaf = root.server()
+    with tls_server(server_context(tmp_path / "tls", key, [leaf])) as port:
+        connected = fwmodel("connect", f"127.0.0.1:{port}", hal=hal)
+        late = fwmodel("--at", "2025-06-01", "connect", f"127.0.0.1:{port}", hal=hal)
+    assert connected.returncode == 0 and "store root LabBaltimore" in connected.stdout
+    one_line_error(late, 1, "unable to get local issuer certificate")
+
+
+def test_sweep_json_prints_only_the_json(device_lab: Lab) -> None:
+    result = fwmodel("sweep", "--json", "--images", str(device_lab.folder))
+    report = ok_json(result)
+    assert result.stderr == ""
+    assert report["violation_count"] == 0 and report["cut_points"] == 3 * int(
+        str(report["flash_ops"]))
+    outcomes = report["outcomes"]
+    assert isinstance(outcomes, dict) and outcomes["old"] + outcomes["new"] == report["cut_points"]
+    text = fwmodel("sweep", "--images", str(device_lab.folder), "--modes", "torn")
+    assert text.returncode == 0 and "violations: 0" in text.stdout
+
+
+@pytest.mark.timeout(90)
+def test_the_same_commands_over_the_serial_protocol(device_lab: Lab, tmp_path: Path) -> None:
+    hal = f"emulator:{tmp_path / 'board.flash'}"
+    assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
+    update = ok_json(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), "--defer",
+                             "30", "--json", hal=hal))
+    assert update["outcome"] == "installed" and update["deferred_minutes"] == 30
+    status = ok_json(fwmodel("status", "--json", hal=hal))
+    assert status["last_reset_cause"] == "SOFTWARE"
+    slots = status["slots"]
+    assert isinstance(slots, dict) and slots["store"]["active"] == "B"
