@@ -443,5 +443,7 @@ def _expect(payload: bytes, size: int, what: str) -> bytes:
 
 
 def _fingerprint(frame: Frame) -> int:
-    """What identifies a request beyond its sequence number: opcode, length and payload CRC."""
-    return (frame.opcode << 56) | (len(frame.payload) << 32) | zlib.crc32(frame.payload)
+    """What identifies a request beyond its sequence number: opcode, length and CRC (the CRC it
+    arrived with covers header and payload; a frame built locally gets one computed)."""
+    crc = frame.crc or zlib.crc32(frame.payload)
+    return (frame.opcode << 56) | (len(frame.payload) << 32) | crc

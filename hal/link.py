@@ -65,6 +65,7 @@ class BootPolicy(enum.Enum):
     RAISE = "raise"  # LinkError: the board lost whatever was in flight
     RESEND = "resend"  # send what is in flight again at once (a handshake)
     RETURN = "return"  # stop waiting (a reset request: the boot is the answer)
+    IGNORE = "ignore"  # the first handshake: nothing is known yet to judge a banner by
 
 
 class Recovery(enum.Enum):
@@ -221,7 +222,7 @@ class BoardLink:
         self._closed = False
         self._open()
         try:
-            self.hello = self.handshake()
+            self.hello = self.handshake(BootPolicy.IGNORE)
         except BaseException:
             self._lose_port()
             raise
@@ -260,10 +261,10 @@ class BoardLink:
         if self._boot_seen is not None:
             self.finish_reboot()
 
-    def handshake(self) -> Hello:
+    def handshake(self, on_boot: BootPolicy = BootPolicy.RESEND) -> Hello:
         """HELLO: learn the board's geometry, limits, boot count and session."""
         source = Single(Request(Op.HELLO, reply_bytes=Hello.LAYOUT.size))
-        self._pump(source, stream=False, on_boot=BootPolicy.RESEND)
+        self._pump(source, stream=False, on_boot=on_boot)
         hello = Hello.unpack(source.reply)
         if hello.version != PROTOCOL_VERSION:
             raise LinkError(f"{self.url}: the board speaks protocol version {hello.version}, "
@@ -369,7 +370,7 @@ class BoardLink:
             if answered and pending:
                 self._tighten(pending)
             now = time.monotonic()
-            if self._banner_arrived and pending:
+            if self._banner_arrived and pending and on_boot is not BootPolicy.IGNORE:
                 if on_boot is BootPolicy.RETURN:
                     return
                 if on_boot is BootPolicy.RAISE and not self._reboot_due:

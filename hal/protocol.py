@@ -28,6 +28,7 @@ _END_B = bytes([END])
 _ESC_B = bytes([ESC])
 _ESCAPED_END = bytes([ESC, ESC_END])
 _ESCAPED_ESC = bytes([ESC, ESC_ESC])
+_UNESCAPED = {ESC_END: _END_B, ESC_ESC: _ESC_B}
 
 HEADER = struct.Struct("<BBBHI")
 HEADER_SIZE = HEADER.size  # 9
@@ -118,6 +119,8 @@ class Frame:
     flags: Flag = Flag.NONE
     payload: bytes = b""
     version: int = PROTOCOL_VERSION
+    #: The CRC the frame arrived with (0 for a frame built locally); not part of its identity.
+    crc: int = field(default=0, compare=False)
 
     @property
     def is_reply(self) -> bool:
@@ -150,12 +153,18 @@ def slip_escape(raw: bytes) -> bytes:
 
 def slip_unescape(escaped: bytes) -> bytes | None:
     """Undo `slip_escape`; None if `escaped` holds an ESC not followed by ESC_END or ESC_ESC."""
-    escapes = escaped.count(_ESC_B)
-    if escapes and escapes != escaped.count(_ESCAPED_END) + escaped.count(_ESCAPED_ESC):
-        return None
-    if not escapes:
+    parts = escaped.split(_ESC_B)  # memchr-fast; escapes are rare, so the loop is short
+    if len(parts) == 1:
         return escaped
-    return escaped.replace(_ESCAPED_END, _END_B).replace(_ESCAPED_ESC, _ESC_B)
+    out = [parts[0]]
+    unescaped = _UNESCAPED.get
+    for part in parts[1:]:
+        byte = unescaped(part[0]) if part else None
+        if byte is None:
+            return None
+        out.append(byte)
+        out.append(part[1:])
+    return b"".join(out)
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -189,7 +198,7 @@ def parse_body(body: bytes) -> Frame | Reject:
     (crc,) = CRC.unpack_from(body, len(body) - CRC_SIZE)
     if zlib.crc32(memoryview(body)[:-CRC_SIZE]) != crc:
         return Reject.BAD_CRC
-    return Frame(opcode, seq, Flag(flags & 0xFF), body[HEADER_SIZE:-CRC_SIZE], version)
+    return Frame(opcode, seq, Flag(flags & 0xFF), body[HEADER_SIZE:-CRC_SIZE], version, crc)
 
 
 @dataclass

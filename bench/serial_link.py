@@ -1,0 +1,239 @@
+"""How fast the serial board link moves flash data, against the line it runs on.
+
+    python bench/serial_link.py [--mib N] [--runs N] [--paced-kib N]
+
+(a) Programming throughput: `SerialMachine.flash.program` into `python -m hal.emulator --pty`
+    (a separate process), against a raw byte copy of the same size over the same kind of pty
+    (pyserial writing the slave, a separate process reading the master, one ack byte back).
+    Target: >= 0.8. Printed alongside, to tell where time goes: the emulated flash's own
+    programming rate in-process (the board-side ceiling), and the link to an emulator whose
+    flash has 64 KiB pages (a board whose flash is not the bottleneck).
+(b) Line efficiency: the emulator paced at 921,600 baud (10 bits per byte); flash payload read
+    through SerialMachine per second, against the line's 92,160 bytes/s. Target: >= 0.9.
+
+Every figure is measured in this run; the best of `--runs` is kept. Exits 0 whether or not a
+target is met; 1 (one line on stderr) if something could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import select
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import serial  # noqa: E402
+
+from hal.errors import HalError  # noqa: E402
+from hal.interfaces import FlashGeometry  # noqa: E402
+from hal.machine import SoftwareMachine  # noqa: E402
+from hal.serial_link import SerialMachine  # noqa: E402
+
+PROGRAM_TARGET = 0.8
+LINE_TARGET = 0.9
+PACED_BAUD = 921_600
+MIB = 1024 * 1024
+_START_TIMEOUT = 20.0
+
+
+def best(runs: int, measure: Callable[[int], float]) -> float:
+    """The highest of `runs` measurements (`measure(run_index)` returns bytes/s)."""
+    return max(measure(run) for run in range(runs))
+
+
+# --- the raw baseline -------------------------------------------------------------------------
+
+
+def raw_sink(size: int, runs: int) -> int:
+    """Child process: open a pty, print the slave path, read `size` bytes per run, ack each."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    print(os.ttyname(slave), flush=True)
+    for _ in range(runs):
+        remaining = size
+        while remaining:
+            remaining -= len(os.read(master, min(remaining, 1 << 16)))
+        os.write(master, b"k")
+    os.close(slave)
+    # Closing the master now could discard the last ack unread: wait for the host to hang up.
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        select.select([master], [], [], 1.0)
+        try:
+            if not os.read(master, 1 << 16):
+                break
+        except OSError:  # EIO: the host closed its end
+            break
+    os.close(master)
+    return 0
+
+
+def raw_copy_rate(size: int, runs: int) -> float:
+    """Bytes/s of a plain pyserial write of `size` bytes through a pty to another process."""
+    command = [sys.executable, __file__, "--raw-sink", str(size), "--runs", str(runs)]
+    with spawned(command) as (_process, path):
+        port = serial.serial_for_url(path, baudrate=115_200, timeout=10)
+        data = random.Random(0).randbytes(size)
+
+        def once(_run: int) -> float:
+            started = time.perf_counter()
+            port.write(data)
+            if port.read(1) != b"k":
+                raise HalError("the raw sink did not acknowledge")
+            return size / (time.perf_counter() - started)
+
+        try:
+            return best(runs, once)
+        finally:
+            port.close()
+
+
+# --- through the link -------------------------------------------------------------------------
+
+
+def emulator_command(flash: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "hal.emulator", "--flash", str(flash), "--pty", *extra]
+
+
+def program_rate(flash: Path, size: int, runs: int, *extra: str) -> tuple[float, int]:
+    """Bytes/s of `SerialMachine.flash.program` of `size` bytes into a fresh region per run;
+    and the retries the link needed."""
+    data = random.Random(1).randbytes(size)
+    with spawned(emulator_command(flash, *extra)) as (_process, url), \
+            SerialMachine(url) as board:
+        if board.flash.geometry.size < runs * size:
+            raise HalError(f"{runs} runs of {size} bytes do not fit in the emulated flash")
+
+        def once(run: int) -> float:
+            started = time.perf_counter()
+            board.flash.program(run * size, data)
+            return size / (time.perf_counter() - started)
+
+        rate = best(runs, once)
+        return rate, board.link_stats.retries
+
+
+def in_process_program_rate(size: int, runs: int) -> float:
+    """Bytes/s of the software machine's own flash programming (no link at all)."""
+    data = random.Random(1).randbytes(size)
+    with SoftwareMachine(None, FlashGeometry(size=runs * size)) as machine:
+
+        def once(run: int) -> float:
+            started = time.perf_counter()
+            machine.flash.program(run * size, data)
+            return size / (time.perf_counter() - started)
+
+        return best(runs, once)
+
+
+def paced_read_rate(flash: Path, size: int, runs: int) -> tuple[float, int]:
+    """Payload bytes/s of `flash.read` from an emulator paced at PACED_BAUD; and retries."""
+    with spawned(emulator_command(flash, "--baud", str(PACED_BAUD))) as (_process, url), \
+            SerialMachine(url) as board:
+        data = random.Random(2).randbytes(runs * size)  # escapes as often as real images
+        board.flash.program(0, data)  # the board's receiver is not paced: this is quick
+        board.flash.read(0, 1024)  # warm up: the first request pays for nothing else
+
+        def once(run: int) -> float:
+            started = time.perf_counter()
+            board.flash.read(run * size, size)
+            return size / (time.perf_counter() - started)
+
+        rate = best(runs, once)
+        return rate, board.link_stats.retries
+
+
+@contextmanager
+def spawned(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run `command`; yield it and the last word of its first stdout line; stop it after."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=REPO)
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
+        line = process.stdout.readline() if ready else ""
+        if not line.strip():
+            errors = process.stderr.read() if process.stderr else ""
+            raise HalError(f"{' '.join(command[1:3])} printed no port: {errors.strip()}")
+        yield process, line.split()[-1]
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def mb(rate: float) -> str:
+    return f"{rate / 1e6:8.1f} MB/s"
+
+
+def verdict(ratio: float, target: float) -> str:
+    return f"target >= {target}: {'met' if ratio >= target else 'NOT met'}"
+
+
+def run(args: argparse.Namespace) -> None:
+    size = args.mib * MIB
+    with tempfile.TemporaryDirectory(prefix="bench-serial-") as scratch:
+        work = Path(scratch)
+        raw = raw_copy_rate(size, args.runs)
+        linked, retries = program_rate(work / "a.flash", size, args.runs)
+        ceiling = in_process_program_rate(size, args.runs)
+        big_pages, _ = program_rate(work / "b.flash", size, args.runs,
+                                    "--page-size", "65536", "--sector-size", "65536")
+        ratio = linked / raw
+        print(f"(a) programming {args.mib} MiB through a pty (best of {args.runs})")
+        print(f"    raw byte copy, pyserial -> pty -> process      {mb(raw)}")
+        print(f"    SerialMachine.flash.program -> emulator        {mb(linked)}"
+              f"   (retries {retries})")
+        print(f"    ratio {ratio:.2f}   {verdict(ratio, PROGRAM_TARGET)}")
+        print(f"    where the time goes: the emulated flash alone   {mb(ceiling)}"
+              f"   (link / flash alone = {linked / ceiling:.2f})")
+        print(f"    same link, emulated flash with 64 KiB pages     {mb(big_pages)}"
+              f"   (ratio to raw {big_pages / raw:.2f})")
+        paced_size = args.paced_kib * 1024
+        paced, paced_retries = paced_read_rate(work / "c.flash", paced_size, args.runs)
+        line_rate = PACED_BAUD / 10
+        efficiency = paced / line_rate
+        print(f"(b) reading {args.paced_kib} KiB from an emulator paced at {PACED_BAUD:,} baud")
+        print(f"    line rate {line_rate:,.0f} B/s; payload {paced:,.0f} B/s"
+              f"   (retries {paced_retries})")
+        print(f"    ratio {efficiency:.3f}   {verdict(efficiency, LINE_TARGET)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--mib", type=int, default=4, help="MiB programmed per run (a)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the best is kept")
+    parser.add_argument("--paced-kib", type=int, default=192, help="KiB read per run (b)")
+    parser.add_argument("--raw-sink", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.raw_sink is not None:
+        return raw_sink(args.raw_sink, args.runs)
+    try:
+        run(args)
+    except (HalError, OSError, serial.SerialException) as exc:
+        print(f"bench/serial_link.py: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
