@@ -18,6 +18,7 @@ Record layout (little-endian, 164 bytes):
 from __future__ import annotations
 
 import enum
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -165,8 +166,18 @@ def _ref(value: Mapping[str, object]) -> SlotRef:
 
 def decode_record(data: bytes) -> BootRecord | None:
     """The record in `data` (a copy's first RECORD_SIZE bytes), or None if it is not valid."""
+    raw = bytes(data[:RECORD_SIZE])
+    if not raw.startswith(MAGIC):
+        return None  # an erased or never written copy: no need to parse it
+    return _decode(raw)
+
+
+@functools.lru_cache(maxsize=16)
+def _decode(raw: bytes) -> BootRecord | None:
+    """Decode one copy's bytes (a pure function of them, so memoized: a boot and the commits
+    around it read the same two copies again and again)."""
     try:
-        body = RecordFormat.parse(data[:RECORD_SIZE]).body.value
+        body = RecordFormat.parse(raw).body.value
         state = RecordState(body.state)
         sets = [SlotSet(_ref(s.keystore), _ref(s.store)) for s in (body.active, body.fallback)]
     except (ConstructError, ChecksumError, ValueError):
