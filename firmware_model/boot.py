@@ -33,7 +33,7 @@ from firmware_model.keystore import Keystore, open_keystore, verify_image
 from firmware_model.layout import Component, FlashLayout, slot_name
 from firmware_model.package import ImagePackage
 from firmware_model.sections import ImageType
-from firmware_model.store import DeviceStore
+from firmware_model.store import DeviceStore, as_utc, iso
 from firmware_model.trust import floors, raise_floor, read_root_hash
 from hal.interfaces import Flash, Machine, ResetCause
 
@@ -117,7 +117,8 @@ class BootReport:
     raised: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
-        return {"cause": self.cause.name, "at": self.at, "record_sequence": self.sequence,
+        return {"cause": self.cause.name, "at": self.at, "time": iso(as_utc(self.at)),
+                "record_sequence": self.sequence,
                 "used": self.used, "confirmed_trial": self.confirmed, "reverted": self.reverted,
                 "problem": self.problem, "raised_security_versions": dict(self.raised)}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 #: The longest an app may defer an OS (system) update, and an application update, in minutes.
 MAX_SYSTEM_DEFERRAL_MINUTES = 1440
@@ -59,9 +60,10 @@ class SysEventInfo:
     at: float
 
     def to_json(self) -> dict[str, object]:
+        when = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return {"event": self.event.value, "status": self.status.value,
                 "update_type": self.update_type.value,
-                "max_deferral_minutes": self.max_deferral_minutes, "at": self.at}
+                "max_deferral_minutes": self.max_deferral_minutes, "at": self.at, "time": when}
 
 
 @dataclass

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.firmware_model.devicelab import Lab
-from tests.firmware_model.tlslab import Authority, server_context, tls_server
+from tests.firmware_model.tlslab import Authority, feed_server, server_context, tls_server
 
 TIMEOUT = 60
 
@@ -137,3 +140,49 @@ def test_the_same_commands_over_the_serial_protocol(device_lab: Lab, tmp_path: P
     assert status["last_reset_cause"] == "SOFTWARE"
     slots = status["slots"]
     assert isinstance(slots, dict) and slots["store"]["active"] == "B"
+
+
+def test_the_sweep_shows_a_progress_bar_on_a_terminal(device_lab: Lab) -> None:
+    main, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "firmware_model", "sweep", "--images", str(device_lab.folder),
+             "--modes", "before"], stdout=subprocess.PIPE, stderr=terminal, text=True,
+            timeout=TIMEOUT, check=False)
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while chunk := _read(main):
+            shown += chunk
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(main)
+    assert result.returncode == 0 and "violations: 0" in result.stdout
+    cuts = result.stdout.split()[0]  # "28 flash operations x 1 modes ..."
+    bars = [bar for bar in shown.decode().split("\r") if bar.startswith("sweep [")]
+    assert len(bars) == int(cuts) and bars[-1].rstrip().endswith(f"{cuts}/{cuts} cut points")
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO once the terminal's other end is closed and drained
+        return b""
+
+
+def test_an_https_feed_with_its_own_ca_or_through_the_device_store(
+    device_lab: Lab, tmp_path: Path
+) -> None:
+    feed_root = Authority.root("Lab Feed Root")
+    key, leaf = feed_root.server()
+    ca = tmp_path / "feed-ca.pem"
+    ca.write_bytes(feed_root.certificate.public_bytes(serialization.Encoding.PEM))
+    hal = f"fake:{tmp_path / 'dev.flash'}"
+    assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
+    context = server_context(tmp_path / "tls", key, [leaf])
+    with feed_server(device_lab.folder / "feeds", context) as url:
+        untrusted = fwmodel("update", "--feed", url, hal=hal)
+        trusted = fwmodel("update", "--feed", url + "RetailEval", "--feed-ca", str(ca), hal=hal)
+    one_line_error(untrusted, 3, "certificate verify failed")
+    assert trusted.returncode == 0 and "outcome: installed" in trusted.stdout
