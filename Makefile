@@ -46,7 +46,7 @@ pytest: $(VENV)/.stamp oracle
 test: lint typecheck pytest
 
 demo: $(VENV)/.stamp images
-	$(PY) -m firmware_model.demo --images images/build
+	$(PY) tools/demo.py --images images/build
 
 bench: $(VENV)/.stamp oracle
 	$(PY) bench/verify.py

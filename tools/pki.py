@@ -35,8 +35,10 @@ def issue(
     *,
     ca: bool = False,
     not_before: dt.datetime = EPOCH,
+    names: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
-    """A certificate for `key`, self-signed when `issuer` is None."""
+    """A certificate for `key`, self-signed when `issuer` is None; `names` go in its
+    subjectAltName (what TLS clients check)."""
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sphere-fwmodel lab"),
                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     issuer_name, signing_key = (subject, key) if issuer is None else (issuer[0].subject, issuer[1])
@@ -44,7 +46,7 @@ def issue(
                           key_encipherment=False, data_encipherment=False, key_agreement=False,
                           key_cert_sign=ca, crl_sign=ca, encipher_only=False,
                           decipher_only=False)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer_name)
@@ -54,8 +56,14 @@ def issue(
         .not_valid_after(not_before + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(usage, critical=True)
-        .sign(signing_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            signing_key.public_key()), critical=False)
     )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
 
 
 def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:

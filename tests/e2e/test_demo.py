@@ -1,0 +1,37 @@
+"""`make demo`'s script, run as a user runs it: the whole February 2025 story, in a fresh
+build folder, ends well and leaves no server running."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_tells_the_february_2025_story(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "tools/demo.py", "--images", str(tmp_path / "build")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert "rehearsal went as February 2025 did" in out
+    before, after = out.split("UpdateReadyForInstall (Final)")
+    # both endpoints connect before; both stores list the real roots that stay
+    assert before.count("connected to 127.0.0.1") == 2
+    for real in ("DigiCert_Global_Root_G2", "Microsoft_RSA_Root_Certificate_Authority_2017"):
+        assert f"root {real}" in before and f"root {real}" in after
+    assert "root Baltimore_CyberTrust_Root:" in before
+    assert "root Baltimore_CyberTrust_Root:" not in after
+    # the app deferred the install by exactly 120 minutes of device time
+    assert re.search(r"2025-02-01T02:00:00Z UpdateReadyForInstall", out)
+    # after the reboot: the Baltimore-style endpoint fails, the DigiCert-style one works
+    assert "store: slot B, demo-store-after" in after
+    tail = after.split("after the reboot")[1]
+    assert "unable to get local issuer certificate" in run.stderr  # errors go to stderr
+    assert "(exit 1)" in tail
+    assert tail.count("connected to 127.0.0.1") == 1
+    assert "Lab stand-in for DigiCert Global Root G2" in tail
