@@ -1,6 +1,9 @@
 """On-disk layout of cramfs, as util-linux `mkfs.cramfs` writes it (little-endian host order).
 
-Declared once with construct; both the writer and the reader use these declarations.
+Declared once with construct: the declarations are the specification and the writer builds
+with them. The reader decodes the same fields with `struct` and bit operations
+(`unpack_inode`, `unpack_superblock`), some fifty times faster per inode; the tests check
+that these decoders and the declarations agree on arbitrary bytes.
 Facts from the Linux kernel's `include/uapi/linux/cramfs_fs.h`:
 
 - superblock, 76 bytes: magic, size, flags, future, signature "Compressed ROMFS",
@@ -14,7 +17,8 @@ Facts from the Linux kernel's `include/uapi/linux/cramfs_fs.h`:
 
 from __future__ import annotations
 
-from typing import Any
+import struct
+from typing import Any, NamedTuple
 
 from construct import (
     BitsInteger,
@@ -83,6 +87,58 @@ Superblock = Struct(
     "name" / Bytes(16),
     "root" / Inode,
 )
+
+
+_INODE_WORDS = struct.Struct("<III")
+# magic, size, flags, future, signature, fsid (crc, edition, blocks, files), name; then the root
+_SUPERBLOCK_HEAD = struct.Struct("<4I16s4I16s")
+
+
+class InodeFields(NamedTuple):
+    """The six bit fields of an inode, as `Inode` parses them (offset in 4-byte units)."""
+
+    mode: int
+    uid: int
+    size: int
+    gid: int
+    namelen: int
+    offset: int
+
+
+class SuperblockFields(NamedTuple):
+    """The superblock's fields, as `Superblock` parses them (fsid flattened)."""
+
+    magic: int
+    size: int
+    flags: int
+    future: int
+    signature: bytes
+    crc: int
+    edition: int
+    blocks: int
+    files: int
+    name: bytes
+    root: InodeFields
+
+
+def unpack_inode(buffer: bytes | memoryview, at: int) -> InodeFields:
+    """The inode at `at` (12 bytes must be there), decoded as `Inode.parse` would."""
+    w0, w1, w2 = _INODE_WORDS.unpack_from(buffer, at)
+    return InodeFields(w0 & 0xFFFF, w0 >> 16, w1 & 0xFFFFFF, w1 >> 24, w2 & 0x3F, w2 >> 6)
+
+
+def unpack_superblock(buffer: bytes | memoryview) -> SuperblockFields:
+    """The first 76 bytes as the `Superblock` fields; checks neither magic nor signature.
+
+    Where `Superblock.parse` succeeds, the fields are equal to what it returns.
+    """
+    magic, size, flags, future, signature, crc, edition, blocks, files, name = (
+        _SUPERBLOCK_HEAD.unpack_from(buffer, 0)
+    )
+    root = unpack_inode(buffer, ROOT_INODE_OFFSET)
+    return SuperblockFields(
+        magic, size, flags, future, signature, crc, edition, blocks, files, name, root
+    )
 
 
 def inode_fields(mode: int, size: int, offset: int, namelen: int = 0) -> dict[str, Any]:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import Any
-
-from construct import ConstructError
+from typing import NamedTuple
 
 from firmware_model.cramfs_layout import (
     BLOCK_SIZE,
@@ -23,20 +20,23 @@ from firmware_model.cramfs_layout import (
     S_IFLNK,
     S_IFMT,
     S_IFREG,
+    SIGNATURE,
     SUPERBLOCK_SIZE,
     SUPPORTED_FLAGS,
-    Inode,
-    Superblock,
+    InodeFields,
+    SuperblockFields,
+    unpack_inode,
+    unpack_superblock,
 )
 from firmware_model.errors import ImageFormatError, SizeLimitError
 
 __all__ = ["DEFAULT_MAX_OUTPUT", "read_cramfs"]
 
 DEFAULT_MAX_OUTPUT = 64 << 20  # a store or an app is far smaller; this bounds a zip bomb
+_POINTER = struct.Struct("<I")  # a block-end pointer in a file's block table
 
 
-@dataclass(frozen=True)
-class _Node:
+class _Node(NamedTuple):
     """A regular file found in the tree: where its inode sits and what it says."""
 
     path: str
@@ -55,16 +55,22 @@ def _magic_error(data: bytes) -> ImageFormatError:
     return ImageFormatError(f"no cramfs magic {CRAMFS_MAGIC:#010x} (found {magic:#010x})", 0)
 
 
-def _superblock(data: bytes) -> Any:
-    """The parsed superblock, after checking magic, flags, size and CRC."""
+def _image_crc(view: memoryview) -> int:
+    """CRC-32 of the image with its CRC field read as zeros (without copying the image)."""
+    crc = zlib.crc32(view[:CRC_OFFSET])
+    crc = zlib.crc32(bytes(4), crc)
+    return zlib.crc32(view[CRC_OFFSET + 4 :], crc)
+
+
+def _superblock(data: bytes, view: memoryview) -> SuperblockFields:
+    """The decoded superblock, after checking magic, signature, flags, size and CRC."""
     if len(data) < SUPERBLOCK_SIZE:
         raise ImageFormatError(f"{len(data)} bytes is too short for a cramfs superblock", 0)
-    if int.from_bytes(data[:4], "little") != CRAMFS_MAGIC:
+    sb = unpack_superblock(data)
+    if sb.magic != CRAMFS_MAGIC:
         raise _magic_error(data)
-    try:
-        sb = Superblock.parse(data[:SUPERBLOCK_SIZE])
-    except ConstructError:
-        raise ImageFormatError("no 'Compressed ROMFS' signature", 16) from None
+    if sb.signature != SIGNATURE:
+        raise ImageFormatError("no 'Compressed ROMFS' signature", 16)
     if sb.flags & ~SUPPORTED_FLAGS:
         raise ImageFormatError(f"unsupported cramfs flags {sb.flags & ~SUPPORTED_FLAGS:#x}", 8)
     if not sb.flags & FLAG_FSID_VERSION_2:
@@ -73,11 +79,9 @@ def _superblock(data: bytes) -> Any:
         raise ImageFormatError(f"filesystem size {sb.size} does not fit {len(data)} bytes", 4)
     if sb.size < len(data):
         raise ImageFormatError(f"{len(data) - sb.size} bytes after the filesystem", sb.size)
-    unchecked = bytearray(data)
-    unchecked[CRC_OFFSET : CRC_OFFSET + 4] = bytes(4)
-    if zlib.crc32(unchecked) != sb.fsid.crc:
-        raise ImageFormatError(f"CRC {sb.fsid.crc:#010x} does not match the image", CRC_OFFSET)
-    if sb.fsid.files == 0:
+    if _image_crc(view) != sb.crc:
+        raise ImageFormatError(f"CRC {sb.crc:#010x} does not match the image", CRC_OFFSET)
+    if sb.files == 0:
         raise ImageFormatError("zero file count", CRC_OFFSET + 12)
     if sb.root.mode & S_IFMT != S_IFDIR:
         raise ImageFormatError("root inode is not a directory", ROOT_INODE_OFFSET)
@@ -112,13 +116,14 @@ class _Walker:
         self.files: list[_Node] = []
         self.nodes = 1
 
-    def walk(self, root: Any) -> None:
-        stack: list[tuple[str, Any, int]] = [("", root, ROOT_INODE_OFFSET)]
+    def walk(self, root: InodeFields) -> None:
+        stack: list[tuple[str, InodeFields, int]] = [("", root, ROOT_INODE_OFFSET)]
         while stack:
             prefix, inode, at = stack.pop()
             start, end = self._region(inode, at, is_root=not prefix)
-            for entry_at, entry, name in self._entries(start, end):
-                self.nodes += 1
+            entries = self._entries(start, end)
+            self.nodes += len(entries)
+            for entry_at, entry, name in entries:
                 try:
                     path = prefix + name.decode("utf-8")
                 except UnicodeDecodeError:
@@ -133,7 +138,7 @@ class _Walker:
                 else:
                     raise ImageFormatError(f"special file {path!r} ({entry.mode:#o})", entry_at)
 
-    def _region(self, inode: Any, at: int, is_root: bool) -> tuple[int, int]:
+    def _region(self, inode: InodeFields, at: int, is_root: bool) -> tuple[int, int]:
         start, length = inode.offset << 2, inode.size
         if length == 0 and (is_root or start == 0):
             return start, start
@@ -148,13 +153,13 @@ class _Walker:
         self.listings[start] = start + length
         return start, start + length
 
-    def _entries(self, start: int, end: int) -> list[tuple[int, Any, bytes]]:
-        entries: list[tuple[int, Any, bytes]] = []
+    def _entries(self, start: int, end: int) -> list[tuple[int, InodeFields, bytes]]:
+        entries: list[tuple[int, InodeFields, bytes]] = []
         position = start
         while position < end:
             if position + INODE_SIZE > end:
                 raise ImageFormatError("directory entry runs past its listing", position)
-            entry = Inode.parse(self.data[position : position + INODE_SIZE])
+            entry = unpack_inode(self.data, position)
             name = _entry_name(self.data, position, entry.namelen, end)
             if entries and name <= entries[-1][2] and (self.sorted_dirs or name == entries[-1][2]):
                 raise ImageFormatError(f"name {name!r} out of order or repeated", position)
@@ -162,14 +167,14 @@ class _Walker:
             position += INODE_SIZE + (entry.namelen << 2)
         return entries
 
-    def _file(self, path: str, inode: Any, at: int) -> None:
+    def _file(self, path: str, inode: InodeFields, at: int) -> None:
         offset = inode.offset << 2
         if (offset == 0) != (inode.size == 0):
             raise ImageFormatError(f"file {path!r} has size {inode.size} at offset {offset}", at)
         self.files.append(_Node(path, at, inode.size, offset))
 
 
-def _inflate(raw: bytes, want: int, at: int) -> bytes:
+def _inflate(raw: memoryview, want: int, at: int) -> bytes:
     """One block: a whole zlib stream that inflates to exactly `want` bytes."""
     inflater = zlib.decompressobj()
     try:
@@ -185,41 +190,40 @@ def _inflate(raw: bytes, want: int, at: int) -> bytes:
     return block
 
 
-def _file_data(data: bytes, node: _Node, data_start: int) -> bytes:
-    """A file's content from its block pointer table and zlib blocks."""
-    nblocks = -(-node.size // BLOCK_SIZE)
-    if node.offset < data_start:
+def _file_data(data: memoryview, node: _Node, data_start: int) -> bytes:
+    """A file's content from its block pointer table and zlib blocks (`data`: the image)."""
+    offset, size, image_end = node.offset, node.size, len(data)
+    if offset < data_start:
         raise ImageFormatError(f"data of {node.path!r} lies in the directory listings", node.at + 8)
-    table_end = node.offset + 4 * nblocks
-    if table_end > len(data):
+    table_end = offset + 4 * -(-size // BLOCK_SIZE)
+    if table_end > image_end:
         raise ImageFormatError(f"block table of {node.path!r} runs past the image", node.at + 8)
-    pointers = struct.unpack_from(f"<{nblocks}I", data, node.offset)
-    out = bytearray()
+    blocks: list[bytes] = []
     current = table_end
-    for index, pointer in enumerate(pointers):
-        at = node.offset + 4 * index
-        if not current <= pointer <= len(data):
+    for index, at in enumerate(range(offset, table_end, 4)):
+        (pointer,) = _POINTER.unpack_from(data, at)
+        if not current <= pointer <= image_end:
             raise ImageFormatError(f"block pointer {pointer:#x} out of range", at)
         if pointer - current > 2 * BLOCK_SIZE:
             raise ImageFormatError(f"compressed block of {pointer - current} bytes", at)
-        want = min(BLOCK_SIZE, node.size - index * BLOCK_SIZE)
+        want = min(BLOCK_SIZE, size - index * BLOCK_SIZE)
         if pointer == current:
-            out += bytes(want)  # a hole
+            blocks.append(bytes(want))  # a hole
         else:
-            out += _inflate(data[current:pointer], want, current)
+            blocks.append(_inflate(data[current:pointer], want, current))
         current = pointer
-    return bytes(out)
+    return blocks[0] if len(blocks) == 1 else b"".join(blocks)
 
 
-def _check_counts(sb: Any, walker: _Walker, distinct: dict[int, _Node]) -> None:
-    if walker.nodes != sb.fsid.files:
+def _check_counts(sb: SuperblockFields, walker: _Walker, distinct: dict[int, _Node]) -> None:
+    if walker.nodes != sb.files:
         raise ImageFormatError(
-            f"superblock counts {sb.fsid.files} inodes, the tree {walker.nodes}", CRC_OFFSET + 12
+            f"superblock counts {sb.files} inodes, the tree {walker.nodes}", CRC_OFFSET + 12
         )
     blocks = sum(-(-node.size // BLOCK_SIZE) for node in distinct.values())
-    if blocks != sb.fsid.blocks:
+    if blocks != sb.blocks:
         raise ImageFormatError(
-            f"superblock counts {sb.fsid.blocks} blocks, the files have {blocks}", CRC_OFFSET + 8
+            f"superblock counts {sb.blocks} blocks, the files have {blocks}", CRC_OFFSET + 8
         )
 
 
@@ -263,13 +267,14 @@ def read_cramfs(data: bytes, *, max_output: int = DEFAULT_MAX_OUTPUT) -> dict[st
     ImageFormatError) when the distinct file data exceeds `max_output` bytes.
     """
     data = bytes(data)
-    sb = _superblock(data)
+    view = memoryview(data)
+    sb = _superblock(data, view)
     walker = _Walker(data, bool(sb.flags & FLAG_SORTED_DIRS))
     walker.walk(sb.root)
     data_start = _listings_end(walker)
     distinct = _distinct_data(walker.files, max_output)
     _check_counts(sb, walker, distinct)
-    contents = {offset: _file_data(data, node, data_start) for offset, node in distinct.items()}
+    contents = {offset: _file_data(view, node, data_start) for offset, node in distinct.items()}
     return {
         node.path: contents[node.offset] if node.size else b""
         for node in sorted(walker.files, key=lambda node: node.path)

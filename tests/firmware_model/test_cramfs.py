@@ -15,10 +15,19 @@ from pathlib import Path
 
 import certifi
 import pytest
-from hypothesis import HealthCheck, given, settings
+from construct import ConstError
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from firmware_model.cramfs import build_cramfs, read_cramfs
+from firmware_model.cramfs_layout import (
+    CRAMFS_MAGIC,
+    SIGNATURE,
+    Inode,
+    Superblock,
+    unpack_inode,
+    unpack_superblock,
+)
 from firmware_model.errors import ImageFormatError, SizeLimitError
 
 TOOLS_PACKAGE = "util-linux-extra (Debian/Ubuntu: apt-get install util-linux-extra)"
@@ -290,6 +299,46 @@ def test_fsck_accepts_random_trees(
 ) -> None:
     out = fsck_extract(fsck, tmp_path_factory.mktemp("fsck"), build_cramfs(files))
     assert read_tree(out) == files
+
+
+# --- the reader's struct decoders against the construct declarations -----------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=12, max_size=12), st.integers(0, 7))
+@example(bytes(12), 0)
+@example(b"\xff" * 12, 3)
+@example(bytes(range(1, 13)), 1)
+def test_inode_decoder_agrees_with_the_declaration(raw: bytes, lead: int) -> None:
+    """unpack_inode reads any 12 bytes, at any offset, as Inode.parse does; Inode builds them."""
+    fields = unpack_inode(bytes(lead) + raw + bytes(lead), lead)
+    parsed = Inode.parse(raw)
+    assert fields._asdict() == {name: parsed[name] for name in fields._fields}
+    assert Inode.build(fields._asdict()) == raw
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=76, max_size=76), st.booleans(), st.booleans())
+@example(SAMPLE_IMAGE[:76], False, False)
+def test_superblock_decoder_agrees_with_the_declaration(
+    raw: bytes, with_magic: bool, with_signature: bool
+) -> None:
+    """unpack_superblock gives Superblock.parse's fields; the parse fails only on the consts."""
+    block = bytearray(raw)
+    if with_magic:
+        block[:4] = struct.pack("<I", CRAMFS_MAGIC)
+    if with_signature:
+        block[16:32] = SIGNATURE
+    fields = unpack_superblock(bytes(block))
+    try:
+        parsed = Superblock.parse(bytes(block))
+    except ConstError:
+        assert (fields.magic, fields.signature) != (CRAMFS_MAGIC, SIGNATURE)
+        return
+    assert fields.root._asdict() == {name: parsed.root[name] for name in fields.root._fields}
+    fsid = {name: parsed.fsid[name] for name in ("crc", "edition", "blocks", "files")}
+    top = {name: parsed[name] for name in ("magic", "size", "flags", "future", "signature", "name")}
+    assert fields._asdict() == top | fsid | {"root": fields.root}
 
 
 # --- robustness ------------------------------------------------------------------------------
