@@ -15,6 +15,8 @@ from firmware_model.cramfs import build_cramfs, read_cramfs
 from firmware_model.errors import ImageFormatError
 
 CERT_DIR = "certs/"
+#: What cryptography raises for bytes that are not a certificate it can load.
+BAD_CERTIFICATE = (ValueError, x509.InvalidVersion)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -33,7 +35,7 @@ def load_pem_bundle(data: bytes) -> list[x509.Certificate]:
     try:
         with real_world_roots():
             return x509.load_pem_x509_certificates(data)
-    except ValueError as error:
+    except BAD_CERTIFICATE as error:
         raise ImageFormatError(f"not a PEM certificate bundle ({error})") from None
 
 
@@ -64,7 +66,7 @@ def read_store_payload(payload: bytes) -> list[tuple[str, x509.Certificate]]:
                 raise ImageFormatError(f"store holds {path!r}, not certs/<Name>.pem")
             try:
                 certificate = x509.load_pem_x509_certificate(content)
-            except ValueError:
+            except BAD_CERTIFICATE:
                 raise ImageFormatError(f"{path} is not a PEM certificate") from None
             roots.append((path[len(CERT_DIR) : -len(".pem")], certificate))
     return roots

@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from firmware_model.certstore import BAD_CERTIFICATE
 from firmware_model.errors import (
     ImageFormatError,
     RevokedError,
@@ -204,7 +205,7 @@ def _read_header(payload: bytes) -> tuple[ec.EllipticCurvePublicKey, x509.Certif
     value, end = parse_prefix(KeystoreHeader, payload, "keystore header")
     try:
         signer = x509.load_der_x509_certificate(value["signer_certificate"])
-    except ValueError:
+    except BAD_CERTIFICATE:
         raise ImageFormatError("keystore signer certificate is not DER X.509") from None
     return _ec_key(value["root_public_key"], "keystore root key"), signer, end
 

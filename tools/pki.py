@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from firmware_model.certstore import BAD_CERTIFICATE
 from firmware_model.errors import ImageFormatError
 from firmware_model.keystore import root_key_hash
 from firmware_model.signing import Signer
@@ -120,7 +121,7 @@ def keygen(folder: Path) -> LabPki:
 def load_certificate(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
-    except ValueError:
+    except BAD_CERTIFICATE:
         raise ImageFormatError(f"{path} is not a PEM certificate") from None
 
 
@@ -130,7 +131,7 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     try:
         key = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
                else serialization.load_pem_public_key(data))
-    except ValueError:
+    except BAD_CERTIFICATE:
         raise ImageFormatError(f"{path} holds no PEM public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ImageFormatError(f"{path} does not hold an EC public key")

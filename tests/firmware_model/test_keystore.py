@@ -239,3 +239,17 @@ def test_keystore_root_key_on_an_unknown_curve_is_a_format_error(lab_pki: LabPki
     payload[curve_oid + 9] ^= 0x01  # another OID: cryptography knows no such curve
     with pytest.raises(ImageFormatError, match="keystore root key"):
         read_keystore_payload(bytes(payload))
+
+
+def test_signer_certificate_with_an_impossible_version_is_a_format_error(
+    lab_pki: LabPki,
+) -> None:
+    """cryptography raises InvalidVersion (not a ValueError) for X.509 version 8: it must
+    still come out as the typed format error, so a damaged keystore falls back cleanly."""
+    signer = lab_pki.signer("keystore-signing")
+    payload = build_keystore_payload(new_key().public_key(), signer.certificate, [])
+    version_v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2 (v3) in the TBS
+    assert payload.count(version_v3) == 1
+    damaged = payload.replace(version_v3, bytes.fromhex("a003020107"))
+    with pytest.raises(ImageFormatError, match="signer certificate"):
+        read_keystore_payload(damaged)
