@@ -11,7 +11,8 @@ Everything the device knows between resets lives in flash and fuses; `device.ram
 boot rebuilt from them (lost on every reset, rebuilt by the boot hook). The update decisions
 are made by `firmware_model.agent` (pure); this module does the I/O around them: fetching from
 the feed, writing slots, telling apps, waiting out deferrals on the device's clock, committing
-the boot record and asking the HAL for a reset.
+the boot record and asking the HAL for a reset. A check is two halves: `fetch_update` (fetch
+and accept; nothing written) and `install` (write, offer, commit, reset).
 """
 
 from __future__ import annotations
@@ -98,6 +99,16 @@ class UpdateResult:
 
 
 CheckResult = UpdateResult | FwModelError
+
+
+@dataclass(frozen=True)
+class AcceptedUpdate:
+    """An update fetched and accepted while the device ran `booted`: every check done, nothing
+    written yet. `Device.install` installs it as long as the device still runs that boot."""
+
+    location: str
+    staged: tuple[StagedImage, ...]
+    booted: Booted
 
 
 @dataclass
@@ -210,15 +221,28 @@ class Device:
         logging it on the console) with the device unchanged: every check happens before the
         first flash write.
         """
-        session = UpdateSession(self.trust_state(), self.limits)
         first_event = len(self.bus.sent)
+        accepted = self.fetch_update(feed)
+        if accepted is None:
+            return UpdateResult(UpdateOutcome.NO_UPDATE, feed.location,
+                                events=tuple(self.bus.sent[first_event:]))
+        return self._install(accepted, first_event)
+
+    def fetch_update(self, feed: Feed) -> AcceptedUpdate | None:
+        """Fetch and accept what `feed` offers, writing nothing (the first half of a check).
+
+        None, after NoUpdateAvailable, when there is nothing to install; otherwise the update
+        with every image authenticated and checked against the manifest (the apps were told
+        UpdateStarted). A refusal raises its typed error after logging it on the console.
+        """
+        running = self.running
+        session = UpdateSession(self.trust_state(), self.limits)
         try:
             wanted = session.accept_manifest(feed.fetch(MANIFEST_NAME, self.limits.manifest))
             if not wanted:
                 self._send(SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)
                 self._log(f"[agent] {feed.location}: no update available")
-                return UpdateResult(UpdateOutcome.NO_UPDATE, feed.location,
-                                    events=tuple(self.bus.sent[first_event:]))
+                return None
             self._send(SysEvent.UPDATE_STARTED, EventStatus.PENDING)
             for entry in wanted:
                 session.accept_image(entry, feed.fetch(image_file_name(entry.image_id),
@@ -227,10 +251,23 @@ class Device:
             self._log(f"[agent] update from {feed.location} refused "
                       f"({type(error).__name__}): {error}")
             raise
-        return self._install(feed.location, session.staged, first_event)
+        return AcceptedUpdate(feed.location, tuple(session.staged), running)
 
-    def _install(self, location: str, staged: list[StagedImage], first_event: int) -> UpdateResult:
-        refs = self._stage(staged)
+    def install(self, update: AcceptedUpdate) -> UpdateResult:
+        """Install an update `fetch_update` accepted: the second half of a check (write the
+        free slots, offer the install to the apps, commit, reset; INSTALLED or REVERTED).
+
+        ValueError if the device has booted since the update was accepted: what it was
+        checked against (the running keystore, the counters, the installed images) may differ.
+        """
+        return self._install(update, len(self.bus.sent))
+
+    def _install(self, update: AcceptedUpdate, first_event: int) -> UpdateResult:
+        if self.ram is None or self.ram is not update.booted:
+            raise ValueError(f"the update from {update.location} was accepted before the "
+                             "device's last boot; fetch it again")
+        staged = update.staged
+        refs = self._stage(list(staged))
         deferred = self._offer_install()
         trial = self.running.record.trial(refs)
         self.record_area.commit(self.machine.flash, trial)
@@ -242,7 +279,7 @@ class Device:
         report = self.ram.report
         outcome = UpdateOutcome.REVERTED if report.reverted else UpdateOutcome.INSTALLED
         images = tuple(InstalledImage.of(s.component, s.image) for s in staged)
-        return UpdateResult(outcome, location, images, events, deferred, report)
+        return UpdateResult(outcome, update.location, images, events, deferred, report)
 
     def _stage(self, staged: list[StagedImage]) -> dict[Component, SlotRef]:
         """Write each accepted image to its component's inactive slot and read it back."""

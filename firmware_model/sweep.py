@@ -6,7 +6,8 @@
 On an in-memory software machine: provision the old images, snapshot, run the whole update
 once (fetch, verify, write the free slots, commit, reset, boot, confirm, raise counters) to
 count its flash operations, then for each operation and each cut mode (before, after, torn):
-restore the snapshot, cut the power there, power up again, boot, and check
+restore the snapshot, install the update with the power cut there, power up again, boot, and
+check
 
 1. the device boots, with a keystore and a store that are exactly the old pair or exactly the
    new pair, authenticated by the boot path and byte-identical in flash to what was committed:
@@ -18,7 +19,9 @@ restore the snapshot, cut the power there, power up again, boot, and check
    the standby boot-record copy) and blew no fuse.
 
 Each cut point costs a snapshot restore (only the sectors written since are copied back), the
-update up to the cut, and one or two boots; nothing is re-provisioned or re-read from disk.
+install up to the cut, and one or two boots; nothing is re-provisioned or re-read from disk,
+and the update is fetched and accepted once (`Device.fetch_update`): its checks touch no flash
+and depend only on the snapshot's state, so at every cut point they would decide the same.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from firmware_model.boot import Booted
 from firmware_model.bootrecord import RecordState
-from firmware_model.device import Device, DeviceFactory
+from firmware_model.device import AcceptedUpdate, Device, DeviceFactory
 from firmware_model.errors import FwModelError
 from firmware_model.feed import MemoryFeed, channel_location
 from firmware_model.layout import Component, complement
@@ -227,11 +230,13 @@ def sweep_update(
     base_floors, base_otp = floors(machine.otp), machine.otp.words()
     old_pair, outside_hashes = _pair(device), _outside_hashes(machine, spans)
     start = machine.faults.op_count
-    device.check_for_update(images.feed)
+    accepted = device.fetch_update(images.feed)
+    if accepted is not None:
+        device.install(accepted)
     ops = machine.faults.op_count - start
     base = Baseline(old_pair, _pair(device), base_floors, base_otp, spans, outside_hashes)
     report = SweepReport(ops, tuple(m.value for m in mode_list))
-    run = _CutRun(machine, device, _Checker(machine, device, base), images.feed, snap, ram)
+    run = _CutRun(machine, device, _Checker(machine, device, base), accepted, snap, ram)
     total = ops * len(mode_list)
     try:
         for op in range(ops):
@@ -248,12 +253,13 @@ def sweep_update(
 
 @dataclass
 class _CutRun:
-    """Runs the update from the snapshot with one cut armed, then powers up and checks."""
+    """Installs the accepted update from the snapshot with one cut armed, then powers up and
+    checks."""
 
     machine: SoftwareMachine
     device: Device
     checker: _Checker
-    feed: MemoryFeed
+    update: AcceptedUpdate | None
     snap: Snapshot
     ram: Booted | None
 
@@ -264,7 +270,8 @@ class _CutRun:
         device.bus.sent.clear()
         machine.faults.arm_point(point)
         with contextlib.suppress(PowerLoss):
-            device.check_for_update(self.feed)
+            if self.update is not None:
+                device.install(self.update)
         report.cut_points += 1
         if machine.powered:
             machine.faults.disarm()
