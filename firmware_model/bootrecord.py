@@ -13,12 +13,17 @@ Record layout (little-endian, 164 bytes):
     active set, fallback set: per component (keystore, store) a slot reference:
         u8 slot (0 A, 1 B, 0xFF none), u32 image length, 32-byte SHA-256 of the image,
     u32 CRC-32 of everything before it.
+
+`RecordFormat` declares it (construct); the codec below packs and unpacks the same bytes with
+one `struct` call each way (a boot and every commit go through it; the tests check it against
+the declaration).
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -26,9 +31,7 @@ from dataclasses import dataclass, replace
 from construct import (
     Bytes,
     Checksum,
-    ChecksumError,
     Const,
-    ConstructError,
     Int8ul,
     Int16ul,
     Int32ul,
@@ -59,6 +62,13 @@ RecordFormat = Struct(
     "crc" / Checksum(Int32ul, lambda data: zlib.crc32(data), this.body.data),
 )
 RECORD_SIZE = int(RecordFormat.sizeof())
+VERSION = 1
+
+#: The record body as one struct: header, then (slot, length, digest) for the active keystore,
+#: active store, fallback keystore and fallback store; the CRC follows.
+_BODY = struct.Struct("<4sHBBI" + "BI32s" * 4)
+_CRC = struct.Struct("<I")
+assert _BODY.size + _CRC.size == RECORD_SIZE
 
 
 class RecordState(enum.IntEnum):
@@ -137,30 +147,26 @@ class BootRecord:
                 "active": self.active.to_json(), "fallback": self.fallback.to_json()}
 
 
-def _ref_value(ref: SlotRef) -> dict[str, object]:
-    return {"slot": NO_SLOT if ref.slot is None else ref.slot, "length": ref.length,
-            "digest": ref.digest}
+def _ref_fields(ref: SlotRef) -> tuple[int, int, bytes]:
+    if len(ref.digest) != 32:
+        raise ValueError(f"a slot reference's digest is 32 bytes, not {len(ref.digest)}")
+    return NO_SLOT if ref.slot is None else ref.slot, ref.length, ref.digest
 
 
 def encode_record(record: BootRecord) -> bytes:
-    """The record's bytes, CRC included."""
-    def slot_set(refs: SlotSet) -> dict[str, object]:
-        return {"keystore": _ref_value(refs.keystore), "store": _ref_value(refs.store)}
+    """The record's bytes, CRC included (ValueError / struct.error if a field does not fit)."""
+    refs = (record.active.keystore, record.active.store,
+            record.fallback.keystore, record.fallback.store)
+    body = _BODY.pack(MAGIC, VERSION, int(record.state), 0, record.sequence,
+                      *(field for ref in refs for field in _ref_fields(ref)))
+    return body + _CRC.pack(zlib.crc32(body))
 
-    body = {"state": int(record.state), "sequence": record.sequence,
-            "active": slot_set(record.active), "fallback": slot_set(record.fallback)}
-    return bytes(RecordFormat.build({"body": {"value": body}}))
 
-
-def _ref(value: Mapping[str, object]) -> SlotRef:
-    slot = value["slot"]
-    assert isinstance(slot, int)
+def _ref(slot: int, length: int, digest: bytes) -> SlotRef:
     if slot == NO_SLOT:
         return EMPTY
     if slot not in (0, 1):
         raise ValueError(f"slot {slot}")
-    length, digest = value["length"], value["digest"]
-    assert isinstance(length, int) and isinstance(digest, bytes)
     return SlotRef(slot, length, digest)
 
 
@@ -176,13 +182,18 @@ def decode_record(data: bytes) -> BootRecord | None:
 def _decode(raw: bytes) -> BootRecord | None:
     """Decode one copy's bytes (a pure function of them, so memoized: a boot and the commits
     around it read the same two copies again and again)."""
-    try:
-        body = RecordFormat.parse(raw).body.value
-        state = RecordState(body.state)
-        sets = [SlotSet(_ref(s.keystore), _ref(s.store)) for s in (body.active, body.fallback)]
-    except (ConstructError, ChecksumError, ValueError):
+    if len(raw) != RECORD_SIZE or zlib.crc32(raw[: _BODY.size]) != _CRC.unpack_from(
+            raw, _BODY.size)[0]:
         return None
-    return BootRecord(int(body.sequence), state, sets[0], sets[1])
+    magic, version, state, reserved, sequence, *fields = _BODY.unpack_from(raw)
+    if magic != MAGIC or version != VERSION or reserved != 0:
+        return None
+    try:
+        refs = [_ref(*fields[i : i + 3]) for i in range(0, len(fields), 3)]
+        return BootRecord(sequence, RecordState(state), SlotSet(refs[0], refs[1]),
+                          SlotSet(refs[2], refs[3]))
+    except ValueError:
+        return None
 
 
 def first_record(active: SlotSet) -> BootRecord:
