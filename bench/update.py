@@ -19,7 +19,12 @@ in the timed work).
      and program the same number of bytes on a fresh software machine's flash);
    - the same plus one boot-time authentication per booted image (the keystore and the
      store again: secure boot after the reset is real device work).
-   The target (<= 1.5x) is judged on the issue's baseline; both ratios are printed.
+   The target (<= 1.5x) is judged on the issue's baseline; both ratios are printed. Neither
+   baseline counts parsing beyond what those calls do themselves (open_keystore parses the
+   keystore; authenticate parses only the envelope: not the manifest's entries, not the
+   sections `verify_image` decodes, not the store's certificates), nor the read-back, the two
+   boot-record commits or the SysEvents; the bench times those parts separately and prints
+   where the update's time goes.
 2. The sweep (`sweep.sweep_update`, every flash operation of the update cut before, after and
    torn, each result booted and checked) per cut point - its whole time, provisioning and
    the dry run included, over its cut points - against one plain update on the sweep's
@@ -175,7 +180,6 @@ def uncounted_ops(update: Update) -> dict[str, Callable[[], object]]:
     manifest_payload = parse_package(update.manifest).payload
     return {
         "parse_package manifest": lambda: parse_package(update.manifest),
-        "parse_package keystore": lambda: parse_package(update.keystore),
         "parse_package store": lambda: parse_package(update.store),
         "read_manifest": lambda: read_manifest(manifest_payload),
         "store certificates": lambda: DeviceStore.from_payload(store_payload),
@@ -189,15 +193,16 @@ def bench_update(factory: FactoryImages, update: Update, budget: float) -> None:
     after = Bench(factory, update, MT3620_GEOMETRY)
     after.run_update()  # a device running the new set, confirmed: boot() writes nothing
     timed = per_op({"update": bench.run_update, "baseline": issue,
-                    "baseline + boot authentication": with_boot,
-                    "secure boot of the new set": after.device.boot,
-                    **parts, **uncounted_ops(update)}, budget)
+                    "baseline + boot authentication": with_boot}, budget)
+    timed |= per_op({"secure boot of the new set": after.device.boot,
+                     **parts, **uncounted_ops(update)}, budget / 2)
     bench.close()
     after.close()
     ours, floor, floor_boot = (timed["update"], timed["baseline"],
                                timed["baseline + boot authentication"])
     written = len(update.keystore) + len(update.store)
-    print(f"whole update, software machine ({MT3620_GEOMETRY.size >> 20} MiB flash), Retail: "
+    print(f"whole update, software machine ({MT3620_GEOMETRY.size >> 20} MiB flash), Retail "
+          "channel in a MemoryFeed: "
           f"manifest {len(update.manifest):,} B, keystore {len(update.keystore):,} B, "
           f"store {len(update.store):,} B")
     print(f"  update (snapshot restore + check_for_update through reset, boot, confirm): "
@@ -218,6 +223,14 @@ def bench_update(factory: FactoryImages, update: Update, budget: float) -> None:
           f"{timed['secure boot of the new set'] * 1e6:.1f} us")
     print("  work neither baseline counts: " + ", ".join(
         f"{name} {timed[name] * 1e6:.1f} us" for name in uncounted_ops(update)))
+    parsing = (timed["parse_package manifest"] + 2 * timed["parse_package store"]
+               + timed["read_manifest"] + timed["store certificates"])
+    print(f"  accounting: baseline with boot authentication {floor_boot * 1e6:.0f} us + parsing "
+          f"{parsing * 1e6:.0f} us (the manifest's package and payload; the store's package in "
+          "the agent and at boot, its certificates at boot; open_keystore parses the keystore "
+          f"itself) leaves {(ours - floor_boot - parsing) * 1e6:.0f} us for the rest: read-back, "
+          "two record commits, SysEvents, identity peeks, trust state, boot bookkeeping, and "
+          "the parts running slower inside the update than alone in a loop")
 
 
 def best_of_interleaved(
