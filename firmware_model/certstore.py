@@ -58,7 +58,8 @@ def build_store_payload(certificates: Sequence[tuple[str, x509.Certificate]]) ->
 
 
 def read_store_payload(payload: bytes) -> list[tuple[str, x509.Certificate]]:
-    """Every (name, certificate) of a store, by name; ImageFormatError for anything else."""
+    """Every (name, certificate) of a store, sorted by name; ImageFormatError for anything
+    else."""
     roots = []
     with real_world_roots():
         for path, content in sorted(read_cramfs(payload).items()):
@@ -69,4 +70,4 @@ def read_store_payload(payload: bytes) -> list[tuple[str, x509.Certificate]]:
             except BAD_CERTIFICATE:
                 raise ImageFormatError(f"{path} is not a PEM certificate") from None
             roots.append((path[len(CERT_DIR) : -len(".pem")], certificate))
-    return roots
+    return sorted(roots, key=lambda root: root[0])
