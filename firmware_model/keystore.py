@@ -111,16 +111,17 @@ class TrustedKey:
 
 
 class Keyring:
-    """Image-signing keys by certificate thumbprint."""
+    """Image-signing keys by certificate thumbprint; `source` names where they came from."""
 
-    def __init__(self, keys: Iterable[TrustedKey]) -> None:
+    def __init__(self, keys: Iterable[TrustedKey], source: str = "the keystore") -> None:
         self.keys = {key.thumbprint: key for key in keys}
+        self.source = source
 
     def key_for(self, thumb: bytes, image_type: int) -> ec.EllipticCurvePublicKey:
         """The key that may sign `image_type` under `thumb`; a TrustError if none may."""
         key = self.keys.get(bytes(thumb))
         if key is None:
-            raise UntrustedSignerError(f"signer {bytes(thumb).hex()} is not in the keystore")
+            raise UntrustedSignerError(f"signer {bytes(thumb).hex()} is not in {self.source}")
         if key.revoked:
             raise RevokedError(f"signer {bytes(thumb).hex()} is revoked")
         if image_type not in key.image_types:

@@ -60,7 +60,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _keyring(args: argparse.Namespace) -> Keyring:
     if args.cert:
-        return Keyring([TrustedKey.from_certificate(load_certificate(Path(args.cert)))])
+        return Keyring([TrustedKey.from_certificate(load_certificate(Path(args.cert)))],
+                       source=f"the certificate {args.cert}")
     fused = root_key_hash(load_public_key(Path(args.root_pubkey)))
     return open_keystore(Path(args.keystore).read_bytes(), fused)[1].keyring
 
