@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from firmware_model.errors import EXIT_FORMAT, FwModelError
 from hal.errors import HalError
@@ -34,3 +36,10 @@ def _fail(prog: str, error: object, code: int) -> int:
     text = " ".join(str(error).split()) or type(error).__name__
     print(f"{prog}: error: {text}", file=sys.stderr)
     return code
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (`prog: error: ...`, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog.split()[0]}: error: {message} (see --help)\n")

@@ -21,18 +21,26 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from firmware_model.cliutil import run_guarded
+from firmware_model.cliutil import OneLineParser, run_guarded
 from firmware_model.keystore import Keyring, TrustedKey, open_keystore, root_key_hash, verify_image
 from firmware_model.package import parse_package, resign
 from tools.describe import describe, render_text
+from tools.files import write_atomic
 from tools.pki import keygen, load_certificate, load_public_key, load_signer
 from tools.recipes import build_from_recipe
 
 PROG = "imagetool"
+EXIT_CODES = """\
+exit codes:
+  0  success (verify: the image is valid and its signer may sign its type)
+  1  trust: bad signature, signer unknown, revoked or not allowed this image type
+  2  malformed input (the error names the offset), an unreadable file, bad usage,
+     or keygen refusing to replace an existing lab PKI
+errors are one line on stderr; nothing is written when the input is bad."""
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    pki = keygen(Path(args.out))
+    pki = keygen(Path(args.out), force=args.force)
     print(f"lab PKI written to {pki.folder} (root key hash: "
           f"{(pki.folder / 'root.hash').read_text().strip()})")
     return 0
@@ -47,7 +55,7 @@ def _build(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     signer = load_signer(Path(args.key), Path(args.cert))
     signed = resign(Path(args.image).read_bytes(), signer)
-    Path(args.output).write_bytes(signed)
+    write_atomic(Path(args.output), signed)
     print(f"{args.output}: signed by {signer.thumbprint.hex()}")
     return 0
 
@@ -67,9 +75,8 @@ def _keyring(args: argparse.Namespace) -> Keyring:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    if not args.cert and not (args.keystore and args.root_pubkey):
-        print(f"{PROG}: error: verify needs --cert, or --keystore with --root-pubkey",
-              file=sys.stderr)
+    if args.keystore and not args.root_pubkey:
+        print(f"{PROG}: error: --keystore needs --root-pubkey", file=sys.stderr)
         return 2
     image = verify_image(Path(args.image).read_bytes(), _keyring(args))
     print(f"{args.image}: valid {image.image_type_name} image signed by {image.thumbprint.hex()}")
@@ -77,10 +84,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    top = OneLineParser(prog=PROG, description=__doc__.splitlines()[0],
+                                  epilog=EXIT_CODES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("keygen", help="create a lab PKI")
     p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing lab PKI in that folder (its root is lost)")
     p.set_defaults(func=_keygen)
     p = sub.add_parser("build", help="build a signed image from a TOML recipe")
     p.add_argument("recipe")
@@ -99,9 +110,10 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_show)
     p = sub.add_parser("verify", help="check the signature and who may sign this image type")
     p.add_argument("image")
-    p.add_argument("--cert")
-    p.add_argument("--keystore")
-    p.add_argument("--root-pubkey")
+    trust = p.add_mutually_exclusive_group(required=True)
+    trust.add_argument("--cert", help="trust only this signing certificate (PEM)")
+    trust.add_argument("--keystore", help="a keystore image, authenticated with --root-pubkey")
+    p.add_argument("--root-pubkey", help="the root public key (PEM) whose hash a device fuses")
     p.set_defaults(func=_verify)
     return top
 

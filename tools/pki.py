@@ -4,7 +4,6 @@ keystore signing certificate and an image-signing certificate, all ECDSA P-256 X
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firmware_model.certstore import BAD_CERTIFICATE
-from firmware_model.errors import ImageFormatError
+from firmware_model.errors import FwModelError, ImageFormatError
 from firmware_model.keystore import root_key_hash
 from firmware_model.signing import Signer
+from tools.files import write_atomic
 
 ROOT = "root"
 KEYSTORE_SIGNING = "keystore-signing"
@@ -69,16 +69,13 @@ def issue(
 
 def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     """Write a PKCS#8 PEM private key readable by its owner only (0600 from creation)."""
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    os.chmod(path, 0o600)
+    write_atomic(path, key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()), 0o600)
 
 
 def write_certificate(path: Path, certificate: x509.Certificate) -> None:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    write_atomic(path, certificate.public_bytes(serialization.Encoding.PEM))
 
 
 @dataclass(frozen=True)
@@ -90,17 +87,22 @@ class LabPki:
     def signer(self, stem: str) -> Signer:
         return load_signer(self.folder / f"{stem}.key", self.folder / f"{stem}.pem")
 
-    @property
-    def root_public_key_path(self) -> Path:
-        return self.folder / f"{ROOT}.pub.pem"
+
+KEYGEN_FILES = [f"{stem}{suffix}" for stem in (ROOT, KEYSTORE_SIGNING, IMAGE_SIGNING)
+                for suffix in (".key", ".pem")] + [f"{ROOT}.pub.pem", f"{ROOT}.hash"]
 
 
-def keygen(folder: Path) -> LabPki:
+def keygen(folder: Path, *, force: bool = False) -> LabPki:
     """Create root, keystore-signing and image-signing keys and certificates in `folder`.
 
     Also writes the root public key (`root.pub.pem`) and the hash a device fuses
-    (`root.hash`, hex).
+    (`root.hash`, hex). Refuses (FwModelError, nothing written) to replace an existing lab
+    PKI unless `force`: devices may have fused that root already.
     """
+    existing = [name for name in KEYGEN_FILES if (folder / name).exists()]
+    if existing and not force:
+        raise FwModelError(f"{folder / existing[0]} exists: keygen would replace a lab PKI "
+                           "whose root a device may have fused (use --force to replace it)")
     folder.mkdir(parents=True, exist_ok=True)
     root_key = new_key()
     root = issue("Lab Root (fused)", root_key, ca=True)
@@ -112,9 +114,9 @@ def keygen(folder: Path) -> LabPki:
         write_private_key(folder / f"{stem}.key", key)
         write_certificate(folder / f"{stem}.pem", cert)
     public = root_key.public_key()
-    (folder / f"{ROOT}.pub.pem").write_bytes(public.public_bytes(
+    write_atomic(folder / f"{ROOT}.pub.pem", public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    (folder / f"{ROOT}.hash").write_text(root_key_hash(public).hex() + "\n")
+    write_atomic(folder / f"{ROOT}.hash", (root_key_hash(public).hex() + "\n").encode())
     return LabPki(folder)
 
 

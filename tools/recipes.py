@@ -38,6 +38,7 @@ from firmware_model.keystore import TrustedKey, build_keystore_payload
 from firmware_model.manifest import ManifestEntry, build_manifest
 from firmware_model.package import build_package, parse_package
 from firmware_model.sections import ImageType
+from tools.files import write_atomic
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, load_signer
 
 
@@ -136,5 +137,5 @@ def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
         build_time=build_time, security_version=recipe.get("security_version"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(image)
+    write_atomic(out, image)
     return image

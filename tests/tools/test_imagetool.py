@@ -407,3 +407,35 @@ def test_the_whole_mozilla_set_builds_shows_and_verifies(tmp_path: Path, keys: P
     assert call("verify", image, "--cert", keys / "image-signing.pem").returncode == 0
     assert call("verify", image, "--keystore", out / "keystore-2024.imagepackage",
                "--root-pubkey", keys / "root.pub.pem").returncode == 0
+
+
+def test_keygen_refuses_to_replace_a_lab_pki(tmp_path: Path) -> None:
+    """A device may have fused the root already: keygen never loses it by accident."""
+    keys = tmp_path / "lab-keys"
+    assert call("keygen", "--out", keys).returncode == 0
+    before = {p.name: p.read_bytes() for p in keys.iterdir()}
+    line = assert_fails(call("keygen", "--out", keys), 2)
+    assert "--force" in line
+    assert {p.name: p.read_bytes() for p in keys.iterdir()} == before
+    assert call("keygen", "--out", keys, "--force").returncode == 0
+    assert (keys / "root.key").read_bytes() != before["root.key"]
+    assert (keys / "root.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_write_that_fails_leaves_the_old_output_whole(out: Path, keys: Path,
+                                                        tmp_path: Path) -> None:
+    """`sign -o EXISTING` into a file system that refuses the write: the old file stays."""
+    existing = tmp_path / "existing.imagepackage"
+    existing.write_bytes(b"the previous output")
+    script = ("import resource, sys; sys.argv[0] = 'tools/imagetool.py'; "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)); "
+              "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "import runpy; runpy.run_path('tools/imagetool.py', run_name='__main__')")
+    done = subprocess.run(
+        [sys.executable, "-c", script, "sign", str(out / "certstore-2024.imagepackage"),
+         "--key", str(keys / "image-signing.key"), "--cert", str(keys / "image-signing.pem"),
+         "-o", str(existing)], cwd=REPO, capture_output=True, text=True, timeout=60)
+    line = assert_fails(done, 2)
+    assert str(existing) in line
+    assert existing.read_bytes() == b"the previous output"
+    assert [p.name for p in tmp_path.iterdir()] == ["existing.imagepackage"]

@@ -1,0 +1,31 @@
+"""Writing output files so that a failure never leaves a half-written or clobbered file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Make `path` hold `data`, or leave it exactly as it was.
+
+    Writes a temporary file beside `path` (created with `mode`, so a private key is never
+    readable by others, even for a moment), flushes it to disk and renames it over `path`.
+    An OSError names `path`.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, mode)
+            os.replace(temp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
