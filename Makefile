@@ -57,3 +57,4 @@ bench: $(VENV)/.stamp oracle
 
 clean:
 	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -f device.flash device.flash.*
