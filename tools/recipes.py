@@ -20,6 +20,9 @@ its contents in one table named after the kind:
 
     [manifest]                          # built images, relative to the output folder
     images = ["certstore-2025-02.imagepackage"]
+
+    [app]                               # Applications: path in the image = file (recipe-relative)
+    files = { "app_manifest.json" = "app_manifest.json", "bin/app" = "build/app" }
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 from cryptography import x509
 
 from firmware_model.certstore import build_store_payload, file_stem, load_pem_bundle
+from firmware_model.cramfs import build_cramfs
 from firmware_model.errors import ImageFormatError
 from firmware_model.keystore import TrustedKey, build_keystore_payload
 from firmware_model.manifest import ManifestEntry, build_manifest
@@ -119,8 +123,13 @@ def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
         payload = _keystore_payload(_need(recipe, "keystore", path), keys, path)
     elif image_type == ImageType.BaseSystemUpdateManifest:
         payload = _manifest_payload(_need(recipe, "manifest", path), out.parent, build_time)
+    elif image_type == ImageType.Applications:
+        files = _need(recipe, "app", path).get("files", {})
+        payload = build_cramfs({name: (path.parent / file).read_bytes()
+                                for name, file in files.items()})
     else:
-        raise ImageFormatError(f"{path}: recipes build stores, keystores and manifests only")
+        raise ImageFormatError(
+            f"{path}: recipes build stores, keystores, manifests and applications only")
     default_key = KEYSTORE_SIGNING if image_type == ImageType.TrustedKeystore else IMAGE_SIGNING
     stem = recipe.get("signing_key", default_key)
     try:

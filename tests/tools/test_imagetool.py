@@ -22,6 +22,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from firmware_model.cramfs import read_cramfs
 from firmware_model.package import build_package, parse_package
 from firmware_model.sections import ImageType
 from tools import imagetool
@@ -439,3 +440,23 @@ def test_a_write_that_fails_leaves_the_old_output_whole(out: Path, keys: Path,
     assert str(existing) in line
     assert existing.read_bytes() == b"the previous output"
     assert [p.name for p in tmp_path.iterdir()] == ["existing.imagepackage"]
+
+
+def test_build_an_applications_image(keys: Path, tmp_path: Path) -> None:
+    """An app image (what the endpoint audit reads) from a recipe: manifest + executable."""
+    (tmp_path / "app_manifest.json").write_text('{"Capabilities": {"AllowedConnections": []}}')
+    (tmp_path / "app").write_bytes(b"\x7fELF not really")
+    recipe = tmp_path / "app.toml"
+    recipe.write_text(
+        'type = "Applications"\nname = "myapp"\n'
+        'component_id = "11111111-2222-3333-4444-555555555555"\n'
+        'image_id = "66666666-7777-8888-9999-000000000000"\n'
+        '[app]\nfiles = { "app_manifest.json" = "app_manifest.json", "bin/app" = "app" }\n')
+    image = tmp_path / "myapp.imagepackage"
+    done = run("build", recipe, "--keys", keys, "-o", image)
+    assert done.returncode == 0, done.stderr
+    package = parse_package(image.read_bytes())
+    assert package.image_type_name == "Applications"
+    assert read_cramfs(package.payload) == {
+        "app_manifest.json": (tmp_path / "app_manifest.json").read_bytes(),
+        "bin/app": b"\x7fELF not really"}
