@@ -152,6 +152,8 @@ class BoardAgent:
             return Outcome([self._error(frame, ErrorCode.BAD_VERSION,
                                         f"board speaks protocol version {PROTOCOL_VERSION}, "
                                         f"not {frame.version}")])
+        if frame.opcode == Op.HELLO:
+            self._cache.clear()  # a new host session: its seq numbers start afresh
         fingerprint = _fingerprint(frame)
         cached = self._cache.get(frame.seq)
         if cached is not None and cached[0] == fingerprint:

@@ -84,8 +84,7 @@ class BoardLine:
         self.counters = LineCounters()
         self._reboot_delay = reboot_delay
         self._out = bytearray()
-        self._tx_free = 0.0
-        self._line_busy = False  # output was still queued when the last piece went out
+        self._tx_free = 0.0  # when the line has sent what was written so far
         self._going_down: RebootKind | None = None
         self._silent_until: float | None = None
         self._piece = max(16, int(baud / 10 * _PACED_PIECE_S)) if baud else _READ_SIZE
@@ -108,6 +107,8 @@ class BoardLine:
 
     def queue(self, frames: Sequence[Frame]) -> None:
         """Put frames on the transmit queue (through the line faults)."""
+        if not self._out:  # an idle line starts sending now, not when it last went quiet
+            self._tx_free = max(self._tx_free, time.monotonic())
         for frame in frames:
             self._out += self.tx_faults.apply(encode_frame(frame))
         if len(self._out) > _MAX_BACKLOG:
@@ -129,25 +130,28 @@ class BoardLine:
         if self._silent_until is not None:
             wait = min(wait, self._silent_until - now)
         if self._out and self.baud:
-            wait = min(wait, self._tx_free - now)
+            wait = min(wait, self._piece_arrives() - now)
         return max(0.0, wait)
 
     def output_ready(self, now: float) -> bool:
-        """True if there is output and the (paced) transmitter is free."""
-        return bool(self._out) and (not self.baud or now >= self._tx_free)
+        """True if there is output and (paced) the next piece has had its time on the line."""
+        return bool(self._out) and (not self.baud or now >= self._piece_arrives())
+
+    def _piece_arrives(self) -> float:
+        """When the last byte of the next piece would reach the host on a real line."""
+        return self._tx_free + min(len(self._out), self._piece) * 10 / self.baud
 
     def take_output(self) -> bytes:
         """The next piece to write (call `sent` with how much was written)."""
         return bytes(self._out[: self._piece])
 
-    def sent(self, count: int, now: float) -> None:
-        """`count` bytes of the last piece went out at `now`."""
-        start = now if not self._line_busy else self._tx_free  # a queued UART never idles
+    def sent(self, count: int) -> None:
+        """`count` bytes of the last piece went out (a paced line stays busy while output is
+        queued, so late pieces catch up rather than idle the line)."""
         del self._out[:count]
         self.counters.sent += count
         if self.baud:
-            self._tx_free = max(start, self._tx_free) + count * 10 / self.baud
-            self._line_busy = bool(self._out)
+            self._tx_free += count * 10 / self.baud
 
     def drop_output(self) -> None:
         """Nobody is listening: what was queued is lost."""
@@ -369,7 +373,7 @@ class Emulator:
                         return
                 if ready_w:
                     written = write(fd, line.take_output())
-                    line.sent(written, time.monotonic())
+                    line.sent(written)
         finally:
             receiver.close()
 

@@ -335,6 +335,7 @@ class BoardLink:
     def _pump(self, source: Source, stream: bool, retries: int | None = None,
               on_boot: BootPolicy = BootPolicy.RAISE) -> None:
         limit = self.retries if retries is None else retries
+        self._banner_arrived = False  # only a banner that comes while this run waits counts
         pending: dict[int, Request] = {}
         failure: Exception | None = None
         probe: Request | None = None

@@ -160,8 +160,11 @@ class SerialFlash:
         source = _ProgramSource(offset, data, self._progress)
         self._run(source, stream=True)
         if source.sent > 1 and self.hash(offset, len(data)) != hashlib.sha256(data).digest():
-            raise FlashError(f"flash program of {len(data):#x} bytes at {offset:#x}: the board's "
-                             "hash of the range does not match the data sent")
+            stats = self._link.stats
+            raise FlashError(
+                f"flash program of {len(data):#x} bytes at {offset:#x} in {source.sent} chunks: "
+                "the board's hash of the range does not match the data sent (link so far: "
+                f"{stats.retries} retries, {stats.queries} queries, {stats.timeouts} timeouts)")
 
     def erase(self, offset: int, length: int) -> None:
         """Erase whole sectors; FlashError if out of range or not sector aligned."""

@@ -202,3 +202,16 @@ def test_stats_count_what_the_decoder_dropped(agent: BoardAgent) -> None:
     agent.receive(bytes(wire) + b"noise\xc0")
     stats = BoardStats.unpack(ask(agent, Op.STATS, seq=2).payload)
     assert stats.dropped == 2 and stats.bad_crc == 1 and stats.frames == 1
+
+
+def test_hello_starts_a_session_the_cache_does_not_outlive(
+    agent: BoardAgent, machine: SoftwareMachine
+) -> None:
+    program = encode_frame(Frame(Op.FLASH_PROGRAM, 2, Flag.NONE, pack_program(0, b"\x00")))
+    ask(agent, Op.HELLO)
+    agent.receive(program)
+    machine.flash.erase(0, 4096)
+    first_hello = Hello.unpack(ask(agent, Op.HELLO).payload)  # a second host: seq 1 again
+    agent.receive(program)  # same seq, same bytes, but a new session: carried out
+    assert machine.flash.read(0, 1) == b"\x00"
+    assert first_hello.boot_count == 1 and agent.stats().duplicates == 0

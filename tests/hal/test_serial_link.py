@@ -142,6 +142,7 @@ def test_otp_reset_clock_console_watchdog(emulator: Emulator, machine: SoftwareM
         assert board.ping(b"\xc0\xdb echo") == b"\xc0\xdb echo"
         assert board.board_stats().boots == board.hello.boot_count == 4
         assert "cause WATCHDOG" in board.link_stats.console[-1]
+        assert board.link_stats.retries == 0  # a clean line: reboots are waited out, not retried
 
 
 def test_a_closed_machine_refuses_work(emulator: Emulator) -> None:
