@@ -254,9 +254,13 @@ class UpdateSession:
         return self.trust.keyring
 
     def accept_image(self, entry: ManifestEntry, data: bytes) -> StagedImage:
-        """Stage the image for the next wanted entry (entries are accepted in order)."""
+        """Stage the image for the next wanted entry (entries are accepted in order).
+
+        ManifestMismatchError if `entry` is not the next entry this session wants.
+        """
         if len(self.staged) >= len(self.wanted) or self.wanted[len(self.staged)] != entry:
-            raise ValueError(f"image {entry.image_id} is not the next one this session wants")
+            raise ManifestMismatchError(
+                f"image {entry.image_id} is not the next one this session wants")
         staged = accept_image(entry, data, self.trust, self.keyring)
         self.staged.append(staged)
         return staged

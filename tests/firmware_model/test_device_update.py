@@ -8,7 +8,7 @@ import pytest
 
 from firmware_model.agent import Limits, TrustState, UpdateSession
 from firmware_model.device import AgentSettings, CheckResult, Device, UpdateOutcome
-from firmware_model.errors import FeedError
+from firmware_model.errors import FeedError, ManifestMismatchError
 from firmware_model.feed import MemoryFeed
 from firmware_model.layout import Component
 from firmware_model.sysevent import (
@@ -167,8 +167,10 @@ def test_a_session_accepts_the_images_it_wants_in_order(device: Device, device_l
     wanted = session.accept_manifest(feed.files["manifest.imagepackage"])
     assert [e.image_type for e in wanted] == [19, 22]  # the keystore first
     store_entry = wanted[1]
-    with pytest.raises(ValueError, match="not the next one"):
+    with pytest.raises(ManifestMismatchError, match="not the next one"):
         session.accept_image(store_entry, feed.files[f"{store_entry.image_id}.imagepackage"])
     for entry in wanted:
         session.accept_image(entry, feed.files[f"{entry.image_id}.imagepackage"])
     assert session.complete and session.keyring is not trust.keyring
+    with pytest.raises(ManifestMismatchError, match="not the next one"):  # nothing more wanted
+        session.accept_image(store_entry, feed.files[f"{store_entry.image_id}.imagepackage"])
