@@ -14,7 +14,7 @@ boot-record copy that does not hold the newest record (see `staging_regions`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from firmware_model.errors import FwModelError
@@ -151,8 +151,3 @@ def sectors_for(region: Region, length: int, sector_size: int) -> tuple[int, int
 def slot_name(index: int) -> str:
     """'A' or 'B'."""
     return SLOT_NAMES[index]
-
-
-def describe_spans(spans: Sequence[tuple[int, int]]) -> str:
-    """Spans as `0x0..0x2000, ...` for messages."""
-    return ", ".join(f"{start:#x}..{end:#x}" for start, end in spans)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,12 +46,9 @@ def parse_hal(text: str) -> HalSpec:
 
 
 def _serial(port: str) -> Machine:
-    try:
-        module = importlib.import_module("hal.serial_link")
-    except ImportError:
-        raise HalError("the serial backend (hal.serial_link) is not installed") from None
-    machine: Machine = module.SerialMachine(port)
-    return machine
+    from hal.serial_link import SerialMachine  # pyserial is imported only when a board is used
+
+    return SerialMachine(port)
 
 
 @contextlib.contextmanager
