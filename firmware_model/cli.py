@@ -202,12 +202,13 @@ def _sweep_text(report: SweepReport) -> list[str]:
 
 
 def _factory(args: argparse.Namespace) -> FactoryImages:
-    folder: Path = args.images
-    root_hash = (parse_root_hash(args.root_hash) if args.root_hash
-                 else parse_root_hash((folder / "keys" / "root.hash").read_text()))
-    keystore = args.keystore or folder / KEYSTORE_FILE
-    store = args.store or folder / STORE_FILE
-    return FactoryImages(root_hash, keystore.read_bytes(), store.read_bytes())
+    """The build folder's factory images, with --root-hash, --keystore, --store instead
+    (those files relative to the working directory)."""
+    return FactoryImages.from_build(
+        args.images,
+        args.keystore.absolute() if args.keystore else KEYSTORE_FILE,
+        args.store.absolute() if args.store else STORE_FILE,
+        root_hash=parse_root_hash(args.root_hash) if args.root_hash else None)
 
 
 def _provision(device: Device, args: argparse.Namespace, out: TextIO) -> int:

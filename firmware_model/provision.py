@@ -40,11 +40,18 @@ class FactoryImages:
 
     @classmethod
     def from_build(
-        cls, folder: Path, keystore: str = KEYSTORE_FILE, store: str = STORE_FILE
+        cls,
+        folder: Path,
+        keystore: str | Path = KEYSTORE_FILE,
+        store: str | Path = STORE_FILE,
+        root_hash: bytes | None = None,
     ) -> FactoryImages:
-        """Read `keys/root.hash` (hex) and the two images from a build folder."""
-        return cls(parse_root_hash((folder / ROOT_HASH_FILE).read_text()),
-                   (folder / keystore).read_bytes(), (folder / store).read_bytes())
+        """Read `keys/root.hash` (hex; not read when `root_hash` is given) and the two images
+        from a build folder. `keystore` and `store` are paths within `folder`; an absolute
+        path is read as it is."""
+        if root_hash is None:
+            root_hash = parse_root_hash((folder / ROOT_HASH_FILE).read_text())
+        return cls(root_hash, (folder / keystore).read_bytes(), (folder / store).read_bytes())
 
 
 def parse_root_hash(text: str) -> bytes:

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,18 +15,20 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from firmware_model.provision import KEYSTORE_FILE, ROOT_HASH_FILE, STORE_FILE
 from tests.firmware_model.devicelab import Lab
 from tests.firmware_model.tlslab import Authority, feed_server, server_context, tls_server
 
 TIMEOUT = 60
 
 
-def fwmodel(*args: str, hal: str | None = None) -> subprocess.CompletedProcess[str]:
+def fwmodel(*args: str, hal: str | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "firmware_model"]
     if hal is not None:
         command += ["--hal", hal]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=TIMEOUT,
-                          check=False)
+                          check=False, cwd=cwd)
 
 
 def ok_json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
@@ -74,6 +77,23 @@ def test_a_device_kept_in_a_flash_file_across_runs(device_lab: Lab, tmp_path: Pa
         "DigiCert_Global_Root_G2", "Microsoft_RSA_Root_Certificate_Authority_2017"]
     again = fwmodel("update", "--feed", str(device_lab.feed_dir("Retail")), hal=hal)
     assert again.returncode == 0 and "outcome: no-update" in again.stdout
+
+
+def test_provision_takes_the_root_hash_and_images_named_on_the_command_line(
+    device_lab: Lab, tmp_path: Path
+) -> None:
+    work, empty = tmp_path / "work", tmp_path / "no-build"
+    work.mkdir()
+    empty.mkdir()
+    shutil.copy(device_lab.folder / KEYSTORE_FILE, work / "ks.imagepackage")
+    shutil.copy(device_lab.folder / STORE_FILE, work / "st.imagepackage")
+    root_hash = (device_lab.folder / ROOT_HASH_FILE).read_text().strip()
+    named = ("--keystore", "ks.imagepackage", "--store", "st.imagepackage")  # relative to cwd
+    one_line_error(fwmodel("provision", "--images", str(empty), *named, hal="fake:dev.flash",
+                           cwd=work), 2, str(empty / ROOT_HASH_FILE))
+    done = fwmodel("provision", "--images", str(empty), "--root-hash", root_hash, *named,
+                   hal="fake:dev.flash", cwd=work)
+    assert done.returncode == 0 and "keystore keystore-2024, store certstore-2024" in done.stdout
 
 
 def test_errors_are_one_line_with_the_exit_code_of_their_kind(
