@@ -146,13 +146,17 @@ class LinkStats:
 
 
 class Port:
-    """A pyserial port (any URL `serial_for_url` takes); LinkError on any failure."""
+    """A pyserial port (any URL `serial_for_url` takes), locked against other hosts while open
+    (flock, where the port is a device); LinkError on any failure."""
 
     def __init__(self, url: str, write_timeout: float) -> None:
         self.url = url
         try:
+            # exclusive: a second host on the same port (two SerialMachines, or a stale pty
+            # path that now names another emulator's pty) would steal the first one's replies.
             self._serial = serial.serial_for_url(
-                url, baudrate=DEFAULT_BAUD, timeout=0, write_timeout=write_timeout
+                url, baudrate=DEFAULT_BAUD, timeout=0, write_timeout=write_timeout,
+                exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"{url}: cannot open the port: {exc}") from exc

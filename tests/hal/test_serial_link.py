@@ -152,6 +152,13 @@ def test_a_closed_machine_refuses_work(emulator: Emulator) -> None:
         board.clock.wall()
 
 
+def test_a_second_host_on_the_same_pty_is_refused(machine: SoftwareMachine) -> None:
+    with start_emulator(machine) as emu, SerialMachine(emu.url) as first:
+        with pytest.raises(LinkError, match="lock"):
+            SerialMachine(emu.url)
+        assert first.ping(b"still mine") == b"still mine"
+
+
 def test_a_port_that_does_not_exist_is_a_link_error(tmp_path: Path) -> None:
     with pytest.raises(LinkError):
         SerialMachine(str(tmp_path / "no-such-tty"))
