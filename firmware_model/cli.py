@@ -275,11 +275,19 @@ def _revoke(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def _cut_modes(text: str) -> list[CutMode]:
+    """The cut modes a comma-separated --modes names, each once; FwModelError if none."""
     try:
-        modes = [CutMode(m.strip()) for m in str(args.modes).split(",") if m.strip()]
+        modes = [CutMode(m.strip()) for m in text.split(",") if m.strip()]
     except ValueError:
-        raise ImageFormatError(f"--modes {args.modes!r}: expected before, after, torn") from None
+        raise FwModelError(f"--modes {text!r}: expected before, after, torn") from None
+    if not modes:
+        raise FwModelError(f"--modes {text!r}: name at least one of before, after, torn")
+    return list(dict.fromkeys(modes))
+
+
+def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    modes = _cut_modes(str(args.modes))
     progress = ProgressBar(err) if not args.json and err.isatty() else None
     report = sweep_update(SweepImages.from_build(args.images, args.channel), modes=modes,
                           progress=progress)

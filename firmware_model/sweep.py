@@ -219,9 +219,12 @@ def sweep_update(
 
     `device_factory` builds the device model on the sweep's machine (tests pass a broken one
     to show the sweep catches it). `progress(done, total)` is called after each cut point.
+    Each mode is swept once however often `modes` names it; FwModelError if it names none.
     """
     started = time.perf_counter()
-    mode_list = tuple(modes)
+    mode_list = tuple(dict.fromkeys(modes))
+    if not mode_list:
+        raise FwModelError("a sweep needs at least one cut mode (before, after, torn)")
     machine = SoftwareMachine(None, geometry)
     device = device_factory(machine)
     device.provision(images.factory)

@@ -145,8 +145,15 @@ def test_sweep_json_prints_only_the_json(device_lab: Lab) -> None:
         str(report["flash_ops"]))
     outcomes = report["outcomes"]
     assert isinstance(outcomes, dict) and outcomes["old"] + outcomes["new"] == report["cut_points"]
-    text = fwmodel("sweep", "--images", str(device_lab.folder), "--modes", "torn")
+    text = fwmodel("sweep", "--images", str(device_lab.folder), "--modes", "torn, torn")
     assert text.returncode == 0 and "violations: 0" in text.stdout
+    ops = int(str(report["flash_ops"]))
+    assert f"{ops} flash operations x 1 modes (torn) = {ops} cut points" in text.stdout
+    for empty in (",", "", " , "):
+        one_line_error(fwmodel("sweep", "--images", str(device_lab.folder), "--modes", empty),
+                       2, "name at least one of before, after, torn")
+    one_line_error(fwmodel("sweep", "--images", str(device_lab.folder), "--modes", "torn,late"),
+                   2, "expected before, after, torn")
 
 
 @pytest.mark.timeout(90)

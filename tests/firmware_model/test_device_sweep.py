@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from firmware_model.agent import StagedImage
 from firmware_model.bootrecord import BootRecord, RecordArea, SlotRef, encode_record
 from firmware_model.device import Device
+from firmware_model.errors import FwModelError
 from firmware_model.layout import Component, FlashLayout
 from firmware_model.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update
 from firmware_model.trust import raise_floor
@@ -47,6 +50,14 @@ def test_the_retail_eval_channel_sweeps_clean_with_torn_cuts_only(device_lab: La
                           modes=[CutMode.TORN])
     assert report.ok and report.cut_points == report.ops == update_ops(device_lab)
     assert report.outcomes["new"] == RECORD_OPS  # the two torn confirm operations
+
+
+def test_a_sweep_needs_a_cut_mode_and_sweeps_each_mode_once(device_lab: Lab) -> None:
+    images = SweepImages.from_build(device_lab.folder)
+    with pytest.raises(FwModelError, match="at least one cut mode"):
+        sweep_update(images, modes=[])
+    report = sweep_update(images, modes=[CutMode.BEFORE, CutMode.BEFORE])
+    assert report.modes == ("before",) and report.cut_points == report.ops
 
 
 # --- devices built to break an invariant -----------------------------------------------------
