@@ -8,7 +8,9 @@ Two views of the same bytes:
 - `locate` walks only the trailer and the section table (strictly, every error naming its
   offset): all that is needed to authenticate. Nothing else untrusted is parsed before the
   signature holds.
-- `parse_package` decodes every section with the construct declarations in `sections`.
+- `parse_package` decodes every section into the fields its construct declaration in
+  `sections` parses (with the struct decoders there, which the tests hold to the
+  declarations).
 `build_package` writes the envelope from the same declarations.
 """
 
@@ -22,7 +24,6 @@ from typing import Any, NamedTuple
 
 from construct import (
     Const,
-    ConstructError,
     GreedyBytes,
     Int16ul,
     Int32ul,
@@ -36,13 +37,13 @@ from construct import (
 
 from firmware_model.errors import ImageFormatError
 from firmware_model.sections import (
+    SECTION_DECODERS,
     SECTION_FORMATS,
     SIGNATURE_SIZE,
     SectionId,
     SigningType,
     expected_length,
     image_type_name,
-    plain,
     section_tag,
 )
 from firmware_model.signing import Signer
@@ -189,9 +190,11 @@ class Section:
 
 
 def decode_section(section_id: int, raw: bytes, offset: int) -> Section:
-    """Decode a section's data with its declaration; unknown ids are kept raw."""
-    fmt = SECTION_FORMATS.get(section_id)
-    if fmt is None:
+    """Decode a section's data into the fields its declaration parses; unknown ids are kept
+    raw. ImageFormatError at `offset` (the section header) for a wrong length or a field
+    that does not decode."""
+    decoder = SECTION_DECODERS.get(section_id)
+    if decoder is None:
         return Section(section_id, raw, None, offset)
     want = expected_length(section_id, raw)
     if want != len(raw):
@@ -199,8 +202,8 @@ def decode_section(section_id: int, raw: bytes, offset: int) -> Section:
             f"'{section_tag(section_id)}' section is {len(raw)} bytes, expected {want}", offset
         )
     try:
-        fields = plain(fmt.parse(raw))
-    except (ConstructError, UnicodeDecodeError) as error:
+        fields = decoder(raw)
+    except ValueError as error:
         raise ImageFormatError(
             f"'{section_tag(section_id)}' section does not decode ({error})", offset
         ) from None

@@ -1,13 +1,18 @@
 """Metadata sections of an Azure Sphere image package, declared once with construct.
 
-Each declaration parses and builds. Layouts follow Microsoft's `azuresphere-imagemetadata`
-(the oracle): little-endian, GUIDs in .NET byte order.
+Each declaration parses and builds; it is the specification. Layouts follow Microsoft's
+`azuresphere-imagemetadata` (the oracle): little-endian, GUIDs in .NET byte order.
+`SECTION_DECODERS` read the same fields with struct, into the dicts the declarations parse
+(`plain(SECTION_FORMATS[id].parse(data))`), several times faster; the tests check the two
+against each other on arbitrary bytes.
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from construct import (
@@ -128,14 +133,88 @@ SECTION_FORMATS: dict[int, Construct] = {
 }
 
 
-def expected_length(section_id: int, data: bytes) -> int | None:
+_ABI_LISTS = (SectionId.ABIDepends, SectionId.ABIProvides)
+_U32 = struct.Struct("<I")
+_TWO_U32 = struct.Struct("<II")
+_IDENTITY = struct.Struct("<HH16s16s")
+_SIGNATURE = struct.Struct("<20sI")
+_DEBUG = struct.Struct("<Q32s")
+
+#: The size of each fixed-size section's data, from its declaration.
+SECTION_SIZES: dict[int, int] = {
+    sid: int(fmt.sizeof()) for sid, fmt in SECTION_FORMATS.items() if sid not in _ABI_LISTS
+}
+
+
+def expected_length(section_id: int, data: bytes | memoryview) -> int | None:
     """The length a known section's data must have (ABI lists: from their count), else None."""
-    if section_id in (SectionId.ABIDepends, SectionId.ABIProvides):
+    if section_id in _ABI_LISTS:
         if len(data) < 4:
             return 4
-        return 4 + 8 * int.from_bytes(data[:4], "little")
-    fmt = SECTION_FORMATS.get(section_id)
-    return None if fmt is None else int(fmt.sizeof())
+        return 4 + 8 * int(_U32.unpack_from(data)[0])
+    return SECTION_SIZES.get(section_id)
+
+
+Decoder = Callable[[bytes | memoryview], dict[str, Any]]
+
+
+def _identity(data: bytes | memoryview) -> dict[str, Any]:
+    image_type, reserved, component_id, image_id = _IDENTITY.unpack_from(data)
+    return {"image_type": image_type, "reserved": reserved,
+            "component_id": uuid.UUID(bytes_le=component_id),
+            "image_id": uuid.UUID(bytes_le=image_id)}
+
+
+def _signature(data: bytes | memoryview) -> dict[str, Any]:
+    thumb, signing_type = _SIGNATURE.unpack_from(data)
+    return {"thumbprint": thumb, "signing_type": signing_type}
+
+
+def _debug(data: bytes | memoryview) -> dict[str, Any]:
+    """PaddedString(32, "utf8"): trailing NULs stripped, the rest must be UTF-8."""
+    build_time, padded = _DEBUG.unpack_from(data)
+    name = padded.rstrip(b"\0")
+    try:
+        text = name.decode("utf8")
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot use encoding 'utf8' to decode {name!r}") from None
+    return {"build_time": build_time, "name": text}
+
+
+def _abi_list(data: bytes | memoryview) -> dict[str, Any]:
+    count = _U32.unpack_from(data)[0]
+    pairs = _TWO_U32.iter_unpack(memoryview(data)[4 : 4 + 8 * count])
+    return {"count": count, "versions": [{"version": v, "type": t} for v, t in pairs]}
+
+
+def _one_u32(name: str) -> Decoder:
+    def decode(data: bytes | memoryview) -> dict[str, Any]:
+        return {name: _U32.unpack_from(data)[0]}
+    return decode
+
+
+def _two_u32(first: str, second: str) -> Decoder:
+    def decode(data: bytes | memoryview) -> dict[str, Any]:
+        a, b = _TWO_U32.unpack_from(data)
+        return {first: a, second: b}
+    return decode
+
+
+#: Struct decoders of each known section's data (exactly `expected_length` bytes): the dict
+#: `plain(SECTION_FORMATS[id].parse(data))` gives. ValueError where that parse fails (a DB
+#: name that is not UTF-8), with the same text.
+SECTION_DECODERS: dict[int, Decoder] = {
+    SectionId.Identity: _identity,
+    SectionId.Signature: _signature,
+    SectionId.Debug: _debug,
+    SectionId.Revocation: _one_u32("security_version"),
+    SectionId.TemporaryImage: _one_u32("flags"),
+    SectionId.ABIDepends: _abi_list,
+    SectionId.ABIProvides: _abi_list,
+    SectionId.Compression: _two_u32("uncompressed_size", "compression_type"),
+    SectionId.RequiredFlashOffset: _one_u32("offset"),
+    SectionId.ImagePolicy: _one_u32("flags"),
+}
 
 
 def plain(value: Any) -> Any:
