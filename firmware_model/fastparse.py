@@ -1,5 +1,5 @@
 """Fast reading of what payloads carry: struct readers for the layouts declared with
-construct (manifest, keystore).
+construct (manifest, keystore), and memoized loads of the DER keys and certificates inside.
 
 The construct declarations stay the specification and the builders. The readers decode the
 same bytes with `struct.Struct`s compiled once, by `unpack_from` on the caller's buffer (no
@@ -8,14 +8,26 @@ the same error text (`strict.field_error`, naming the field's construct path). A
 offset is the start of the field that does not fit or does not hold its constant (construct
 names where its stream stopped, which lies inside that field). The tests check reader and
 declaration against each other on arbitrary bytes (tests/firmware_model/test_fast_decoders.py).
+
+Loading a key or certificate is a pure function of its DER bytes, and a device meets the same
+few at every update and boot: the loads are memoized by those bytes. Failures are not cached
+(each call raises again), and nothing that checks a signature is.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from firmware_model.certstore import BAD_CERTIFICATE
 from firmware_model.errors import ImageFormatError
 from firmware_model.strict import field_error
 
@@ -82,3 +94,33 @@ def blob(buffer: Buffer, at: int, what: str, path: str) -> tuple[int, int]:
         raise field_error(what, path, at)
     return at + 2, end
 
+
+@functools.lru_cache(maxsize=64)
+def load_ec_key(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    """The EC public key a SubjectPublicKeyInfo DER holds; ImageFormatError naming `what`."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ImageFormatError(f"{what} is not a DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ImageFormatError(f"{what} is not an EC key")
+    return key
+
+
+class LoadedCertificate(NamedTuple):
+    """A certificate and what follows from its bytes alone."""
+
+    certificate: x509.Certificate
+    thumbprint: bytes  # SHA-1 of the DER: what an SG section names a certificate by
+    tbs_certificate: bytes  # the bytes its issuer's signature covers
+
+
+@functools.lru_cache(maxsize=16)
+def load_certificate(der: bytes, what: str) -> LoadedCertificate:
+    """An X.509 DER certificate loaded; ImageFormatError (`what` is not DER X.509)."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except BAD_CERTIFICATE:
+        raise ImageFormatError(f"{what} is not DER X.509") from None
+    return LoadedCertificate(certificate, hashlib.sha1(der).digest(),
+                             certificate.tbs_certificate_bytes)

@@ -10,10 +10,12 @@ whether it is revoked.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import (
     Array,
@@ -33,17 +35,23 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware_model.certstore import BAD_CERTIFICATE
 from firmware_model.errors import (
-    ImageFormatError,
     RevokedError,
     UntrustedSignerError,
     WrongImageTypeError,
 )
+from firmware_model.fastparse import (
+    Block,
+    Field,
+    LoadedCertificate,
+    blob,
+    load_certificate,
+    load_ec_key,
+)
 from firmware_model.package import ImagePackage, Layout, locate, parse_package
 from firmware_model.sections import ImageType, SectionId, image_type_name
 from firmware_model.signing import thumbprint, verify_raw
-from firmware_model.strict import parse_prefix, parse_strict
+from firmware_model.strict import check_trailing
 
 MAGIC = b"KSTR"
 FLAG_REVOKED = 0x1
@@ -191,48 +199,68 @@ def build_keystore_payload(
     }))
 
 
-def _ec_key(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
-    try:
-        key = serialization.load_der_public_key(der)
-    except (ValueError, UnsupportedAlgorithm):
-        raise ImageFormatError(f"{what} is not a DER public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise ImageFormatError(f"{what} is not an EC key")
-    return key
+# The same layout for the reader (fastparse): paths as construct names them.
+_HEADER = Block(Field("magic", "4s", MAGIC), Field("version", "I", 1))
+_KEY_COUNT = Block(Field("key_count", "I"))
+_KEY = Block(Field("keys -> thumbprint", "20s"), Field("keys -> image_types", "I"),
+             Field("keys -> flags", "I"), Field("keys -> public_key", "H"))
 
 
-def _read_header(payload: bytes) -> tuple[ec.EllipticCurvePublicKey, x509.Certificate, int]:
-    """Root key and signer certificate; the offset where the key list starts."""
-    value, end = parse_prefix(KeystoreHeader, payload, "keystore header")
-    try:
-        signer = x509.load_der_x509_certificate(value["signer_certificate"])
-    except BAD_CERTIFICATE:
-        raise ImageFormatError("keystore signer certificate is not DER X.509") from None
-    return _ec_key(value["root_public_key"], "keystore root key"), signer, end
+class _Header(NamedTuple):
+    root_public_key: bytes
+    signer_certificate: bytes
+    keys_start: int
 
 
-def _read_keys(payload: bytes, start: int) -> tuple[TrustedKey, ...]:
-    value = parse_strict(KeyList, payload[start:], "keystore key list", start)
-    return tuple(
-        TrustedKey(bytes(k["thumbprint"]), _ec_key(k["public_key"], "keystore key"),
-                   frozenset(t for t in range(32) if k["image_types"] >> t & 1),
-                   bool(k["flags"] & FLAG_REVOKED))
-        for k in value["keys"]
-    )
+def _read_header(payload: bytes | memoryview) -> _Header:
+    """`KeystoreHeader`, read with struct as strictly as `strict.parse_prefix` parses it."""
+    what = "keystore header"
+    _HEADER.unpack(payload, 0, what)
+    root_start, root_end = blob(payload, _HEADER.size, what, "root_public_key")
+    cert_start, cert_end = blob(payload, root_end, what, "signer_certificate")
+    return _Header(bytes(payload[root_start:root_end]), bytes(payload[cert_start:cert_end]),
+                   cert_end)
 
 
-def read_keystore_payload(payload: bytes) -> Keystore:
+def _read_keys(payload: bytes | memoryview, start: int) -> tuple[TrustedKey, ...]:
+    """`KeyList` from `start` to the end, read with struct as strictly as
+    `strict.parse_strict` parses it (every byte accounted for; offsets in `payload`)."""
+    what = "keystore key list"
+    count = _KEY_COUNT.unpack(payload, start, what)[0]
+    at = start + _KEY_COUNT.size
+    keys = []
+    for _ in range(count):
+        thumb, image_types, flags, _length = _KEY.unpack(payload, at, what)
+        key_start, at = blob(payload, at + _KEY.size - 2, what, "keys -> public_key")
+        keys.append(TrustedKey(thumb, load_ec_key(bytes(payload[key_start:at]), "keystore key"),
+                               frozenset(t for t in range(32) if image_types >> t & 1),
+                               bool(flags & FLAG_REVOKED)))
+    check_trailing(payload, at, what)
+    return tuple(keys)
+
+
+@functools.lru_cache(maxsize=16)
+def _root_key(der: bytes) -> tuple[ec.EllipticCurvePublicKey, bytes]:
+    """The keystore's root key and its `root_key_hash` (memoized, as `load_ec_key`)."""
+    key = load_ec_key(der, "keystore root key")
+    return key, root_key_hash(key)
+
+
+def read_keystore_payload(payload: bytes | memoryview) -> Keystore:
     """Parse a keystore payload strictly (ImageFormatError on anything off)."""
-    root, signer, end = _read_header(payload)
-    return Keystore(root, signer, _read_keys(payload, end))
+    header = _read_header(payload)
+    signer = load_certificate(header.signer_certificate, "keystore signer certificate")
+    root, _ = _root_key(header.root_public_key)
+    return Keystore(root, signer.certificate, _read_keys(payload, header.keys_start))
 
 
-def _check_issued_by_root(certificate: x509.Certificate, root: ec.EllipticCurvePublicKey) -> None:
+def _check_issued_by_root(signer: LoadedCertificate, root: ec.EllipticCurvePublicKey) -> None:
+    certificate = signer.certificate
     try:
         algorithm = certificate.signature_hash_algorithm
         if algorithm is None:
             raise UntrustedSignerError("keystore signer certificate names no hash algorithm")
-        root.verify(certificate.signature, certificate.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        root.verify(certificate.signature, signer.tbs_certificate, ec.ECDSA(algorithm))
     except (InvalidSignature, UnsupportedAlgorithm):
         raise UntrustedSignerError("keystore signer is not certified by the root key") from None
 
@@ -250,16 +278,18 @@ def open_keystore(data: bytes, fused_root_hash: bytes) -> tuple[ImagePackage, Ke
         raise WrongImageTypeError(
             f"expected a TrustedKeystore image, got {image_type_name(image_type)}"
         )
-    payload = bytes(view[: layout.metadata_start])
-    root, signer, keys_start = _read_header(payload)
-    if root_key_hash(root) != fused_root_hash:
+    payload = view[: layout.metadata_start]
+    header = _read_header(payload)
+    signer = load_certificate(header.signer_certificate, "keystore signer certificate")
+    root, root_hash = _root_key(header.root_public_key)
+    if root_hash != fused_root_hash:
         raise UntrustedSignerError("keystore root key does not match the fused root-key hash")
     _check_issued_by_root(signer, root)
-    if thumbprint(signer) != thumb:
+    if signer.thumbprint != thumb:
         raise UntrustedSignerError("keystore is not signed by the certificate it carries")
-    signer_key = signer.public_key()
+    signer_key = signer.certificate.public_key()
     if not isinstance(signer_key, ec.EllipticCurvePublicKey):
         raise UntrustedSignerError("keystore signer key is not an EC key")
     verify_raw(signer_key, view[: layout.metadata_end], view[layout.metadata_end :])
     image = parse_package(data, layout)
-    return image, Keystore(root, signer, _read_keys(payload, keys_start))
+    return image, Keystore(root, signer.certificate, _read_keys(payload, header.keys_start))
