@@ -101,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust these roots for an https feed instead of the device's store")
     p.add_argument("--json", action="store_true")
 
-    p = commands.add_parser("connect", help="TLS handshake from the device (exit 0 or 1)")
+    p = commands.add_parser(
+        "connect", help="TLS handshake from the device (exit 0: it held, 1: it failed, "
+                        "2: a bad HOST:PORT; see below)",
+        description="One TLS handshake from the device, verified with its store at its clock. "
+                    "Exit 0: the handshake held; 1: it failed; 2: HOST:PORT is not an address "
+                    "(or another usage error); 4: the HAL failed.")
     p.add_argument("address", metavar="HOST:PORT")
     p.add_argument("--server-name", help="the name to verify (default: HOST)")
     p.add_argument("--json", action="store_true")
@@ -246,19 +251,32 @@ def _update(device: Device, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _feed_context(cafile: Path) -> ssl.SSLContext:
-    """A host-side context trusting the roots in `cafile` (checked at the host's clock)."""
+    """A host-side context trusting the roots in `cafile` (checked at the host's clock).
+
+    ImageFormatError if it holds no PEM certificate; an OSError naming it if it cannot be read.
+    """
     try:
         return ssl.create_default_context(cafile=str(cafile))
     except (ssl.SSLError, ValueError):
         raise ImageFormatError(f"{cafile} holds no PEM certificates") from None
+    except OSError as error:  # ssl's own OSError does not say which file
+        raise OSError(error.errno, error.strerror, str(cafile)) from None
+
+
+def _address(text: str) -> tuple[str, int]:
+    """HOST and PORT (1..65535) from `HOST:PORT` (`[v6]:PORT` too); FwModelError (usage)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise FwModelError(f"{text!r} is not HOST:PORT")
+    if not 0 < int(port) < 65536:
+        raise FwModelError(f"{text!r}: the port must be 1..65535")
+    return host.strip("[]"), int(port)
 
 
 def _connect(device: Device, args: argparse.Namespace, out: TextIO) -> int:
-    host, sep, port = str(args.address).rpartition(":")
-    if not sep or not port.isdigit():
-        raise ImageFormatError(f"{args.address!r} is not HOST:PORT")
+    host, port = _address(str(args.address))
     device.start()
-    session = device.connect(host.strip("[]"), int(port), args.server_name)
+    session = device.connect(host, port, args.server_name)
     if args.json:
         _print_json(session.to_json(), out)
     else:

@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 
 from firmware_model.errors import FwModelError
-from hal.errors import HalError
 from hal.interfaces import Machine
 from hal.machine import SoftwareMachine
 
@@ -55,11 +54,12 @@ def _serial(port: str) -> Machine:
 def open_machine(spec: HalSpec, wall: datetime | None = None) -> Iterator[Machine]:
     """The machine `spec` names, closed (and its emulator stopped) on exit.
 
-    `wall` sets the device's clock first; HalError for a board, whose clock is its own.
+    `wall` sets the device's clock first; FwModelError (usage) for a board, whose clock is
+    its own.
     """
     if spec.kind == "serial":
         if wall is not None:
-            raise HalError("--at needs a software machine (fake or emulator); a board keeps "
+            raise FwModelError("--at needs a software machine (fake or emulator); a board keeps "
                            "its own time")
         board = _serial(spec.target)
         try:

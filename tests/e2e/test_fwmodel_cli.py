@@ -50,6 +50,9 @@ def test_help_documents_the_exit_codes() -> None:
     assert result.returncode == 0
     for code in ("0  success", "1  trust", "2  malformed", "3  the update feed", "4  hardware"):
         assert code in result.stdout
+    connect = fwmodel("connect", "--help")
+    assert connect.returncode == 0
+    assert "1: it failed; 2: HOST:PORT is not an address" in " ".join(connect.stdout.split())
 
 
 def test_a_device_kept_in_a_flash_file_across_runs(device_lab: Lab, tmp_path: Path) -> None:
@@ -114,6 +117,14 @@ def test_errors_are_one_line_with_the_exit_code_of_their_kind(
     one_line_error(fwmodel("update", "--feed", str(tmp_path / "nowhere"), hal=hal), 3,
                    "has no manifest.imagepackage")
     one_line_error(fwmodel("connect", "not-an-address", hal=hal), 2, "is not HOST:PORT")
+    for port in ("99999", "0"):
+        one_line_error(fwmodel("connect", f"127.0.0.1:{port}", hal=hal), 2,
+                       "the port must be 1..65535")
+    missing_ca = tmp_path / "missing-ca.pem"
+    one_line_error(fwmodel("update", "--feed", "https://127.0.0.1:1/", "--feed-ca",
+                           str(missing_ca), hal=hal), 2, str(missing_ca))
+    one_line_error(fwmodel("--at", "2025-06-01", "status", hal=f"serial:{tmp_path / 'no-tty'}"),
+                   2, "--at needs a software machine")
     one_line_error(fwmodel("revoke", "store", "5", hal=hal), 1, "would revoke the running image")
     one_line_error(fwmodel("status", hal="bogus"), 2, "expected fake")
     assert ok_json(fwmodel("status", "--json", hal=hal)) == before
