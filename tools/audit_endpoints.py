@@ -48,6 +48,17 @@ def parse_time(text: str) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
+def positive_seconds(text: str) -> float:
+    """A number of seconds greater than zero (a finite one)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return seconds
+
+
 def _resolve(text: str) -> tuple[Endpoint, str]:
     try:
         return parse_resolve(text)
@@ -79,7 +90,8 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--chains", type=Path, metavar="DIR", help="saved HOST_PORT.pem chains")
     source.add_argument("--resolve", action="append", type=_resolve, default=[],
                         metavar="HOST:PORT:ADDR", help="connect to ADDR for HOST:PORT")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per connection")
+    p.add_argument("--timeout", type=positive_seconds, default=5.0, metavar="S",
+                   help="seconds per connection, > 0 (default: 5)")
     p.add_argument("--json", action="store_true", help="a JSON list instead of the table")
     return p
 
