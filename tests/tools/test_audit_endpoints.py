@@ -113,16 +113,47 @@ def test_manifest_allowed_connections() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("Example.COM", Endpoint("example.com")), ("a.test:8443", Endpoint("a.test", 8443)),
-     ("[::1]:4443", Endpoint("::1", 4443)), ("127.0.0.1", Endpoint("127.0.0.1"))],
+     ("[::1]:4443", Endpoint("::1", 4443)), ("127.0.0.1", Endpoint("127.0.0.1")),
+     # a name typed on the command line needs no known TLD, nor even a dot
+     ("broker:8883", Endpoint("broker", 8883)), ("a:1", Endpoint("a", 1)),
+     ("Broker", Endpoint("broker")), ("iot-hub.corp.internal-lab", Endpoint(
+         "iot-hub.corp.internal-lab")), ("1st.example", Endpoint("1st.example")),
+     # URLs: the scheme's port unless the URL names one
+     ("https://h:444/p", Endpoint("h", 444)), ("https://H.lab.test/v1?q=1", Endpoint(
+         "h.lab.test")), ("wss://stream:8443/live", Endpoint("stream", 8443)),
+     ("mqtts://broker/devices", Endpoint("broker", 8883)),
+     ("https://[::1]:4443/", Endpoint("::1", 4443)), ("amqps://queue:5671", Endpoint(
+         "queue", 5671))],
 )
 def test_endpoint_arguments(text: str, expected: Endpoint) -> None:
     assert parse_endpoint(text) == expected
 
 
 @pytest.mark.parametrize(
+    ("text", "reason"),
+    [("bad host", "not a host name"), ("-lead", "not a host name"), ("under_score:1",
+     "not a host name"), ("1.2.3.4.5", "not a host name"), ("a" * 64, "not a host name"),
+     ("broker:0", "out of range"), ("https://h:99999/", "not a URL"),
+     ("https:///path", "names no host"), ("amqps://queue", "no default port for 'amqps'"),
+     ("http://plain", "no default port for 'http'")],
+)
+def test_malformed_endpoint_arguments(text: str, reason: str) -> None:
+    with pytest.raises(BadInputError, match=reason):
+        parse_endpoint(text)
+
+
+def test_a_one_label_word_is_a_host_as_an_argument_not_in_elf_strings() -> None:
+    """The TLD heuristic is for an executable's strings only."""
+    assert list(strings_endpoints(b"broker\0broker:8883\0")) == []
+    assert list(from_arguments(["broker", "broker:8883"]).sources) == [
+        Endpoint("broker"), Endpoint("broker", 8883)]
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [("api.lab.test:443:127.0.0.1", (Endpoint("api.lab.test"), "127.0.0.1")),
-     ("api.lab.test:8443:[::1]", (Endpoint("api.lab.test", 8443), "::1"))],
+     ("api.lab.test:8443:[::1]", (Endpoint("api.lab.test", 8443), "::1")),
+     ("broker:8883:gateway", (Endpoint("broker", 8883), "gateway"))],
 )
 def test_resolve_overrides(text: str, expected: tuple[Endpoint, str]) -> None:
     assert parse_resolve(text) == expected

@@ -33,7 +33,7 @@ class MissingChainError(AuditError):
 def parse_resolve(text: str) -> tuple[Endpoint, str]:
     """curl's `HOST:PORT:ADDR` (ADDR may be `[v6]`); BadInputError when malformed."""
     match = re.fullmatch(r"([^:\[\]]+):(\d+):(.+)", text)
-    address = normalise_host(match.group(3)) if match else None
+    address = normalise_host(match.group(3), single_label=True) if match else None
     if match is None or address is None:
         raise BadInputError(text, "--resolve wants HOST:PORT:ADDR")
     return parse_endpoint(f"{match.group(1)}:{match.group(2)}"), address

@@ -3,8 +3,13 @@
 - manifest: `Capabilities.AllowedConnections` (host names, `*.` wildcards, IP addresses);
 - ELF: URLs (https, wss, mqtts) and bare host names in the read-only data sections, read
   section by section with pyelftools (ARM and x86 alike; no blind scan of the file);
-- arguments: `HOST[:PORT]` (`[v6addr]:PORT` for IPv6).
+- arguments: `HOST[:PORT]` (`[v6addr]:PORT` for IPv6) or a URL (`https://HOST:PORT/path`).
 Port 443 unless a URL scheme or an argument says otherwise.
+
+What counts as a host differs by source. A name given on the command line (or in `--resolve`)
+is taken at its word: any syntactically valid host name (RFC 1123 labels, one label is enough:
+`broker`). A bare word in an executable's strings is a host name only when it also looks like
+one (a known TLD, see `_looks_like_host`), so that `main.c` or `device.id` stay words.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import ipaddress
 import json
 import re
 import struct
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -111,14 +117,23 @@ def is_ip(host: str) -> bool:
     return True
 
 
-def is_host_name(host: str) -> bool:
-    """A syntactically valid DNS name of at least two labels (lower case)."""
+def is_host_name(host: str, *, min_labels: int = 2) -> bool:
+    """A syntactically valid DNS name (RFC 1123 labels, lower case) of at least `min_labels`
+    labels, whose last label is not all digits (that would be a malformed IP address)."""
     labels = host.split(".")
-    return len(labels) >= 2 and len(host) <= 253 and all(_LABEL.match(x) for x in labels)
+    return (
+        len(labels) >= min_labels
+        and len(host) <= 253
+        and all(_LABEL.match(x) for x in labels)
+        and not labels[-1].isdigit()
+    )
 
 
-def normalise_host(text: str) -> str | None:
-    """The host in canonical form (lower case, IPs compressed), or None if it is none."""
+def normalise_host(text: str, *, single_label: bool = False) -> str | None:
+    """The host in canonical form (lower case, IPs compressed), or None if it is none.
+
+    Names need two labels (or be `localhost`) unless `single_label`: a name a user typed
+    (`broker`) is a host even without a dot."""
     host = text.strip().lower().rstrip(".")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -126,7 +141,8 @@ def normalise_host(text: str) -> str | None:
         return str(ipaddress.ip_address(host))
     if host.startswith("*."):
         return host if is_host_name(host[2:]) else None
-    return host if is_host_name(host) or host == "localhost" else None
+    min_labels = 1 if single_label else 2
+    return host if is_host_name(host, min_labels=min_labels) or host == "localhost" else None
 
 
 def wildcard_matches(pattern: str, host: str) -> bool:
@@ -135,7 +151,11 @@ def wildcard_matches(pattern: str, host: str) -> bool:
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """`HOST`, `HOST:PORT`, `[v6]`, `[v6]:PORT` or a bare IPv6 address; BadInputError else."""
+    """An endpoint a user named: `HOST`, `HOST:PORT`, `[v6]`, `[v6]:PORT`, a bare IPv6
+    address, or a URL (`SCHEME://HOST[:PORT][/...]`). Any valid host name is accepted, one
+    label included; BadInputError else."""
+    if "://" in text:
+        return _parse_url_argument(text)
     host, port = text, DEFAULT_PORT
     bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", text)
     if bracketed:
@@ -147,10 +167,35 @@ def parse_endpoint(text: str) -> Endpoint:
         port = int(port_text)
     if not 0 < port < 65536:
         raise BadInputError(text, f"port {port} is out of range")
-    canonical = normalise_host(host)
+    return Endpoint(_argument_host(host, text), port)
+
+
+def _argument_host(host: str, text: str) -> str:
+    canonical = normalise_host(host, single_label=True)
     if canonical is None:
         raise BadInputError(text, "not a host name or IP address")
-    return Endpoint(canonical, port)
+    return canonical
+
+
+def _parse_url_argument(text: str) -> Endpoint:
+    """`https://h:444/p` is h:444; without a port, the scheme's (https and wss 443, mqtts
+    8883); another scheme needs an explicit port."""
+    try:
+        url = urllib.parse.urlsplit(text)
+        port = url.port
+    except ValueError as error:
+        raise BadInputError(text, f"not a URL ({error})") from None
+    if not url.hostname:
+        raise BadInputError(text, "the URL names no host")
+    if port is None:
+        if url.scheme not in SCHEME_PORTS:
+            known = ", ".join(SCHEME_PORTS)
+            raise BadInputError(text, f"no default port for {url.scheme!r} URLs ({known} "
+                                      "have one): add :PORT")
+        port = SCHEME_PORTS[url.scheme]
+    if not 0 < port < 65536:
+        raise BadInputError(text, f"port {port} is out of range")
+    return Endpoint(_argument_host(url.hostname, text), port)
 
 
 def from_manifest(data: bytes, what: str) -> Findings:
