@@ -1,17 +1,34 @@
 """Which of an app's TLS endpoints stop working when the certificate store changes.
 
-    python tools/audit_endpoints.py [HOST[:PORT] ...] [--app APP.imagepackage]
+    python tools/audit_endpoints.py [ENDPOINT ...] [--app APP.imagepackage]
         [--elf FILE] [--manifest app_manifest.json] --before STORE --after STORE
         [--at DATE] [--chains DIR | --resolve HOST:PORT:ADDR ...] [--timeout S] [--json]
 
-STORE is an UpdateCertStore image package or a PEM bundle. Chains come live over TLS (the
-full chain the server sends) unless --chains names a folder of saved `HOST_PORT.pem` chains.
-Every chain is judged at --at (default now) against both stores.
+ENDPOINT is HOST[:PORT] ([v6addr]:PORT for IPv6; any valid host name) or a URL
+(https://HOST[:PORT]/..., port 443 unless named; mqtts 8883). STORE is an UpdateCertStore
+image package or a PEM bundle. Chains come live over TLS (the full chain the server sends)
+unless --chains names a folder of saved `HOST_PORT.pem` chains. Every chain is judged at --at
+(default now) against both stores.
 
-Verdicts: ok, fail, unknown (nothing to judge: an unresolvable wildcard, no saved chain).
-Exit codes: 0 nothing that worked before fails after; 1 something breaks; 2 bad input where
-nothing could be judged (a store that cannot be read, bad options, every endpoint without a
-chain). Each bad input gets one line on stderr; the rest of the audit goes on.
+verdicts (columns `before` and `after`, JSON keys of the same names):
+  ok       the chain verifies for the host against that store at --at
+  fail     it does not (see the reason), or the endpoint could not be reached
+  unknown  nothing to judge: a wildcard that no named host or saved chain matches, no
+           saved chain for the endpoint, or a chain that does not parse
+reasons (column `reason`; "before: ...; after: ..." when the two differ):
+  no path to the store (chain ends at ISSUER)     self-signed: NAME
+  expired: NAME expired DATE                      expired: NAME not valid before DATE
+  name mismatch: certificate is for NAMES
+  rejected: ... (any other refusal, in cryptography's words)
+  unreachable: connection refused | timed out | cannot resolve the host | handshake dropped
+  unresolvable wildcard: ...    no saved chain HOST_PORT.pem    bad chain: ...
+`anchor_before` and `anchor_after` name the root a verified path ends at in each store.
+exit codes:
+  0  nothing that worked with the store before fails with the store after
+  1  something breaks: an endpoint is ok before and fail after
+  2  bad input: bad options, a store that cannot be read, or nothing could be judged
+     while something was wrong (a bad input, an endpoint without a chain)
+each bad input gets one line on stderr; the rest of the audit goes on.
 """
 
 from __future__ import annotations
@@ -37,6 +54,8 @@ from tools.audit.report import EXIT_INPUT, render_table
 from tools.audit.runner import AuditRequest, run_audit
 
 PROG = "audit_endpoints"
+# --help ends with the docstring's reference part: verdicts, reasons, exit codes
+EPILOG = "verdicts" + (__doc__ or "").partition("\nverdicts")[2]
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -77,8 +96,11 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
         description="Audit TLS endpoints against the certificate store before and after.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("hosts", nargs="*", metavar="HOST[:PORT]", help="endpoints named directly")
+    p.add_argument("hosts", nargs="*", metavar="ENDPOINT",
+                   help="an endpoint named directly: HOST[:PORT] or a URL")
     p.add_argument("--app", action="append", type=Path, default=[], metavar="IMAGE",
                    help="an Applications image package (manifest and executables)")
     p.add_argument("--elf", action="append", type=Path, default=[], metavar="FILE")
