@@ -38,8 +38,9 @@ exit codes:
   0  success (connect: the handshake held; sweep: no invariant violated)
   1  trust: bad signature, untrusted or revoked signer, rollback, wrong or mismatched image,
      a device that does not boot, a TLS connection that fails; sweep: a violated invariant
-  2  malformed input or unreadable file, an image or manifest over its size limit, a device
-     not provisioned (or provisioned already), bad usage
+  2  malformed input or unreadable file, an image or manifest over its size limit, no device
+     at FLASH (only provision creates one) or a device file of the wrong size, a device not
+     provisioned (or provisioned already), bad usage
   3  the update feed is down or served incomplete data (the next check tries again)
   4  hardware: the HAL failed (the link to the board, a flash read-back)
 errors are one line on stderr; a refused update leaves the device as it was.
@@ -324,7 +325,8 @@ COMMANDS: dict[str, DeviceCommand] = {
 
 
 def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    with open_machine(parse_hal(args.hal), args.at) as machine:
+    create = args.command == "provision"  # the one command that may make a new device
+    with open_machine(parse_hal(args.hal), args.at, create=create) as machine:
         first_line = len(machine.console.lines()) if args.verbose else 0
         device = Device(machine)
         try:

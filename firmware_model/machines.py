@@ -2,7 +2,8 @@
 
     fake[:FLASH]        the software machine on the flash file FLASH (default ./device.flash;
                         fuses and reset cause in FLASH.otp and FLASH.reset beside it), so a
-                        device keeps its state from one run to the next
+                        device keeps its state from one run to the next; only provisioning
+                        creates these files
     emulator[:FLASH]    the same software machine served by the board emulator on a
                         pseudo-terminal in this process, driven over the serial protocol
     serial:PORT         a board on a serial port (a device path or a pyserial URL)
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from firmware_model.errors import FwModelError
+from firmware_model.errors import FwModelError, NotProvisionedError
+from hal.errors import StateFileError
 from hal.interfaces import Machine
-from hal.machine import SoftwareMachine
+from hal.machine import SoftwareMachine, sidecar
 
 DEFAULT_FLASH = "device.flash"
 
@@ -51,23 +53,28 @@ def _serial(port: str) -> Machine:
 
 
 @contextlib.contextmanager
-def open_machine(spec: HalSpec, wall: datetime | None = None) -> Iterator[Machine]:
+def open_machine(
+    spec: HalSpec, wall: datetime | None = None, *, create: bool = False
+) -> Iterator[Machine]:
     """The machine `spec` names, closed (and its emulator stopped) on exit.
 
     `wall` sets the device's clock first; FwModelError (usage) for a board, whose clock is
-    its own.
+    its own. A software machine's flash file must exist (NotProvisionedError "no device at
+    FLASH (run provision first)") unless `create`: then a device that does not exist yet is
+    created, and the files made for it are removed again if the body fails before anything
+    was written to the device. A state file of the wrong size or content is a FwModelError.
     """
     if spec.kind == "serial":
         if wall is not None:
-            raise FwModelError("--at needs a software machine (fake or emulator); a board keeps "
-                           "its own time")
+            raise FwModelError("--at needs a software machine (fake or emulator); a board "
+                               "keeps its own time")
         board = _serial(spec.target)
         try:
             yield board
         finally:
             board.close()
         return
-    with SoftwareMachine(Path(spec.target)) as soft:
+    with _software(Path(spec.target), create) as soft:
         if wall is not None:
             soft.clock.set_wall(wall)
         if spec.kind == "fake":
@@ -81,3 +88,40 @@ def open_machine(spec: HalSpec, wall: datetime | None = None) -> Iterator[Machin
                 yield board
             finally:
                 board.close()
+
+
+@contextlib.contextmanager
+def _software(flash: Path, create: bool) -> Iterator[SoftwareMachine]:
+    """The software machine on `flash`, created only if absent and `create` (see open_machine)."""
+    new = not flash.exists()
+    if new and not create:
+        raise NotProvisionedError(f"no device at {flash} (run provision first)")
+    made = [path for path in _state_files(flash) if not path.exists()] if new else []
+    try:
+        soft = SoftwareMachine(flash, create=new)
+    except StateFileError as error:
+        _remove(made)
+        raise FwModelError(str(error)) from None
+    try:
+        with soft:
+            yield soft
+    except BaseException:
+        if _untouched(soft):
+            _remove(made)
+        raise
+
+
+def _state_files(flash: Path) -> list[Path]:
+    """The files a software machine on `flash` keeps its state in."""
+    return [path for path in (flash, sidecar(flash, ".otp"), sidecar(flash, ".reset"))
+            if path is not None]
+
+
+def _untouched(soft: SoftwareMachine) -> bool:
+    """True if no flash operation was begun and no fuse blown on `soft`."""
+    return soft.faults.op_count == 0 and not any(soft.otp.words())
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -15,6 +15,19 @@ class OtpError(HalError):
     """An OTP operation addressed a word that does not exist."""
 
 
+class StateFileError(HalError):
+    """A file keeping a software machine's state is missing where it must exist already, or
+    holds the wrong size or content (the message names the file)."""
+
+
+class FlashFileError(StateFileError, FlashError):
+    """The flash file is missing (and not to be created) or not the size of the flash."""
+
+
+class OtpFileError(StateFileError, OtpError):
+    """The fuse file is missing (and not to be created) or not the size of the fuse bank."""
+
+
 class PowerLoss(HalError):
     """Power was cut (by the fault injector or a board that went away mid-operation).
 

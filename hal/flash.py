@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from hal.errors import FlashError, PowerLoss
+from hal.errors import FlashError, FlashFileError, PowerLoss
 from hal.faults import CutMode, FaultInjector, OpKind, tear
 from hal.interfaces import FlashGeometry
 from hal.power import PowerRail
@@ -34,7 +34,8 @@ def check_geometry(geometry: FlashGeometry) -> None:
 
 
 class NorFlash:
-    """A NOR flash of `geometry`; with `path`, the bytes live in that file (see `open_backing`)."""
+    """A NOR flash of `geometry`; with `path`, the bytes live in that file (see `open_backing`,
+    which `create` is passed to)."""
 
     def __init__(
         self,
@@ -42,6 +43,8 @@ class NorFlash:
         rail: PowerRail,
         faults: FaultInjector,
         path: Path | None = None,
+        *,
+        create: bool = True,
     ) -> None:
         check_geometry(geometry)
         self._geometry = geometry
@@ -52,7 +55,7 @@ class NorFlash:
         if path is None:
             self._buf = bytearray([_ERASED]) * geometry.size
         else:
-            self._file, self._buf = open_backing(path, geometry.size)
+            self._file, self._buf = open_backing(path, geometry.size, create=create)
         self._dirty: set[int] = set()
         self._baseline: object | None = None
 
@@ -191,20 +194,25 @@ class NorFlash:
             position += take
 
 
-def open_backing(path: Path, size: int) -> tuple[BinaryIO, mmap.mmap]:
+def open_backing(path: Path, size: int, *, create: bool = True) -> tuple[BinaryIO, mmap.mmap]:
     """Open (creating it 0xFF-filled if absent or empty) a flash file of `size` bytes and map it.
 
     The mapping is shared, so what is programmed is in the file (like QEMU's
-    ``-drive file=...,if=mtd``). FlashError if an existing file has another size.
+    ``-drive file=...,if=mtd``). FlashFileError (a FlashError) if an existing file has another
+    size; with `create` False also if the file is absent or empty (nothing is created).
     """
-    path.touch(exist_ok=True)
-    handle = path.open("r+b")
+    if create:
+        path.touch(exist_ok=True)
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        raise FlashFileError(f"{path}: no flash file") from None
     actual = path.stat().st_size
-    if actual == 0:
+    if actual == 0 and create:
         for start in range(0, size, _FILL_CHUNK):
             handle.write(bytes([_ERASED]) * min(_FILL_CHUNK, size - start))
         handle.flush()
     elif actual != size:
         handle.close()
-        raise FlashError(f"{path}: flash file holds {actual} bytes, the geometry says {size}")
+        raise FlashFileError(f"{path}: flash file holds {actual} bytes, the geometry says {size}")
     return handle, mmap.mmap(handle.fileno(), size)

@@ -18,6 +18,9 @@ What the device model uses::
 State on disk, next to the flash file FLASH: FLASH (the flash bytes), FLASH.otp (the fuse
 words), FLASH.reset (the last reset cause). A new SoftwareMachine on the same path is the same
 device: flash, fuses and last reset cause as they were. Without a path everything is in memory.
+`create=False` opens only a device that exists: a missing file, or an empty one, is a
+StateFileError (FlashFileError, OtpFileError) like a file of the wrong size, and nothing is
+created.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class SoftwareMachine:
         *,
         wall_start: float | datetime = DEFAULT_WALL_START,
         echo: Echo | None = None,
+        create: bool = True,
     ) -> None:
         path = None if flash_path is None else Path(flash_path)
         self._rail = PowerRail()
@@ -88,10 +92,10 @@ class SoftwareMachine:
         self.faults = FaultInjector()
         self.clock = VirtualClock(wall_start)
         self.console = LineConsole(echo)
-        self.flash = NorFlash(geometry, self._rail, self.faults, path)
+        self.flash = NorFlash(geometry, self._rail, self.faults, path, create=create)
         try:
-            self.otp = FuseBank(otp_words, self._rail, sidecar(path, ".otp"))
-            self._cause = ResetCauseRegister(sidecar(path, ".reset"))
+            self.otp = FuseBank(otp_words, self._rail, sidecar(path, ".otp"), create=create)
+            self._cause = ResetCauseRegister(sidecar(path, ".reset"), create=create)
         except BaseException:
             self.close()
             raise

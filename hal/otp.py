@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hal.errors import OtpError
+from hal.errors import OtpError, OtpFileError
 from hal.power import PowerRail
 
 WORD_BITS = 32
@@ -17,17 +17,21 @@ class FuseBank:
     """`word_count` fuse words, all zero when new.
 
     With a `path`, the words live in that file (little-endian u32 each; created zero-filled if
-    absent), written through on every blow, so a device keeps its fuses across processes.
+    absent or empty), written through on every blow, so a device keeps its fuses across
+    processes. OtpFileError if the file has another size; with `create` False also if it is
+    absent or empty (nothing is created).
     """
 
-    def __init__(self, word_count: int, rail: PowerRail, path: Path | None = None) -> None:
+    def __init__(
+        self, word_count: int, rail: PowerRail, path: Path | None = None, *, create: bool = True
+    ) -> None:
         if word_count <= 0:
             raise OtpError(f"an OTP bank needs at least one word, not {word_count}")
         self._rail = rail
         self._words = [0] * word_count
         self._fd: int | None = None
         if path is not None:
-            self._open(path)
+            self._open(path, create)
 
     @property
     def word_count(self) -> int:
@@ -84,15 +88,18 @@ class FuseBank:
         if self._fd is not None:
             os.pwrite(self._fd, value.to_bytes(_WORD_BYTES, "little"), index * _WORD_BYTES)
 
-    def _open(self, path: Path) -> None:
+    def _open(self, path: Path, create: bool) -> None:
         size = len(self._words) * _WORD_BYTES
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            raise OtpFileError(f"{path}: no OTP file") from None
         actual = os.fstat(fd).st_size
-        if actual == 0:
+        if actual == 0 and create:
             os.pwrite(fd, bytes(size), 0)
         elif actual != size:
             os.close(fd)
-            raise OtpError(f"{path}: OTP file holds {actual} bytes, the bank needs {size}")
+            raise OtpFileError(f"{path}: OTP file holds {actual} bytes, the bank needs {size}")
         raw = os.pread(fd, size, 0)
         self._words = [
             int.from_bytes(raw[i : i + _WORD_BYTES], "little") for i in range(0, size, _WORD_BYTES)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from hal.errors import HalError
+from hal.errors import StateFileError
 from hal.interfaces import ResetCause
 from hal.power import PowerRail
 
@@ -18,15 +18,18 @@ class ResetCauseRegister:
     """Holds the cause of the most recent reset; POWER_ON when new.
 
     With a `path`, the cause is kept in that file (its name, padded to a fixed width, one
-    line) written in place on every change, and re-read on open.
+    line) written in place on every change, and re-read on open. StateFileError if the file
+    does not hold a cause; with `create` False also if it is absent (nothing is created).
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, create: bool = True) -> None:
         self._cause = ResetCause.POWER_ON
         self._fd: int | None = None
         if path is not None:
             if path.exists():
                 self._cause = _parse_cause(path)
+            elif not create:
+                raise StateFileError(f"{path}: no reset-cause file")
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             self._save()
 
@@ -63,7 +66,7 @@ def _parse_cause(path: Path) -> ResetCause:
     try:
         return ResetCause[name]
     except KeyError:
-        raise HalError(f"{path}: {name!r} is not a reset cause") from None
+        raise StateFileError(f"{path}: {name!r} is not a reset cause") from None
 
 
 class SoftResetController:

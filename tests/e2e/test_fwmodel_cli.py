@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from firmware_model.provision import KEYSTORE_FILE, ROOT_HASH_FILE, STORE_FILE
+from hal.machine import SoftwareMachine
 from tests.firmware_model.devicelab import Lab
 from tests.firmware_model.tlslab import Authority, feed_server, server_context, tls_server
 
@@ -57,6 +58,7 @@ def test_help_documents_the_exit_codes() -> None:
 
 def test_a_device_kept_in_a_flash_file_across_runs(device_lab: Lab, tmp_path: Path) -> None:
     hal = f"fake:{tmp_path / 'dev.flash'}"
+    SoftwareMachine(tmp_path / "dev.flash").close()  # a blank device: erased flash, no fuses
     status = ok_json(fwmodel("status", "--json", hal=hal))
     assert status["provisioned"] is False
     one_line_error(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), hal=hal), 2,
@@ -80,6 +82,50 @@ def test_a_device_kept_in_a_flash_file_across_runs(device_lab: Lab, tmp_path: Pa
         "DigiCert_Global_Root_G2", "Microsoft_RSA_Root_Certificate_Authority_2017"]
     again = fwmodel("update", "--feed", str(device_lab.feed_dir("Retail")), hal=hal)
     assert again.returncode == 0 and "outcome: no-update" in again.stdout
+
+
+def test_only_provision_creates_a_device(device_lab: Lab, tmp_path: Path) -> None:
+    flash = tmp_path / "typo.flash"
+    feed = str(device_lab.folder / "feeds")
+    for command in (["status"], ["update", "--feed", feed], ["connect", "127.0.0.1:443"],
+                    ["revoke", "store", "2"]):
+        one_line_error(fwmodel(*command, hal=f"fake:{flash}"), 2,
+                       f"no device at {flash} (run provision first)")
+        one_line_error(fwmodel(*command, cwd=tmp_path), 2,  # the default --hal
+                       "no device at device.flash (run provision first)")
+    one_line_error(fwmodel("status", hal=f"emulator:{flash}"), 2, f"no device at {flash}")
+    assert list(tmp_path.iterdir()) == []
+    assert fwmodel("provision", "--images", str(device_lab.folder), cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "device.flash", "device.flash.otp", "device.flash.reset"]
+    assert ok_json(fwmodel("status", "--json", cwd=tmp_path))["provisioned"] is True
+
+
+def test_a_refused_provision_leaves_no_new_files_behind(device_lab: Lab, tmp_path: Path) -> None:
+    hal = f"fake:{tmp_path / 'dev' / 'new.flash'}"
+    (tmp_path / "dev").mkdir()
+    other_root = "00" * 32
+    one_line_error(fwmodel("provision", "--images", str(device_lab.folder), "--root-hash",
+                           other_root, hal=hal), 1, "keystore")
+    one_line_error(fwmodel("provision", "--images", str(tmp_path / "no-build"), hal=hal), 2,
+                   "root.hash")
+    one_line_error(fwmodel("provision", "--images", str(device_lab.folder), "--root-hash", "zz",
+                           hal=hal), 2, "not hex")
+    assert list((tmp_path / "dev").iterdir()) == []
+
+
+@pytest.mark.parametrize(("suffix", "size"), [("", 0), ("", 4096), (".otp", 0), (".otp", 12),
+                                              (".reset", 0)])
+def test_a_device_file_of_the_wrong_size_is_bad_input(
+    device_lab: Lab, tmp_path: Path, suffix: str, size: int
+) -> None:
+    flash = tmp_path / "dev.flash"
+    SoftwareMachine(flash).close()
+    wrong = tmp_path / f"dev.flash{suffix}"
+    wrong.write_bytes(b"\xff" * size)
+    for command in (["status"], ["provision", "--images", str(device_lab.folder)]):
+        one_line_error(fwmodel(*command, hal=f"fake:{flash}"), 2, str(wrong))
+    assert wrong.stat().st_size == size  # neither filled in nor removed
 
 
 def test_provision_takes_the_root_hash_and_images_named_on_the_command_line(

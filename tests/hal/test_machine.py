@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from hal.clock import DEFAULT_WALL_START
-from hal.errors import FlashError, HalError, OtpError, PowerLoss
+from hal.errors import (
+    FlashError,
+    FlashFileError,
+    HalError,
+    OtpError,
+    OtpFileError,
+    PowerLoss,
+    StateFileError,
+)
 from hal.interfaces import FlashGeometry, ResetCause
 from hal.machine import FLASH_BASE, OTP_BASE, RESET_CAUSE_BASE, SoftwareMachine
 from hal.memory_map import MemoryMap
@@ -98,6 +106,59 @@ def test_garbled_reset_cause_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "dev.flash.reset").write_text("BROWNOUT\n")
     with pytest.raises(HalError, match="BROWNOUT"):
         SoftwareMachine(path, SMALL)
+
+
+def test_a_wrong_size_state_file_is_a_state_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    path.write_bytes(b"\xff" * 4096)
+    with pytest.raises(FlashFileError) as flash_error:
+        SoftwareMachine(path, SMALL)
+    path.unlink()
+    (tmp_path / "dev.flash.otp").write_bytes(bytes(12))
+    with pytest.raises(OtpFileError) as otp_error:
+        SoftwareMachine(path, SMALL, otp_words=8)
+    assert isinstance(flash_error.value, StateFileError)
+    assert isinstance(otp_error.value, StateFileError)
+
+
+def test_without_create_only_an_existing_device_opens(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with pytest.raises(FlashFileError, match=r"dev\.flash: no flash file"):
+        SoftwareMachine(path, SMALL, otp_words=8, create=False)
+    assert list(tmp_path.iterdir()) == []
+    with SoftwareMachine(path, SMALL, otp_words=8) as machine:
+        machine.flash.program(0, b"kept")
+    with SoftwareMachine(path, SMALL, otp_words=8, create=False) as again:
+        assert again.flash.read(0, 4) == b"kept"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "error", "message"),
+    [("", FlashFileError, "holds 0 bytes"), (".otp", OtpFileError, "holds 0 bytes"),
+     (".reset", StateFileError, "is not a reset cause")],
+)
+def test_without_create_an_empty_state_file_is_refused_and_left_as_it_is(
+    tmp_path: Path, suffix: str, error: type[StateFileError], message: str
+) -> None:
+    path = tmp_path / "dev.flash"
+    SoftwareMachine(path, SMALL, otp_words=8).close()
+    (tmp_path / f"dev.flash{suffix}").write_bytes(b"")
+    with pytest.raises(error, match=message):
+        SoftwareMachine(path, SMALL, otp_words=8, create=False)
+    assert (tmp_path / f"dev.flash{suffix}").stat().st_size == 0
+
+
+@pytest.mark.parametrize(("suffix", "error"), [(".otp", OtpFileError),
+                                               (".reset", StateFileError)])
+def test_without_create_a_missing_sidecar_is_refused_and_not_created(
+    tmp_path: Path, suffix: str, error: type[StateFileError]
+) -> None:
+    path = tmp_path / "dev.flash"
+    SoftwareMachine(path, SMALL, otp_words=8).close()
+    (tmp_path / f"dev.flash{suffix}").unlink()
+    with pytest.raises(error, match=f"dev\\.flash\\{suffix}: no "):
+        SoftwareMachine(path, SMALL, otp_words=8, create=False)
+    assert not (tmp_path / f"dev.flash{suffix}").exists()
 
 
 @pytest.mark.parametrize(
