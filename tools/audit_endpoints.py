@@ -3,12 +3,19 @@
     python tools/audit_endpoints.py [ENDPOINT ...] [--app APP.imagepackage]
         [--elf FILE] [--manifest app_manifest.json] --before STORE --after STORE
         [--at DATE] [--chains DIR | --resolve HOST:PORT:ADDR ...] [--timeout S] [--json]
+        [--store-cert CERT.pem | --store-keystore KS --root-pubkey ROOT.pem]
 
 ENDPOINT is HOST[:PORT] ([v6addr]:PORT for IPv6; any valid host name) or a URL
 (https://HOST[:PORT]/..., port 443 unless named; mqtts 8883). STORE is an UpdateCertStore
 image package or a PEM bundle. Chains come live over TLS (the full chain the server sends)
 unless --chains names a folder of saved `HOST_PORT.pem` chains. Every chain is judged at --at
 (default now) against both stores.
+
+Store images are authenticated before their roots are read when --store-cert (trust only
+this signing certificate) or --store-keystore with --root-pubkey (a keystore image, itself
+authenticated against the root public key a device fuses) is given, as `imagetool verify`
+takes them; a store image that fails is bad input. Without either, their signatures are not
+checked and a note on stderr says so. PEM bundles carry no signature.
 
 verdicts (columns `before` and `after`, JSON keys of the same names):
   ok       the chain verifies for the host against that store at --at
@@ -26,8 +33,9 @@ reasons (column `reason`; "before: ...; after: ..." when the two differ):
 exit codes:
   0  nothing that worked with the store before fails with the store after
   1  something breaks: an endpoint is ok before and fail after
-  2  bad input: bad options, a store that cannot be read, or nothing could be judged
-     while something was wrong (a bad input, an endpoint without a chain)
+  2  bad input: bad options, a store that cannot be read or fails authentication, or
+     nothing could be judged while something was wrong (a bad input, an endpoint
+     without a chain)
 each bad input gets one line on stderr; the rest of the audit goes on.
 """
 
@@ -52,6 +60,7 @@ from tools.audit.endpoints import Endpoint
 from tools.audit.errors import BadInputError
 from tools.audit.report import EXIT_INPUT, render_table
 from tools.audit.runner import AuditRequest, run_audit
+from tools.audit.stores import store_keyring
 
 PROG = "audit_endpoints"
 # --help ends with the docstring's reference part: verdicts, reasons, exit codes
@@ -115,26 +124,49 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=positive_seconds, default=5.0, metavar="S",
                    help="seconds per connection, > 0 (default: 5)")
     p.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    trust = p.add_argument_group("authenticating store images (as imagetool verify)")
+    signer = trust.add_mutually_exclusive_group()
+    signer.add_argument("--store-cert", type=Path, metavar="CERT.pem",
+                        help="store images must be signed with this certificate's key")
+    signer.add_argument("--store-keystore", type=Path, metavar="KS",
+                        help="store images must be signed with a key of this keystore image "
+                             "(needs --root-pubkey)")
+    trust.add_argument("--root-pubkey", type=Path, metavar="ROOT.pem",
+                       help="the root public key (PEM key or certificate) whose hash a device "
+                            "fuses; authenticates --store-keystore")
     return p
+
+
+def _check_trust_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.store_keystore is not None and args.root_pubkey is None:
+        p.error("--store-keystore needs --root-pubkey")
+    if args.root_pubkey is not None and args.store_keystore is None:
+        p.error("--root-pubkey goes with --store-keystore")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # public roots and server chains may carry non-positive serials: not this tool's finding
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    _check_trust_options(p, args)
     if not (args.hosts or args.app or args.elf or args.manifest):
         return _fail("nothing to audit: name HOST[:PORT], --app, --elf or --manifest")
     if args.chains is not None and not args.chains.is_dir():
         return _fail(f"{args.chains}: not a folder of saved chains")
-    request = AuditRequest(
-        before=args.before, after=args.after, hosts=args.hosts, apps=args.app,
-        elves=args.elf, manifests=args.manifest, at=args.at, chains=args.chains,
-        resolve=dict(args.resolve), timeout=args.timeout,
-    )
     try:
-        result = run_audit(request)
+        keyring = store_keyring(args.store_cert, args.store_keystore, args.root_pubkey)
+        result = run_audit(AuditRequest(
+            before=args.before, after=args.after, hosts=args.hosts, apps=args.app,
+            elves=args.elf, manifests=args.manifest, at=args.at, chains=args.chains,
+            resolve=dict(args.resolve), timeout=args.timeout, keyring=keyring,
+        ))
     except BadInputError as error:
         return _fail(str(error))
+    if result.unauthenticated:
+        print(f"{PROG}: note: store images read without checking their signatures: "
+              f"{', '.join(result.unauthenticated)} (authenticate them with --store-cert or "
+              "--store-keystore and --root-pubkey)", file=sys.stderr)
     for problem in result.problems:
         print(f"{PROG}: {' '.join(problem.split())}", file=sys.stderr)
     if args.json:

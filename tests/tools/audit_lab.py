@@ -26,9 +26,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from firmware_model.certstore import build_store_payload
 from firmware_model.cramfs import build_cramfs
+from firmware_model.keystore import TrustedKey, build_keystore_payload
 from firmware_model.package import build_package
 from firmware_model.sections import ImageType
 from firmware_model.signing import Signer
+from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, LabPki, load_certificate
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 YEAR = dt.timedelta(days=365)
@@ -229,6 +231,21 @@ def store_image(roots: Sequence[Issued], signer: Signer) -> bytes:
     return build_package(payload, image_type=ImageType.UpdateCertStore,
                          component_id=uuid.uuid4(), image_id=uuid.uuid4(), signer=signer,
                          name="lab-certstore")
+
+
+def keystore_image(pki: LabPki, image_types: Sequence[ImageType] = (ImageType.UpdateCertStore,)
+                   ) -> bytes:
+    """A TrustedKeystore image of `pki` (signed with its keystore-signing key, naming its
+    root) that lets the image-signing key sign `image_types`."""
+    signer = pki.signer(KEYSTORE_SIGNING)
+    image_signing = load_certificate(pki.folder / f"{IMAGE_SIGNING}.pem")
+    root_key = load_certificate(pki.folder / f"{ROOT}.pem").public_key()
+    assert isinstance(root_key, ec.EllipticCurvePublicKey)
+    payload = build_keystore_payload(root_key, signer.certificate,
+                                     [TrustedKey.from_certificate(image_signing, image_types)])
+    return build_package(payload, image_type=ImageType.TrustedKeystore,
+                         component_id=uuid.uuid4(), image_id=uuid.uuid4(), signer=signer,
+                         name="lab-keystore")
 
 
 def app_image(files: dict[str, bytes], signer: Signer) -> bytes:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.tools.audit_lab import LabWeb, closed_port, pem
+from firmware_model.sections import ImageType
+from firmware_model.signing import Signer
+from tests.tools.audit_lab import LabWeb, closed_port, keystore_image, pem, store_image
 from tools.audit_endpoints import main
-from tools.pki import issue, new_key
+from tools.pki import LabPki, issue, new_key
 
 
 @pytest.mark.parametrize("timeout", ["-1", "0", "-0.5", "nan", "inf", "soon"])
@@ -95,3 +98,128 @@ def test_unknown_verdicts_are_the_documented_ones(
     assert [(r["before"], r["after"]) for r in unknown] == [("unknown", "unknown")] * 2
     assert unknown[0]["reason"].startswith("unresolvable wildcard: ")
     assert unknown[1]["reason"] == "no saved chain missing.lab.test_443.pem"
+
+
+# -- authenticating store images (--store-cert, --store-keystore with --root-pubkey) --------
+
+
+@dataclass(frozen=True)
+class StoreLab:
+    """Store files and trust material in one folder; `audit` runs the CLI in process on a
+    saved chain that the kept root vouches for."""
+
+    folder: Path
+    pki: LabPki
+
+    def audit(self, before: str, after: str, *trust: str | Path) -> int:
+        return main(["kept.lab.test", "--chains", str(self.folder / "chains"),
+                     "--before", str(self.folder / before), "--after", str(self.folder / after),
+                     "--json", *map(str, trust)])
+
+    @property
+    def cert(self) -> list[str | Path]:
+        return ["--store-cert", self.pki.folder / "image-signing.pem"]
+
+    def keystore(self, name: str = "keystore.imagepackage",
+                 root: Path | None = None) -> list[str | Path]:
+        return ["--store-keystore", self.folder / name,
+                "--root-pubkey", root or self.pki.folder / "root.pub.pem"]
+
+
+@pytest.fixture(scope="module")
+def store_lab(tmp_path_factory: pytest.TempPathFactory, lab_pki: LabPki) -> StoreLab:
+    folder = tmp_path_factory.mktemp("store-auth")
+    web = LabWeb.create()
+    (folder / "chains").mkdir()
+    (folder / "chains" / "kept.lab.test_443.pem").write_bytes(web.chain_pem("kept.lab.test"))
+    (folder / "roots.pem").write_bytes(pem(web.old.cert, web.kept.cert))
+    signed = store_image([web.kept], lab_pki.signer("image-signing"))
+    (folder / "signed.imagepackage").write_bytes(signed)
+    at = 100  # a byte of the payload (the filesystem holding the roots), after its header
+    (folder / "tampered.imagepackage").write_bytes(
+        signed[:at] + bytes([signed[at] ^ 1]) + signed[at + 1:])
+    stranger_key = new_key()
+    stranger = Signer(stranger_key, issue("Stranger Image Signing", stranger_key))
+    (folder / "stranger.imagepackage").write_bytes(store_image([web.kept], stranger))
+    (folder / "keystore.imagepackage").write_bytes(keystore_image(lab_pki))
+    (folder / "apps-only-keystore.imagepackage").write_bytes(
+        keystore_image(lab_pki, [ImageType.Applications]))
+    (folder / "other-root.pem").write_bytes(new_key().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (folder / "garbage.pem").write_bytes(b"not a certificate\n")
+    return StoreLab(folder, lab_pki)
+
+
+def test_store_images_authenticated_by_certificate_or_keystore(
+    store_lab: StoreLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for trust in (store_lab.cert, store_lab.keystore()):
+        assert store_lab.audit("roots.pem", "signed.imagepackage", *trust) == 0
+        out, err = capsys.readouterr()
+        assert err == ""
+        assert [(r["before"], r["after"]) for r in json.loads(out)] == [("ok", "ok")]
+
+
+def test_unauthenticated_store_images_get_one_note(
+    store_lab: StoreLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert store_lab.audit("signed.imagepackage", "signed.imagepackage") == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "audit_endpoints: note: store images read without checking their signatures: ")
+    assert lines[0].count("signed.imagepackage") == 2  # both stores named, one line
+    assert store_lab.audit("roots.pem", "roots.pem") == 0
+    assert capsys.readouterr().err == ""  # PEM bundles carry no signature to check
+
+
+@pytest.mark.parametrize(
+    ("after", "trust", "reason"),
+    [("tampered.imagepackage", "cert", "store image not authenticated: signature does not"),
+     ("stranger.imagepackage", "cert", "store image not authenticated: signer "),
+     ("stranger.imagepackage", "keystore", "is not in the keystore"),
+     ("signed.imagepackage", "apps-only-keystore", "may not sign UpdateCertStore images")],
+)
+def test_a_store_image_failing_authentication_is_bad_input(
+    store_lab: StoreLab, after: str, trust: str, reason: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    options = store_lab.cert if trust == "cert" else store_lab.keystore(f"{trust}.imagepackage")
+    assert store_lab.audit("roots.pem", after, *options) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"audit_endpoints: error: {store_lab.folder / after}: ")
+    assert reason in err
+
+
+def test_unusable_trust_material_is_bad_input(
+    store_lab: StoreLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = store_lab.folder
+    cases: list[tuple[list[str | Path], str]] = [
+        (["--store-cert", folder / "garbage.pem"], f"{folder / 'garbage.pem'}: not a PEM"),
+        (["--store-cert", folder / "absent.pem"], f"{folder / 'absent.pem'}: cannot read"),
+        (store_lab.keystore(root=folder / "other-root.pem"),
+         f"{folder / 'keystore.imagepackage'}: keystore not usable: keystore root key does "
+         "not match"),
+        (store_lab.keystore(root=folder / "garbage.pem"), f"{folder / 'garbage.pem'}: holds no"),
+        (store_lab.keystore("signed.imagepackage"), "keystore not usable: expected a "
+                                                    "TrustedKeystore image"),
+    ]
+    for options, message in cases:
+        assert store_lab.audit("roots.pem", "signed.imagepackage", *options) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--store-keystore", "ks.imagepackage"], ["--root-pubkey", "root.pub.pem"],
+     ["--store-cert", "c.pem", "--store-keystore", "ks", "--root-pubkey", "r.pem"]],
+)
+def test_trust_options_that_do_not_go_together_are_usage_errors(
+    options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["kept.lab.test", "--before", "b.pem", "--after", "a.pem", *options])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1

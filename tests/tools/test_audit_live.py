@@ -18,6 +18,7 @@ from tests.tools.audit_lab import (
     LabWeb,
     closed_port,
     dropping_server,
+    keystore_image,
     pem,
     store_image,
 )
@@ -130,7 +131,7 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_json_and_exit_codes(
-    web: LabWeb, server: LabTlsServer, stores: tuple[Path, Path]
+    web: LabWeb, server: LabTlsServer, stores: tuple[Path, Path], lab_pki: LabPki
 ) -> None:
     port = server.port
     common: list[str | Path] = ["--before", stores[0], "--after", stores[1], "--json",
@@ -138,26 +139,34 @@ def test_cli_json_and_exit_codes(
               "--resolve", f"kept.lab.test:{port}:127.0.0.1"]
     breaks = cli(f"removed.lab.test:{port}", f"kept.lab.test:{port}", *common)
     assert breaks.returncode == 1, breaks.stderr
+    assert breaks.stderr.splitlines() == [  # the after store is an image, not authenticated
+        f"audit_endpoints: note: store images read without checking their signatures: "
+        f"{stores[1]} (authenticate them with --store-cert or --store-keystore and "
+        "--root-pubkey)"]
     rows = json.loads(breaks.stdout)
     assert [sorted(row) for row in rows] == [sorted(
         ["endpoint", "source", "before", "after", "anchor_before", "anchor_after", "reason"])] * 2
     assert rows[0]["endpoint"] == f"removed.lab.test:{port}" and rows[0]["after"] == "fail"
-    fine = cli(f"kept.lab.test:{port}", *common)
+    fine = cli(f"kept.lab.test:{port}", *common, "--store-cert",
+               lab_pki.folder / "image-signing.pem")
     assert fine.returncode == 0 and fine.stderr == ""
     assert [row["after"] for row in json.loads(fine.stdout)] == ["ok"]
 
 
 def test_cli_bad_inputs_get_one_line_each_and_the_audit_goes_on(
-    web: LabWeb, stores: tuple[Path, Path], drop_port: int, tmp_path: Path
+    web: LabWeb, stores: tuple[Path, Path], drop_port: int, tmp_path: Path, lab_pki: LabPki
 ) -> None:
     (tmp_path / "corrupt.imagepackage").write_bytes(b"\x00" * 300)
     (tmp_path / "notelf").write_text("#!/bin/sh\n")
     (tmp_path / "app_manifest.json").write_text("{AllowedConnections: nope")
     chains = web.save_chains(tmp_path / "chains")
     (chains / "garbage.lab.test_443.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nxx\n")
+    (tmp_path / "keystore.imagepackage").write_bytes(keystore_image(lab_pki))
     result = cli("kept.lab.test", "garbage.lab.test", "--app", tmp_path / "corrupt.imagepackage",
                  "--elf", tmp_path / "notelf", "--manifest", tmp_path / "app_manifest.json",
-                 "--chains", chains, "--before", stores[0], "--after", stores[1])
+                 "--chains", chains, "--before", stores[0], "--after", stores[1],
+                 "--store-keystore", tmp_path / "keystore.imagepackage",
+                 "--root-pubkey", lab_pki.folder / "root.pub.pem")
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 4 and all(line.startswith("audit_endpoints: ") for line in lines)
@@ -172,11 +181,11 @@ def test_cli_bad_inputs_get_one_line_each_and_the_audit_goes_on(
 
 
 def test_cli_exit_2_only_when_nothing_could_be_judged(
-    stores: tuple[Path, Path], drop_port: int, tmp_path: Path
+    stores: tuple[Path, Path], drop_port: int, tmp_path: Path, lab_pki: LabPki
 ) -> None:
     dropped = cli(f"drop.lab.test:{drop_port}", "--resolve",
                   f"drop.lab.test:{drop_port}:127.0.0.1", "--before", stores[0],
-                  "--after", stores[1])
+                  "--after", stores[1], "--store-cert", lab_pki.folder / "image-signing.pem")
     assert dropped.returncode == 2
     assert dropped.stderr.count("\n") == 1 and "handshake dropped" in dropped.stderr
     (tmp_path / "bad.imagepackage").write_bytes(b"garbage")

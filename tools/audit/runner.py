@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from firmware_model.keystore import Keyring
 from tools.audit.chains import MissingChainError, fetch_chain, load_saved_chain, saved_endpoints
 from tools.audit.endpoints import (
     Endpoint,
@@ -24,7 +25,7 @@ from tools.audit.endpoints import (
 from tools.audit.errors import BadInputError, UnreachableError
 from tools.audit.judge import Judge, judge_pair
 from tools.audit.report import FAIL, UNKNOWN, Row, exit_code, judged_row, unjudged_row
-from tools.audit.stores import load_store
+from tools.audit.stores import Provenance, load_store
 
 Reader = Callable[[bytes, str], Findings]
 
@@ -32,7 +33,8 @@ Reader = Callable[[bytes, str], Findings]
 @dataclass(frozen=True)
 class AuditRequest:
     """What to audit and against what. Live TLS unless `chains` names a folder of saved
-    chains; `resolve` maps an endpoint to the address to connect to."""
+    chains; `resolve` maps an endpoint to the address to connect to; store images must be
+    signed by a key of `keyring` when it is given (`stores.store_keyring`)."""
 
     before: Path
     after: Path
@@ -45,12 +47,17 @@ class AuditRequest:
     resolve: Mapping[Endpoint, str] = field(default_factory=dict)
     timeout: float = 5.0
     workers: int = 8
+    keyring: Keyring | None = None
 
 
 @dataclass(frozen=True)
 class AuditResult:
+    """The rows, the problems met (one line each), and the store images whose signature
+    was not checked (no keyring given)."""
+
     rows: list[Row]
     problems: list[str]
+    unauthenticated: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -159,9 +166,12 @@ class Auditor:
 
 def run_audit(request: AuditRequest) -> AuditResult:
     """Audit every endpoint of `request`. Raises BadInputError only when a store cannot be
-    read (nothing can be judged then); every other bad input is a problem line."""
-    before = load_store(request.before)
-    after = load_store(request.after).sharing(before)
+    read or fails authentication (nothing can be judged then); every other bad input is a
+    problem line."""
+    before = load_store(request.before, request.keyring)
+    after = load_store(request.after, request.keyring).sharing(before)
+    unchecked = [store.label for store in (before, after)
+                 if store.provenance is Provenance.UNAUTHENTICATED_IMAGE]
     at = request.at or dt.datetime.now(dt.UTC)
     auditor = Auditor(Judge(before, at), Judge(after, at), Judge(before.union(after), at))
     findings = discover(request)
@@ -179,4 +189,4 @@ def run_audit(request: AuditRequest) -> AuditResult:
     else:
         results = [audit(target) for target in targets]
     problems = findings.problems + [problem for _, problem in results if problem]
-    return AuditResult([row for row, _ in results], problems)
+    return AuditResult([row for row, _ in results], problems, unchecked)

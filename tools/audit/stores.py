@@ -1,7 +1,14 @@
-"""The two certificate stores an audit compares: an UpdateCertStore image or a PEM bundle."""
+"""The two certificate stores an audit compares: an UpdateCertStore image or a PEM bundle.
+
+An image is authenticated before its payload is read when a keyring is given (the meaning of
+`imagetool verify`: one signing certificate, or a keystore image authenticated against the
+root public key a device fuses); without one its signature is not checked, and the store
+says so (`provenance`). A PEM bundle carries no signature.
+"""
 
 from __future__ import annotations
 
+import enum
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,12 +20,29 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import Store
 
 from firmware_model.certstore import read_store_payload
-from firmware_model.errors import ImageFormatError
-from firmware_model.package import parse_package
+from firmware_model.errors import FwModelError, ImageFormatError
+from firmware_model.keystore import (
+    Keyring,
+    TrustedKey,
+    open_keystore,
+    root_key_hash,
+    verify_image,
+)
+from firmware_model.package import ImagePackage, parse_package
 from firmware_model.sections import ImageType, image_type_name
 from tools.audit.errors import BadInputError
+from tools.pki import load_certificate, load_public_key
 
 PEM_MARK = b"-----BEGIN CERTIFICATE-----"
+
+
+class Provenance(enum.StrEnum):
+    """Where a store's roots came from, and whether their signature was checked."""
+
+    PEM_BUNDLE = "PEM bundle"
+    UNAUTHENTICATED_IMAGE = "image, signature not checked"
+    AUTHENTICATED_IMAGE = "image, authenticated"
+    MERGED = "merged"
 
 
 @dataclass(frozen=True)
@@ -28,6 +52,7 @@ class TrustStore:
 
     label: str
     roots: tuple[x509.Certificate, ...]
+    provenance: Provenance = Provenance.PEM_BUNDLE
 
     @cached_property
     def store(self) -> Store | None:
@@ -55,12 +80,14 @@ class TrustStore:
 
     def union(self, other: TrustStore) -> TrustStore:
         """Both stores' roots, this store's first."""
-        return from_roots(f"{self.label}+{other.label}", [*self.roots, *other.roots])
+        return from_roots(f"{self.label}+{other.label}", [*self.roots, *other.roots],
+                          Provenance.MERGED)
 
     def sharing(self, other: TrustStore) -> TrustStore:
         """This store with the roots it has in common with `other` as `other`'s objects."""
         mine = {root: root for root in other.roots}
-        return TrustStore(self.label, tuple(mine.get(root, root) for root in self.roots))
+        return TrustStore(self.label, tuple(mine.get(root, root) for root in self.roots),
+                          self.provenance)
 
 
 def common_name(name: x509.Name) -> str:
@@ -69,21 +96,40 @@ def common_name(name: x509.Name) -> str:
     return str(names[0].value) if names else name.rfc4514_string()
 
 
-def from_roots(label: str, roots: Sequence[x509.Certificate]) -> TrustStore:
+def from_roots(
+    label: str, roots: Sequence[x509.Certificate],
+    provenance: Provenance = Provenance.PEM_BUNDLE,
+) -> TrustStore:
     """A store of `roots` (duplicates dropped)."""
-    return TrustStore(label, tuple(dict.fromkeys(roots)))
+    return TrustStore(label, tuple(dict.fromkeys(roots)), provenance)
 
 
-def _from_image(data: bytes, what: str) -> TrustStore:
+def _authenticated(data: bytes, what: str, keyring: Keyring) -> ImagePackage:
+    """The image, its signature checked against `keyring` before anything else is read."""
     try:
-        package = parse_package(data)
+        return verify_image(data, keyring, expected_type=ImageType.UpdateCertStore)
+    except ImageFormatError as error:
+        raise BadInputError(what, f"not a certificate store image ({error})") from None
+    except FwModelError as error:  # trust: bad signature, unknown or revoked signer, type
+        raise BadInputError(what, f"store image not authenticated: {error}") from None
+
+
+def _from_image(data: bytes, what: str, keyring: Keyring | None) -> TrustStore:
+    try:
+        if keyring is not None:
+            package = _authenticated(data, what, keyring)
+            provenance = Provenance.AUTHENTICATED_IMAGE
+        else:
+            package = parse_package(data)
+            provenance = Provenance.UNAUTHENTICATED_IMAGE
         if package.image_type != ImageType.UpdateCertStore:
             raise BadInputError(
                 what, f"image type {image_type_name(package.image_type)}, not UpdateCertStore"
             )
-        return from_roots(what, [cert for _, cert in read_store_payload(package.payload)])
+        roots = [cert for _, cert in read_store_payload(package.payload)]
     except ImageFormatError as error:
         raise BadInputError(what, f"not a certificate store image ({error})") from None
+    return from_roots(what, roots, provenance)
 
 
 def _from_pem(data: bytes, what: str) -> TrustStore:
@@ -96,13 +142,55 @@ def _from_pem(data: bytes, what: str) -> TrustStore:
     return from_roots(what, roots)
 
 
-def load_store(path: Path) -> TrustStore:
-    """The store in `path`, an UpdateCertStore image or a PEM bundle; BadInputError else."""
+def load_store(path: Path, keyring: Keyring | None = None) -> TrustStore:
+    """The store in `path`, an UpdateCertStore image or a PEM bundle; BadInputError else.
+
+    With `keyring`, an image must be signed by a key of it allowed to sign UpdateCertStore
+    images (BadInputError otherwise); a PEM bundle is taken as it is."""
     what = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise BadInputError(what, f"cannot read ({error.strerror or error})") from None
+    data = _read(path)
     if PEM_MARK in data:
         return _from_pem(data, what)
-    return _from_image(data, what)
+    return _from_image(data, what, keyring)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise BadInputError(str(path), f"cannot read ({error.strerror or error})") from None
+
+
+def store_keyring(
+    cert: Path | None = None, keystore: Path | None = None, root_pubkey: Path | None = None
+) -> Keyring | None:
+    """The keys store images must be signed with, as `imagetool verify` takes them: one
+    signing certificate (PEM), or a keystore image authenticated against the root public
+    key (PEM key or certificate) whose hash a device fuses. None when neither is given.
+
+    Raises BadInputError naming the file that cannot be used."""
+    if cert is not None:
+        try:
+            return Keyring([TrustedKey.from_certificate(load_certificate(cert))],
+                           source=f"the certificate {cert}")
+        except FwModelError:
+            raise BadInputError(str(cert), "not a PEM signing certificate with an EC key"
+                                ) from None
+        except OSError as error:
+            raise BadInputError(str(cert), f"cannot read ({error.strerror or error})") from None
+    if keystore is None:
+        return None
+    if root_pubkey is None:
+        raise BadInputError(str(keystore), "a keystore needs the root public key to trust it")
+    try:
+        fused = root_key_hash(load_public_key(root_pubkey))
+    except FwModelError:
+        raise BadInputError(str(root_pubkey), "holds no PEM EC public key or certificate"
+                            ) from None
+    except OSError as error:
+        raise BadInputError(str(root_pubkey), f"cannot read ({error.strerror or error})"
+                            ) from None
+    try:
+        return open_keystore(_read(keystore), fused)[1].keyring
+    except FwModelError as error:
+        raise BadInputError(str(keystore), f"keystore not usable: {error}") from None
