@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="fake[:FLASH]|emulator[:FLASH]|serial:PORT",
                      help="the machine the device runs on (default: %(default)s)")
     top.add_argument("--at", type=_wall, metavar="DATETIME",
-                     help="set the device's clock first (ISO 8601, UTC; software machines)")
+                     help="set the device's clock first (ISO 8601, UTC; software machines, "
+                          "whose clock otherwise goes on from the last run)")
     top.add_argument("-v", "--verbose", action="store_true",
                      help="print the device's console lines of this run on stderr")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")

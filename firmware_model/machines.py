@@ -1,9 +1,10 @@
 """Which machine a device model runs on, from a `--hal` choice (the CLI's hardware edge).
 
     fake[:FLASH]        the software machine on the flash file FLASH (default ./device.flash;
-                        fuses and reset cause in FLASH.otp and FLASH.reset beside it), so a
-                        device keeps its state from one run to the next; only provisioning
-                        creates these files
+                        fuses, reset cause and wall clock in FLASH.otp, FLASH.reset and
+                        FLASH.clock beside it), so a device keeps its state, and its time
+                        moves on, from one run to the next; only provisioning creates these
+                        files
     emulator[:FLASH]    the same software machine served by the board emulator on a
                         pseudo-terminal in this process, driven over the serial protocol
     serial:PORT         a board on a serial port (a device path or a pyserial URL)
@@ -58,8 +59,9 @@ def open_machine(
 ) -> Iterator[Machine]:
     """The machine `spec` names, closed (and its emulator stopped) on exit.
 
-    `wall` sets the device's clock first; FwModelError (usage) for a board, whose clock is
-    its own. A software machine's flash file must exist (NotProvisionedError "no device at
+    A software machine's wall clock resumes where the last run left it (FLASH.clock, saved
+    on exit); `wall` sets it first (FwModelError, usage, for a board: its clock is its own).
+    A software machine's flash file must exist (NotProvisionedError "no device at
     FLASH (run provision first)") unless `create`: then a device that does not exist yet is
     created, and the files made for it are removed again if the body fails before anything
     was written to the device. A state file of the wrong size or content is a FwModelError.
@@ -98,7 +100,7 @@ def _software(flash: Path, create: bool) -> Iterator[SoftwareMachine]:
         raise NotProvisionedError(f"no device at {flash} (run provision first)")
     made = [path for path in _state_files(flash) if not path.exists()] if new else []
     try:
-        soft = SoftwareMachine(flash, create=new)
+        soft = SoftwareMachine(flash, create=new, keep_clock=True)
     except StateFileError as error:
         _remove(made)
         raise FwModelError(str(error)) from None
@@ -113,8 +115,8 @@ def _software(flash: Path, create: bool) -> Iterator[SoftwareMachine]:
 
 def _state_files(flash: Path) -> list[Path]:
     """The files a software machine on `flash` keeps its state in."""
-    return [path for path in (flash, sidecar(flash, ".otp"), sidecar(flash, ".reset"))
-            if path is not None]
+    files = (flash, *(sidecar(flash, suffix) for suffix in (".otp", ".reset", ".clock")))
+    return [path for path in files if path is not None]
 
 
 def _untouched(soft: SoftwareMachine) -> bool:

@@ -18,20 +18,24 @@ What the device model uses::
 State on disk, next to the flash file FLASH: FLASH (the flash bytes), FLASH.otp (the fuse
 words), FLASH.reset (the last reset cause). A new SoftwareMachine on the same path is the same
 device: flash, fuses and last reset cause as they were. Without a path everything is in memory.
-`create=False` opens only a device that exists: a missing file, or an empty one, is a
-StateFileError (FlashFileError, OtpFileError) like a file of the wrong size, and nothing is
-created.
+
+With `keep_clock=True` the wall clock is kept too, in FLASH.clock (an ISO 8601 UTC time): a
+machine resumes at the time saved there (`wall_start` is for a device without one) and `close()`
+saves the time it reached, so the device's time moves on from one run to the next like a real
+device's. `create=False` opens only a device that exists: a missing file, or an empty one, is a
+StateFileError (FlashFileError, OtpFileError) like a file of the wrong size; nothing is created.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from hal.clock import DEFAULT_WALL_START, ClockState, VirtualClock
 from hal.console import Echo, LineConsole
+from hal.errors import StateFileError
 from hal.faults import FaultInjector
 from hal.flash import NorFlash
 from hal.interfaces import BootHook, FlashGeometry, ResetCause
@@ -69,6 +73,36 @@ def sidecar(flash_path: Path | None, suffix: str) -> Path | None:
     return None if flash_path is None else flash_path.with_name(flash_path.name + suffix)
 
 
+def load_wall(path: Path) -> float | None:
+    """The wall time (epoch seconds) saved in `path`, None if there is no such file.
+
+    StateFileError if it does not hold an ISO 8601 date-time with a time zone.
+    """
+    try:
+        text = path.read_bytes().decode("ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise StateFileError(f"{path}: {text[:40]!r} is not an ISO 8601 time with a time zone")
+    return when.timestamp()
+
+
+def save_wall(path: Path, wall: float) -> None:
+    """Save the wall time `wall` (epoch seconds) to `path`, for `load_wall`.
+
+    StateFileError if `wall` is outside the years 1..9999 that ISO 8601 writes.
+    """
+    try:
+        text = datetime.fromtimestamp(wall, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        raise StateFileError(f"{path}: the wall time {wall!r} is outside years 1..9999") from None
+    path.write_text(text + "\n", encoding="ascii")
+
+
 class SoftwareMachine:
     """An in-process device implementing :class:`hal.interfaces.Machine`, plus test controls.
 
@@ -85,12 +119,16 @@ class SoftwareMachine:
         wall_start: float | datetime = DEFAULT_WALL_START,
         echo: Echo | None = None,
         create: bool = True,
+        keep_clock: bool = False,
     ) -> None:
         path = None if flash_path is None else Path(flash_path)
+        clock_file = sidecar(path, ".clock") if keep_clock else None
+        self._clock_file: Path | None = None  # set once the machine is built: close() saves
         self._rail = PowerRail()
         self._hook: BootHook | None = None
         self.faults = FaultInjector()
-        self.clock = VirtualClock(wall_start)
+        saved = None if clock_file is None else load_wall(clock_file)
+        self.clock = VirtualClock(wall_start if saved is None else saved)
         self.console = LineConsole(echo)
         self.flash = NorFlash(geometry, self._rail, self.faults, path, create=create)
         try:
@@ -105,6 +143,7 @@ class SoftwareMachine:
         )
         self._rail.when_cut(self.watchdog.halt)
         self.memory_map = self._build_memory_map()
+        self._clock_file = clock_file
         self.console.log(f"[hal] power on: last reset cause {self._cause.cause.name}")
 
     @property
@@ -160,12 +199,20 @@ class SoftwareMachine:
             self._rail.cut()
 
     def close(self) -> None:
-        """Close the backing files (their contents stay); the machine must not be used after."""
-        self.flash.close()
-        if hasattr(self, "otp"):
-            self.otp.close()
-        if hasattr(self, "_cause"):
-            self._cause.close()
+        """Close the backing files (their contents stay); the machine must not be used after.
+
+        With `keep_clock`, the wall time reached is saved to FLASH.clock first.
+        """
+        clock_file, self._clock_file = self._clock_file, None
+        try:
+            if clock_file is not None:
+                save_wall(clock_file, self.clock.wall())
+        finally:
+            self.flash.close()
+            if hasattr(self, "otp"):
+                self.otp.close()
+            if hasattr(self, "_cause"):
+                self._cause.close()
 
     def __enter__(self) -> SoftwareMachine:
         return self

@@ -97,7 +97,7 @@ def test_only_provision_creates_a_device(device_lab: Lab, tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
     assert fwmodel("provision", "--images", str(device_lab.folder), cwd=tmp_path).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "device.flash", "device.flash.otp", "device.flash.reset"]
+        "device.flash", "device.flash.clock", "device.flash.otp", "device.flash.reset"]
     assert ok_json(fwmodel("status", "--json", cwd=tmp_path))["provisioned"] is True
 
 
@@ -143,6 +143,27 @@ def test_provision_takes_the_root_hash_and_images_named_on_the_command_line(
     done = fwmodel("provision", "--images", str(empty), "--root-hash", root_hash, *named,
                    hal="fake:dev.flash", cwd=work)
     assert done.returncode == 0 and "keystore keystore-2024, store certstore-2024" in done.stdout
+
+
+def test_the_device_clock_goes_on_from_one_run_to_the_next(
+    device_lab: Lab, tmp_path: Path
+) -> None:
+    hal = f"fake:{tmp_path / 'dev.flash'}"
+
+    def device_time() -> object:
+        return ok_json(fwmodel("status", "--json", hal=hal))["device_time"]
+
+    assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
+    assert device_time() == "2025-02-01T00:00:00Z"
+    update = ok_json(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), "--defer",
+                             "120", "--json", hal=hal))
+    events = update["events"]
+    assert isinstance(events, list) and events[-1]["time"] == "2025-02-01T02:00:00Z"
+    assert device_time() == "2025-02-01T02:00:00Z"
+    assert (tmp_path / "dev.flash.clock").read_text().startswith("2025-02-01T02:00:00")
+    moved = ok_json(fwmodel("--at", "2025-06-01T12:00:00Z", "status", "--json", hal=hal))
+    assert moved["device_time"] == "2025-06-01T12:00:00Z"
+    assert device_time() == "2025-06-01T12:00:00Z"
 
 
 def test_errors_are_one_line_with_the_exit_code_of_their_kind(
@@ -224,6 +245,7 @@ def test_the_same_commands_over_the_serial_protocol(device_lab: Lab, tmp_path: P
     assert status["last_reset_cause"] == "SOFTWARE"
     slots = status["slots"]
     assert isinstance(slots, dict) and slots["store"]["active"] == "B"
+    assert status["device_time"] == "2025-02-01T00:30:00Z"  # the deferral's half hour, kept
 
 
 def test_the_sweep_shows_a_progress_bar_on_a_terminal(device_lab: Lab) -> None:

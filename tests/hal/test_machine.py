@@ -258,6 +258,54 @@ def test_clock_starts_at_the_given_wall_time_and_can_be_set(tmp_path: Path) -> N
         machine.clock.set_wall(datetime(2025, 1, 1))  # naive: refused
 
 
+def test_a_kept_clock_moves_on_from_one_run_to_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with SoftwareMachine(path, SMALL, keep_clock=True) as machine:
+        assert machine.clock.wall() == DEFAULT_WALL_START.timestamp()  # nothing saved yet
+        machine.clock.advance(7200.5)
+    assert (tmp_path / "dev.flash.clock").read_text() == "2025-02-01T02:00:00.500000+00:00\n"
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+    with SoftwareMachine(path, SMALL, keep_clock=True, wall_start=start) as again:
+        assert again.clock.wall() == DEFAULT_WALL_START.timestamp() + 7200.5  # saved time wins
+        assert again.clock.monotonic() == 0.0
+        again.clock.set_wall(start)
+    with SoftwareMachine(path, SMALL, keep_clock=True) as third:
+        assert third.clock.wall() == start.timestamp()
+    with SoftwareMachine(path, SMALL) as unkept:  # without keep_clock: not read, not written
+        assert unkept.clock.wall() == DEFAULT_WALL_START.timestamp()
+        unkept.clock.advance(60)
+    assert SoftwareMachine(path, SMALL, keep_clock=True).clock.wall() == start.timestamp()
+
+
+def test_a_clock_is_kept_only_with_keep_clock_and_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    SoftwareMachine(None, SMALL, keep_clock=True).close()
+    SoftwareMachine(tmp_path / "dev.flash", SMALL).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev.flash", "dev.flash.otp",
+                                                          "dev.flash.reset"]
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "2025-02-01T00:00:00", "\xff\xfe"])
+def test_a_garbled_clock_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "dev.flash"
+    (tmp_path / "dev.flash.clock").write_bytes(text.encode("latin-1"))
+    with pytest.raises(StateFileError, match=r"dev\.flash\.clock: .* time zone"):
+        SoftwareMachine(path, SMALL, keep_clock=True)
+    assert not path.exists()  # refused before any other file was made
+
+
+def test_a_clock_past_year_9999_is_not_saved_but_the_files_are_closed(tmp_path: Path) -> None:
+    machine = SoftwareMachine(tmp_path / "dev.flash", SMALL, keep_clock=True)
+    machine.clock.set_wall(datetime(9999, 12, 31, 23, 59, tzinfo=UTC))
+    machine.clock.advance(3600)
+    with pytest.raises(StateFileError, match=r"outside years 1\.\.9999"):
+        machine.close()
+    assert not (tmp_path / "dev.flash.clock").exists()
+    machine.close()  # already closed: nothing more to do
+
+
 @pytest.mark.parametrize("seconds", [-1.0, float("nan"), float("inf")])
 def test_clock_refuses_to_move_back_or_to_infinity(seconds: float) -> None:
     with pytest.raises(ValueError):
