@@ -35,15 +35,16 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import certifi
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder
 
 from tools.audit.endpoints import Endpoint, Source
 from tools.audit.judge import Judge, judge_pair, subject_of
 from tools.audit.runner import Auditor, AuditRequest, ChainSource, run_audit
 from tools.audit.stores import load_store
+from tools.pki import issue, new_key
 
 ENDPOINTS = 1000
 ROUNDS = 7
@@ -54,35 +55,16 @@ Key = ec.EllipticCurvePrivateKey
 
 def _cert(name: str, key: Key, issuer: tuple[x509.Certificate, Key] | None,
           host: str | None = None) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    issuer_cert, issuer_key = issuer or (None, key)
-    builder = (
-        x509.CertificateBuilder().subject_name(subject)
-        .issuer_name(subject if issuer_cert is None else issuer_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=30))
-        .not_valid_after(NOW + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=host is None, path_length=None), True)
-        .add_extension(x509.KeyUsage(digital_signature=host is not None,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     key_cert_sign=host is None, crl_sign=host is None,
-                                     encipher_only=False, decipher_only=False), True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer_key.public_key()), False)
-    )
-    if host is not None:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(host)]), False
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-    return builder.sign(issuer_key, hashes.SHA256())
+    """A CA certificate, or a server leaf for `host` when it is given (tools.pki.issue)."""
+    return issue(name, key, issuer, ca=host is None, not_before=NOW - dt.timedelta(days=30),
+                 not_after=NOW + dt.timedelta(days=365),
+                 names=None if host is None else [x509.DNSName(host)],
+                 extended_usages=() if host is None else [ExtendedKeyUsageOID.SERVER_AUTH])
 
 
 def lab(folder: Path) -> tuple[list[tuple[str, list[x509.Certificate]]], Path, Path]:
     """The saved chains (in `folder/chains`) and the two store files."""
-    root_key, ca_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1())
+    root_key, ca_key = new_key(), new_key()
     root = _cert("Bench Lab Root", root_key, None)
     ca = _cert("Bench Lab CA", ca_key, (root, root_key))
     chains_dir = folder / "chains"
@@ -90,7 +72,7 @@ def lab(folder: Path) -> tuple[list[tuple[str, list[x509.Certificate]]], Path, P
     chains = []
     for i in range(ENDPOINTS):
         host = f"host{i:04d}.bench.test"
-        leaf = _cert(host, ec.generate_private_key(ec.SECP256R1()), (ca, ca_key), host)
+        leaf = _cert(host, new_key(), (ca, ca_key), host)
         chains.append((host, [leaf, ca]))
         (chains_dir / f"{host}_443.pem").write_bytes(leaf.public_bytes(PEM) + ca.public_bytes(PEM))
     public = Path(certifi.where()).read_bytes()

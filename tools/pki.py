@@ -4,6 +4,8 @@ keystore signing certificate and an image-signing certificate, all ECDSA P-256 X
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +39,14 @@ def issue(
     ca: bool = False,
     not_before: dt.datetime = EPOCH,
     names: list[x509.GeneralName] | None = None,
+    not_after: dt.datetime | None = None,
+    path_length: int | None = None,
+    extended_usages: Sequence[x509.ObjectIdentifier] = (),
 ) -> x509.Certificate:
     """A certificate for `key`, self-signed when `issuer` is None; `names` go in its
-    subjectAltName (what TLS clients check)."""
+    subjectAltName (what TLS clients check). Valid from `not_before` to `not_after` (default
+    VALIDITY later); a CA's `path_length` limits the CAs below it; `extended_usages` (e.g.
+    ExtendedKeyUsageOID.SERVER_AUTH for a web server) make an extendedKeyUsage extension."""
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sphere-fwmodel lab"),
                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     issuer_name, signing_key = (subject, key) if issuer is None else (issuer[0].subject, issuer[1])
@@ -54,8 +61,9 @@ def issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
-        .not_valid_after(not_before + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .not_valid_after(not_before + VALIDITY if not_after is None else not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None),
+                       critical=True)
         .add_extension(usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
@@ -64,7 +72,18 @@ def issue(
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if extended_usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_usages)),
+                                        critical=False)
     return builder.sign(signing_key, hashes.SHA256())
+
+
+def general_name(name: str) -> x509.GeneralName:
+    """A subjectAltName entry: an IP address when `name` is one, else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
-import ipaddress
 import socket
 import ssl
 import threading
@@ -15,23 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from tools.pki import general_name, issue, new_key
 
 LAB_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 LAB_END = dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sphere-fwmodel TLS lab"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _usage(ca: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=not ca, content_commitment=False,
-                         key_encipherment=False, data_encipherment=False, key_agreement=False,
-                         key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False)
 
 
 @dataclass(frozen=True)
@@ -44,52 +34,28 @@ class Authority:
     @classmethod
     def root(cls, common_name: str, not_before: dt.datetime = LAB_START,
              not_after: dt.datetime = LAB_END) -> Authority:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = _builder(_name(common_name), _name(common_name), key, not_before, not_after)
-        cert = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-                .add_extension(_usage(True), True).sign(key, hashes.SHA256()))
-        return cls(key, cert)
+        key = new_key()
+        return cls(key, issue(common_name, key, ca=True, not_before=not_before,
+                              not_after=not_after))
 
     def intermediate(self, common_name: str) -> Authority:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = _builder(_name(common_name), self.certificate.subject, key,
-                           self.certificate.not_valid_before_utc,
-                           self.certificate.not_valid_after_utc)
-        cert = (builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
-                .add_extension(_usage(True), True).add_extension(self._aki(), False)
-                .sign(self.key, hashes.SHA256()))
+        """A CA under this one (no CA below it), valid as long as this one."""
+        key = new_key()
+        cert = issue(common_name, key, (self.certificate, self.key), ca=True, path_length=0,
+                     not_before=self.certificate.not_valid_before_utc,
+                     not_after=self.certificate.not_valid_after_utc)
         return Authority(key, cert)
 
     def server(self, names: Sequence[str] = ("127.0.0.1", "localhost"),
                not_before: dt.datetime = LAB_START,
                not_after: dt.datetime = LAB_END) -> tuple[ec.EllipticCurvePrivateKey,
                                                            x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
-        for name in names:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-            except ValueError:
-                sans.append(x509.DNSName(name))
-        cert = (_builder(_name(names[0]), self.certificate.subject, key, not_before, not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-                .add_extension(_usage(False), True)
-                .add_extension(x509.SubjectAlternativeName(sans), False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-                .add_extension(self._aki(), False)
-                .sign(self.key, hashes.SHA256()))
+        """A server key and its certificate for `names` (host names or IP addresses)."""
+        key = new_key()
+        cert = issue(names[0], key, (self.certificate, self.key), not_before=not_before,
+                     not_after=not_after, names=[general_name(name) for name in names],
+                     extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH])
         return key, cert
-
-    def _aki(self) -> x509.AuthorityKeyIdentifier:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
-
-
-def _builder(subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey,
-             not_before: dt.datetime, not_after: dt.datetime) -> x509.CertificateBuilder:
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
 
 
 def server_context(folder: Path, key: ec.EllipticCurvePrivateKey,

@@ -8,7 +8,6 @@ out between now and the audit time.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
 import ssl
 import struct
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -30,7 +29,8 @@ from firmware_model.keystore import TrustedKey, build_keystore_payload
 from firmware_model.package import build_package
 from firmware_model.sections import ImageType
 from firmware_model.signing import Signer
-from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, LabPki, load_certificate
+from tools import pki
+from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, LabPki, load_certificate, new_key
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 YEAR = dt.timedelta(days=365)
@@ -48,18 +48,6 @@ class Issued:
         return str(self.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "audit lab"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
 def issue(
     common_name: str,
     issuer: Issued | None = None,
@@ -70,36 +58,16 @@ def issue(
     not_before: dt.datetime = NOW - YEAR,
     not_after: dt.datetime = NOW + 5 * YEAR,
 ) -> Issued:
-    """A web PKI certificate (self-signed when `issuer` is None): CA or server leaf."""
-    key = key or ec.generate_private_key(ec.SECP256R1())
-    signing_key = key if issuer is None else issuer.key
-    issuer_name = _name(common_name) if issuer is None else issuer.cert.subject
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), False
-        )
-        .add_extension(
-            x509.KeyUsage(digital_signature=not ca, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          key_cert_sign=ca, crl_sign=ca, encipher_only=False,
-                          decipher_only=False),
-            critical=True,
-        )
+    """A web PKI certificate (self-signed when `issuer` is None): a CA, or a server leaf for
+    `names` (host names or IP addresses) usable for TLS server authentication."""
+    key = key or new_key()
+    certificate = pki.issue(
+        common_name, key, None if issuer is None else (issuer.cert, issuer.key), ca=ca,
+        not_before=not_before, not_after=not_after,
+        names=None if ca else [pki.general_name(name) for name in names],
+        extended_usages=() if ca else [ExtendedKeyUsageOID.SERVER_AUTH],
     )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-    return Issued(builder.sign(signing_key, hashes.SHA256()), key)
+    return Issued(certificate, key)
 
 
 def pem(*certs: x509.Certificate) -> bytes:

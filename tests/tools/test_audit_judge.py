@@ -6,11 +6,15 @@ import datetime as dt
 import itertools
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.tools.audit_lab import NOW, Issued, LabWeb, issue
+from tools import pki
 from tools.audit.endpoints import Endpoint
 from tools.audit.judge import Judge, Verdict, judge_pair
 from tools.audit.stores import TrustStore, from_roots
+from tools.pki import new_key
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +81,31 @@ def test_pair_judging_equals_judging_each_store_alone(web: LabWeb) -> None:
                 certs, endpoint = [i.cert for i in chain], Endpoint(host)
                 assert judge_pair(certs, endpoint, *judges) == (
                     judges[0].judge(certs, endpoint), judges[1].judge(certs, endpoint))
+
+
+def test_lab_certificates_carry_what_the_server_profile_checks(web: LabWeb) -> None:
+    """The lab's certificates come from tools.pki.issue: its validity override, server-auth
+    extended key usage on leaves, path length on CAs, key identifiers on every certificate."""
+    leaf, ca = web.chains["kept.lab.test"]
+    assert web.expiring.cert.not_valid_after_utc == NOW + dt.timedelta(days=30)
+    usage = leaf.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    with pytest.raises(x509.ExtensionNotFound):
+        ca.cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert ca.cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    aki = leaf.cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.key_identifier == ski.digest
+    bounded_key = new_key()
+    bounded = Issued(pki.issue("Bounded CA", bounded_key, (web.kept.cert, web.kept.key),
+                               ca=True, path_length=0, not_before=NOW - dt.timedelta(days=1)),
+                     bounded_key)
+    assert bounded.cert.extensions.get_extension_for_class(
+        x509.BasicConstraints).value.path_length == 0
+    judge, host = Judge(store(web.kept), NOW), Endpoint("deep.lab.test")
+    direct = issue("deep.lab.test", bounded, names=["deep.lab.test"])
+    assert judge.judge([direct.cert, bounded.cert], host) == Verdict(True, "Lab Kept Root")
+    # a CA under a path_length=0 CA breaks the path: the bound is really in the certificate
+    below = issue("Below Bounded", bounded, ca=True)
+    deep = issue("deep.lab.test", below, names=["deep.lab.test"])
+    assert judge.judge([deep.cert, below.cert, bounded.cert], host).ok is False
