@@ -342,10 +342,9 @@ def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `fwmodel` with `argv`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    out, err = sys.stdout, sys.stderr
-    if args.command == "sweep":
-        return run_guarded(PROG, lambda: _sweep(args, out, err))
-    return run_guarded(PROG, lambda: _on_device(args, out, err))
+    if args.command == "sweep":  # sys.stdout looked up in the body: run_guarded guards it
+        return run_guarded(PROG, lambda: _sweep(args, sys.stdout, sys.stderr))
+    return run_guarded(PROG, lambda: _on_device(args, sys.stdout, sys.stderr))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,18 @@ def fwmodel(*args: str, hal: str | None = None,
                           check=False, cwd=cwd)
 
 
+def fwmodel_to_a_gone_reader(*args: str, hal: str) -> subprocess.CompletedProcess[str]:
+    """fwmodel with stdout a pipe whose reader has already gone (as `| head` leaves it)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "firmware_model", "--hal", hal, *args],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT,
+                              check=False)
+    finally:
+        os.close(write)
+
+
 def ok_json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
     assert result.returncode == 0, result.stderr
     value = json.loads(result.stdout)
@@ -164,6 +176,21 @@ def test_the_device_clock_goes_on_from_one_run_to_the_next(
     moved = ok_json(fwmodel("--at", "2025-06-01T12:00:00Z", "status", "--json", hal=hal))
     assert moved["device_time"] == "2025-06-01T12:00:00Z"
     assert device_time() == "2025-06-01T12:00:00Z"
+
+
+def test_a_reader_that_goes_away_does_not_turn_success_into_an_error(
+    device_lab: Lab, tmp_path: Path
+) -> None:
+    hal = f"fake:{tmp_path / 'dev.flash'}"
+    assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
+    for command in (["update", "--feed", str(device_lab.folder / "feeds"), "--json"],
+                    ["status"], ["sweep", "--images", str(device_lab.folder), "--modes", "torn"]):
+        result = fwmodel_to_a_gone_reader(*command, hal=hal)
+        assert (result.returncode, result.stderr) == (0, ""), command
+    versions = ok_json(fwmodel("status", "--json", hal=hal))["security_versions"]
+    assert isinstance(versions, dict) and versions["store"] == {"fused": 2, "running": 2}
+    one_line_error(fwmodel_to_a_gone_reader("update", "--feed", str(tmp_path / "nowhere"),
+                                            hal=hal), 3, "has no manifest.imagepackage")
 
 
 def test_errors_are_one_line_with_the_exit_code_of_their_kind(
