@@ -55,6 +55,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from firmware_model.cliutil import run_guarded
 from tools.audit.chains import parse_resolve
 from tools.audit.endpoints import Endpoint
 from tools.audit.errors import BadInputError
@@ -145,6 +146,12 @@ def _check_trust_options(p: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command: errors become one line on stderr and an exit code, never a traceback;
+    a reader that stops reading the output early (`| head`) is no error."""
+    return run_guarded(PROG, lambda: _audit(argv))
+
+
+def _audit(argv: Sequence[str] | None) -> int:
     # public roots and server chains may carry non-positive serials: not this tool's finding
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
     p = parser()
@@ -182,7 +189,4 @@ def _fail(message: str) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    sys.exit(main())

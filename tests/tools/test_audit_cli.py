@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,9 @@ from firmware_model.signing import Signer
 from tests.tools.audit_lab import LabWeb, closed_port, keystore_image, pem, store_image
 from tools.audit_endpoints import main
 from tools.pki import LabPki, issue, new_key
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = REPO / "tools" / "audit_endpoints.py"
 
 
 @pytest.mark.parametrize("timeout", ["-1", "0", "-0.5", "nan", "inf", "soon"])
@@ -223,3 +228,29 @@ def test_trust_options_that_do_not_go_together_are_usage_errors(
         main(["kept.lab.test", "--before", "b.pem", "--after", "a.pem", *options])
     assert stop.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- output into a pipe whose reader leaves early (`| head -1`) ----------------------------
+
+
+@pytest.mark.parametrize(("output", "first_line"), [(["--json"], b"[\n"), ([], b"ENDPOINT ")])
+def test_a_reader_that_stops_early_gets_no_traceback(
+    store_lab: StoreLab, output: list[str], first_line: bytes
+) -> None:
+    """Thousands of rows (far more than a pipe holds); the reader takes one line and closes
+    the pipe. The audit still ends with its own exit code (0: kept.lab.test judged ok, the
+    others without a saved chain) and nothing on stderr."""
+    folder = store_lab.folder
+    hosts = [f"host{i:04d}.lab.test" for i in range(3000)]
+    command = [sys.executable, str(CLI), "kept.lab.test", *hosts, "--chains",
+               str(folder / "chains"), "--before", str(folder / "roots.pem"),
+               "--after", str(folder / "roots.pem"), *output]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          cwd=REPO) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+    assert first.startswith(first_line)
+    assert err == "" and code == 0
