@@ -26,14 +26,18 @@ from tests.firmware_model.devicelab import SMALL, Lab, Outside, small_device, st
 
 
 def corrupt(device: Device, component: Component, which: str = "active") -> None:
-    """Clear a bit in the middle of the image the newest record names (NOR: 1 -> 0 only)."""
+    """Clear a bit near the middle of the image the newest record names (NOR: 1 -> 0 only).
+
+    The first byte from the middle on that has a bit set is changed: a zero byte cannot be
+    (the keys are random, so a fixed offset would sometimes leave the image intact)."""
     record = device.record_area.read(device.machine.flash)
     assert record is not None
     ref = record.active[component] if which == "active" else record.fallback[component]
     assert ref.slot is not None
-    at = device.flash_layout.slot(component, ref.slot).offset + ref.length // 2
-    byte = device.machine.flash.read(at, 1)[0]
-    device.machine.flash.program(at, bytes([byte & (byte - 1) if byte else 0]))
+    start = device.flash_layout.slot(component, ref.slot).offset
+    image = device.machine.flash.read(start, ref.length)
+    at = next(i for i in range(ref.length // 2, ref.length) if image[i])
+    device.machine.flash.program(start + at, bytes([image[at] & (image[at] - 1)]))
 
 
 def hook_before_boot(device: Device, action: Callable[[], None]) -> None:
