@@ -15,6 +15,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from construct import (
@@ -50,7 +51,7 @@ from firmware_model.fastparse import (
 )
 from firmware_model.package import ImagePackage, Layout, locate, parse_package
 from firmware_model.sections import ImageType, SectionId, image_type_name
-from firmware_model.signing import thumbprint, verify_raw
+from firmware_model.signing import Verifier, thumbprint, verifier, verify_with
 from firmware_model.strict import check_trailing
 
 MAGIC = b"KSTR"
@@ -109,6 +110,12 @@ class TrustedKey:
             raise UntrustedSignerError("image-signing certificates carry EC keys only")
         return cls(thumbprint(certificate), key, frozenset(int(t) for t in image_types))
 
+    @cached_property
+    def verifier(self) -> Verifier:
+        """The key ready to verify with (worked out on first use; SignatureError, not
+        remembered, for a curve images cannot use)."""
+        return verifier(self.public_key)
+
     def to_json(self) -> dict[str, object]:
         return {
             "thumbprint": self.thumbprint.hex(),
@@ -125,43 +132,57 @@ class Keyring:
         self.keys = {key.thumbprint: key for key in keys}
         self.source = source
 
-    def key_for(self, thumb: bytes, image_type: int) -> ec.EllipticCurvePublicKey:
-        """The key that may sign `image_type` under `thumb`; a TrustError if none may."""
-        key = self.keys.get(bytes(thumb))
+    def trusted(self, thumb: bytes, image_type: int) -> TrustedKey:
+        """The trusted key that may sign `image_type` under `thumb`; a TrustError if none may."""
+        key = self.keys.get(thumb)
         if key is None:
-            raise UntrustedSignerError(f"signer {bytes(thumb).hex()} is not in {self.source}")
+            raise UntrustedSignerError(f"signer {thumb.hex()} is not in {self.source}")
         if key.revoked:
-            raise RevokedError(f"signer {bytes(thumb).hex()} is revoked")
+            raise RevokedError(f"signer {thumb.hex()} is revoked")
         if image_type not in key.image_types:
             raise UntrustedSignerError(
-                f"signer {bytes(thumb).hex()} may not sign {image_type_name(image_type)} images"
+                f"signer {thumb.hex()} may not sign {image_type_name(image_type)} images"
             )
-        return key.public_key
+        return key
+
+    def key_for(self, thumb: bytes, image_type: int) -> ec.EllipticCurvePublicKey:
+        """The key that may sign `image_type` under `thumb`; a TrustError if none may."""
+        return self.trusted(bytes(thumb), image_type).public_key
+
+
+_U16 = struct.Struct("<H").unpack_from
+_IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
 
 
 def _id_fields(data: bytes | memoryview, layout: Layout) -> tuple[int, bytes]:
     """Image type and SG thumbprint, read straight from the checked section table."""
-    id_start, _ = layout.spans[SectionId.Identity]
-    sg_start, _ = layout.spans[SectionId.Signature]
-    return struct.unpack_from("<H", data, id_start)[0], bytes(data[sg_start : sg_start + 20])
+    sg_start = layout.spans[_SIGNATURE][0]
+    return _U16(data, layout.spans[_IDENTITY][0])[0], bytes(data[sg_start : sg_start + 20])
 
 
-def authenticate(data: bytes | memoryview, keyring: Keyring) -> Layout:
+def authenticate(
+    data: bytes | memoryview, keyring: Keyring, layout: Layout | None = None
+) -> Layout:
     """Locate the metadata and verify the signature with a key allowed for the image type.
 
     Only the trailer, the section table, the image type and the thumbprint are read first.
+    `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
     """
     view = memoryview(data)
-    layout = locate(view)
+    if layout is None:
+        layout = locate(view)
+    end = layout.metadata_end
     image_type, thumb = _id_fields(view, layout)
-    key = keyring.key_for(thumb, image_type)
-    verify_raw(key, view[: layout.metadata_end], view[layout.metadata_end :])
+    verify_with(keyring.trusted(thumb, image_type).verifier, view[:end], view[end:])
     return layout
 
 
-def verify_image(data: bytes, keyring: Keyring, expected_type: int | None = None) -> ImagePackage:
-    """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`."""
-    image = parse_package(data, authenticate(data, keyring))
+def verify_image(
+    data: bytes, keyring: Keyring, expected_type: int | None = None, layout: Layout | None = None
+) -> ImagePackage:
+    """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`.
+    `layout`, if given, must be `locate(data)`."""
+    image = parse_package(data, authenticate(data, keyring, layout))
     if expected_type is not None and image.image_type != expected_type:
         raise WrongImageTypeError(
             f"expected a {image_type_name(expected_type)} image, got {image.image_type_name}"
@@ -177,8 +198,9 @@ class Keystore:
     signer_certificate: x509.Certificate
     keys: tuple[TrustedKey, ...]
 
-    @property
+    @cached_property
     def keyring(self) -> Keyring:
+        """The keys by thumbprint (made once per keystore)."""
         return Keyring(self.keys)
 
 
@@ -265,14 +287,18 @@ def _check_issued_by_root(signer: LoadedCertificate, root: ec.EllipticCurvePubli
         raise UntrustedSignerError("keystore signer is not certified by the root key") from None
 
 
-def open_keystore(data: bytes, fused_root_hash: bytes) -> tuple[ImagePackage, Keystore]:
+def open_keystore(
+    data: bytes, fused_root_hash: bytes, layout: Layout | None = None
+) -> tuple[ImagePackage, Keystore]:
     """Authenticate a keystore image against the fused root-key hash and return its keys.
 
     Checks, in order: envelope, image type, root key against the fuses, signer certificate
     issued by that root, SG thumbprint naming that certificate, the image signature.
+    `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
     """
     view = memoryview(data)
-    layout = locate(view)
+    if layout is None:
+        layout = locate(view)
     image_type, thumb = _id_fields(view, layout)
     if image_type != ImageType.TrustedKeystore:
         raise WrongImageTypeError(
@@ -290,6 +316,7 @@ def open_keystore(data: bytes, fused_root_hash: bytes) -> tuple[ImagePackage, Ke
     signer_key = signer.certificate.public_key()
     if not isinstance(signer_key, ec.EllipticCurvePublicKey):
         raise UntrustedSignerError("keystore signer key is not an EC key")
-    verify_raw(signer_key, view[: layout.metadata_end], view[layout.metadata_end :])
+    end = layout.metadata_end
+    verify_with(verifier(signer_key), view[:end], view[end:])
     image = parse_package(data, layout)
     return image, Keystore(root, signer.certificate, _read_keys(payload, header.keys_start))

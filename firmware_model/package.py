@@ -20,6 +20,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from construct import (
@@ -81,53 +82,59 @@ class Layout(NamedTuple):
         return bytes(data[start : start + length])
 
 
+_U32 = struct.Struct("<I").unpack_from
+_SECTION_HEADER = struct.Struct("<HH").unpack_from
+_IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
+
+
 def _u32(data: bytes | memoryview, offset: int) -> int:
-    return int(struct.unpack_from("<I", data, offset)[0])
+    return int(_U32(data, offset)[0])
 
 
 def _walk(data: bytes | memoryview, start: int, end: int, sig_size: int) -> Layout:
     """Check the section table between `start` and the trailer at `end - 4`."""
     sections_end = end - TRAILER_SIZE
-    count = _u32(data, start + 4)
+    count = _U32(data, start + 4)[0]
     if count > (sections_end - start - HEADER_SIZE) // SECTION_HEADER_SIZE:
         raise ImageFormatError(f"section count {count} cannot fit in the metadata", start + 4)
     pos = start + HEADER_SIZE
     spans: dict[int, tuple[int, int]] = {}
-    order: list[int] = []
     for _ in range(count):
         if pos + SECTION_HEADER_SIZE > sections_end:
             raise ImageFormatError("section header runs past the metadata", pos)
-        sid, length = struct.unpack_from("<HH", data, pos)
-        if pos + SECTION_HEADER_SIZE + length > sections_end:
+        sid, length = _SECTION_HEADER(data, pos)
+        pos += SECTION_HEADER_SIZE
+        if pos + length > sections_end:
             raise ImageFormatError(
-                f"section '{section_tag(sid)}' length {length} runs past the metadata", pos + 2
+                f"section '{section_tag(sid)}' length {length} runs past the metadata",
+                pos - 2,
             )
         if sid in spans:
-            raise ImageFormatError(f"duplicate section '{section_tag(sid)}'", pos)
-        spans[sid] = (pos + SECTION_HEADER_SIZE, length)
-        order.append(sid)
-        pos += SECTION_HEADER_SIZE + length
+            raise ImageFormatError(f"duplicate section '{section_tag(sid)}'",
+                                   pos - SECTION_HEADER_SIZE)
+        spans[sid] = (pos, length)
+        pos += length
     if pos != sections_end:
         raise ImageFormatError(
             f"metadata length does not add up: sections end at {pos:#x}, "
             f"the length field sits at {sections_end:#x}",
             pos,
         )
-    return Layout(start, end, sig_size, spans, tuple(order))
+    # dicts keep insertion order: the keys are the sections in the order they appear
+    return Layout(start, end, sig_size, spans, tuple(spans))
 
 
 def _candidate(data: bytes | memoryview, sig_size: int) -> Layout:
     """The layout if the signature is `sig_size` bytes long; ImageFormatError otherwise."""
     size = len(data)
-    minimum = sig_size + TRAILER_SIZE + HEADER_SIZE
-    if size < minimum:
+    if size < sig_size + TRAILER_SIZE + HEADER_SIZE:
         raise ImageFormatError(f"{size} bytes is too short for an image package", 0)
     end = size - sig_size
-    length = _u32(data, end - TRAILER_SIZE)
+    length = _U32(data, end - TRAILER_SIZE)[0]
     if length < HEADER_SIZE + TRAILER_SIZE or length > end:
         raise ImageFormatError(f"metadata length {length} is impossible", end - TRAILER_SIZE)
     start = end - length
-    if _u32(data, start) != MAGIC:
+    if _U32(data, start)[0] != MAGIC:
         raise ImageFormatError("no metadata magic 0x4D345834 where the length points", start)
     layout = _walk(data, start, end, sig_size)
     _check_signature_section(data, layout)
@@ -135,22 +142,22 @@ def _candidate(data: bytes | memoryview, sig_size: int) -> Layout:
 
 
 def _check_signature_section(data: bytes | memoryview, layout: Layout) -> None:
-    for needed in (SectionId.Identity, SectionId.Signature):
-        if needed not in layout.spans:
-            raise ImageFormatError(
-                f"no '{section_tag(needed)}' section", layout.metadata_start
-            )
-    start, length = layout.spans[SectionId.Signature]
+    spans = layout.spans
+    identity, signature = spans.get(_IDENTITY), spans.get(_SIGNATURE)
+    if identity is None or signature is None:
+        missing = SectionId.Identity if identity is None else SectionId.Signature
+        raise ImageFormatError(f"no '{section_tag(missing)}' section", layout.metadata_start)
+    start, length = signature
     if length != 24:
         raise ImageFormatError(f"'SG' section is {length} bytes, not 24", start - 2)
-    signing_type = _u32(data, start + 20)
+    signing_type = _U32(data, start + 20)[0]
     if SIGNATURE_SIZE.get(signing_type) != layout.signature_size:
         raise ImageFormatError(
             f"signing type {signing_type} does not match a {layout.signature_size}-byte "
             "signature",
             start + 20,
         )
-    id_start, id_length = layout.spans[SectionId.Identity]
+    id_start, id_length = identity
     if id_length != 36:
         raise ImageFormatError(f"'ID' section is {id_length} bytes, not 36", id_start - 2)
 
@@ -161,13 +168,14 @@ def locate(data: bytes | memoryview) -> Layout:
     Tries a P-256 (64-byte) signature, then P-384 (96 bytes), as the device does. Raises
     ImageFormatError naming the offset of the first problem.
     """
-    first_error: ImageFormatError | None = None
-    for sig_size in (64, 96):
-        try:
-            return _candidate(data, sig_size)
-        except ImageFormatError as error:
-            first_error = first_error or error
-    assert first_error is not None
+    try:
+        return _candidate(data, 64)
+    except ImageFormatError as error:
+        first_error = error
+    try:
+        return _candidate(data, 96)
+    except ImageFormatError:
+        pass
     raise first_error
 
 
@@ -219,11 +227,20 @@ class ImagePackage:
     sections: tuple[Section, ...] = field(repr=False)
 
     def section(self, section_id: int) -> Section | None:
-        return next((s for s in self.sections if s.id == section_id), None)
+        return self._by_id.get(section_id)
+
+    @cached_property
+    def _by_id(self) -> dict[int, Section]:
+        """The sections by id (ids are unique: `locate` refuses duplicates)."""
+        return {s.id: s for s in self.sections}
 
     def _field(self, section_id: int, name: str) -> Any:
-        section = self.section(section_id)
+        section = self._by_id.get(section_id)
         return None if section is None or section.fields is None else section.fields[name]
+
+    def _guid(self, name: str) -> uuid.UUID:
+        value = self._field(SectionId.Identity, name)
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
     @property
     def payload(self) -> bytes:
@@ -243,11 +260,11 @@ class ImagePackage:
 
     @property
     def component_id(self) -> uuid.UUID:
-        return uuid.UUID(str(self._field(SectionId.Identity, "component_id")))
+        return self._guid("component_id")
 
     @property
     def image_id(self) -> uuid.UUID:
-        return uuid.UUID(str(self._field(SectionId.Identity, "image_id")))
+        return self._guid("image_id")
 
     @property
     def thumbprint(self) -> bytes:

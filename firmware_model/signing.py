@@ -6,7 +6,9 @@ P-256 signs the SHA-256 of the covered bytes (64-byte signature); P-384 the SHA-
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -60,23 +62,63 @@ class Signer:
         return r.to_bytes(width, "big") + s.to_bytes(width, "big")
 
 
+class Verifier(NamedTuple):
+    """A public key with what verifying under it takes: its signing type, the width of r and
+    of s, the hash and the prehashed ECDSA algorithm (worked out once per key)."""
+
+    key: ec.EllipticCurvePublicKey
+    signing_type: SigningType
+    width: int
+    digest: Callable[..., Any]
+    algorithm: ec.ECDSA
+
+
+def verifier(public_key: ec.EllipticCurvePublicKey) -> Verifier:
+    """The verifier for `public_key`; SignatureError for curves images cannot use."""
+    signing_type = signing_type_of(public_key)
+    digest, algorithm = _HASHES[signing_type]
+    return Verifier(public_key, signing_type, SIGNATURE_SIZE[signing_type] // 2, digest,
+                    algorithm)
+
+
+def verify_with(
+    key: Verifier, covered: bytes | memoryview, signature: bytes | memoryview
+) -> None:
+    """Check a raw r || s signature over `covered` under `key`; SignatureError if it does
+    not hold."""
+    width = key.width
+    if len(signature) != 2 * width:
+        raise SignatureError(
+            f"{len(signature)}-byte signature for a {key.signing_type.name} key"
+        )
+    raw = bytes(signature)
+    der = der_signature(raw[:width], raw[width:])
+    try:
+        key.key.verify(der, key.digest(covered).digest(), key.algorithm)
+    except InvalidSignature:
+        raise SignatureError("signature does not verify") from None
+
+
+def _der_integer(value: bytes) -> bytes:
+    """A DER INTEGER of the unsigned big-endian `value` (at most 126 bytes)."""
+    value = value.lstrip(b"\0") or b"\0"
+    if value[0] & 0x80:
+        value = b"\0" + value
+    return b"\x02" + len(value).to_bytes(1, "big") + value
+
+
+def der_signature(r: bytes, s: bytes) -> bytes:
+    """The DER ECDSA-Sig-Value of big-endian `r` and `s` (what
+    `utils.encode_dss_signature(int(r), int(s))` gives; short-form lengths suffice for
+    P-256 and P-384)."""
+    body = _der_integer(r) + _der_integer(s)
+    return b"\x30" + len(body).to_bytes(1, "big") + body
+
+
 def verify_raw(
     public_key: ec.EllipticCurvePublicKey,
     covered: bytes | memoryview,
     signature: bytes | memoryview,
 ) -> None:
     """Check a raw r || s signature over `covered`; SignatureError if it does not hold."""
-    signing_type = signing_type_of(public_key)
-    width = SIGNATURE_SIZE[signing_type] // 2
-    if len(signature) != 2 * width:
-        raise SignatureError(
-            f"{len(signature)}-byte signature for a {signing_type.name} key"
-        )
-    digest, algorithm = _HASHES[signing_type]
-    der = utils.encode_dss_signature(
-        int.from_bytes(signature[:width], "big"), int.from_bytes(signature[width:], "big")
-    )
-    try:
-        public_key.verify(der, digest(covered).digest(), algorithm)
-    except InvalidSignature:
-        raise SignatureError("signature does not verify") from None
+    verify_with(verifier(public_key), covered, signature)
