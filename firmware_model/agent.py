@@ -21,6 +21,7 @@ What it checks, in order:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import uuid
@@ -38,7 +39,7 @@ from firmware_model.errors import (
 from firmware_model.keystore import Keyring, Keystore, open_keystore, verify_image
 from firmware_model.layout import INSTALL_ORDER, Component
 from firmware_model.manifest import ManifestEntry, read_manifest
-from firmware_model.package import ImagePackage, locate
+from firmware_model.package import ImagePackage, Layout, locate
 from firmware_model.sections import ImageType, SectionId, image_type_name
 
 MANIFEST_LIMIT = 64 * 1024
@@ -53,14 +54,26 @@ class Identity:
     image_id: uuid.UUID
 
 
+_IDENTITY = struct.Struct("<H2x16s16s")
+
+
+@functools.lru_cache(maxsize=64)
+def _guid(bytes_le: bytes) -> uuid.UUID:
+    """A GUID from its .NET bytes (memoized: a device meets the same few again and again)."""
+    return uuid.UUID(bytes_le=bytes_le)
+
+
+def peek(data: bytes) -> tuple[Identity, Layout]:
+    """The ID section of an image package and the package's layout (`locate(data)`, for the
+    authentication that follows); ImageFormatError if the envelope is malformed."""
+    layout = locate(data)
+    image_type, component, image = _IDENTITY.unpack_from(data, layout.spans[SectionId.Identity][0])
+    return Identity(image_type, _guid(component), _guid(image)), layout
+
+
 def peek_identity(data: bytes) -> Identity:
     """The ID section of an image package (ImageFormatError if the envelope is malformed)."""
-    layout = locate(data)
-    start, _ = layout.spans[SectionId.Identity]
-    image_type = struct.unpack_from("<H", data, start)[0]
-    component = uuid.UUID(bytes_le=bytes(data[start + 4 : start + 20]))
-    image = uuid.UUID(bytes_le=bytes(data[start + 20 : start + 36]))
-    return Identity(image_type, component, image)
+    return peek(data)[0]
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,14 @@ class InstalledImage:
     digest: bytes
 
     @classmethod
-    def of(cls, component: Component, image: ImagePackage) -> InstalledImage:
+    def of(
+        cls, component: Component, image: ImagePackage, digest: bytes | None = None
+    ) -> InstalledImage:
+        """`image` as installed; `digest`, if given, must be the SHA-256 of its bytes."""
+        if digest is None:
+            digest = hashlib.sha256(image.data).digest()
         return cls(component, image.image_id, image.component_id, image.security_version,
-                   image.name, len(image.data), hashlib.sha256(image.data).digest())
+                   image.name, len(image.data), digest)
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "image_id": str(self.image_id),
@@ -132,13 +150,14 @@ def _component(image_type: int) -> Component:
 
 def accept_manifest(data: bytes, trust: TrustState) -> list[ManifestEntry]:
     """The entries of an authenticated manifest (see module doc for the checks)."""
-    claimed = peek_identity(data).image_type
+    identity, layout = peek(data)
+    claimed = identity.image_type
     if claimed != ImageType.BaseSystemUpdateManifest:
         raise WrongImageTypeError(
             f"the feed's manifest is a {image_type_name(claimed)} image, "
             "not a BaseSystemUpdateManifest"
         )
-    image = verify_image(data, trust.keyring, ImageType.BaseSystemUpdateManifest)
+    image = verify_image(data, trust.keyring, ImageType.BaseSystemUpdateManifest, layout)
     entries = read_manifest(image.payload)
     seen: set[Component] = set()
     for entry in entries:
@@ -179,14 +198,15 @@ def plan_update(
     return sorted(wanted, key=lambda e: INSTALL_ORDER.index(_component(e.image_type)))
 
 
-def check_claims(entry: ManifestEntry, data: bytes) -> None:
+def check_claims(entry: ManifestEntry, data: bytes) -> Layout:
     """Type, GUIDs and size of `data` as `entry` says; raises before any signature is checked.
+    Returns the package's layout (`locate(data)`).
 
     Bytes too short to be an image package at all, and fewer than the manifest's, were cut
     short in transit: a FeedError (the next check fetches them again).
     """
     try:
-        claimed = peek_identity(data)
+        claimed, layout = peek(data)
     except ImageFormatError:
         if len(data) < entry.size:
             raise FeedError(f"image {entry.image_id} was served with {len(data)} of its "
@@ -208,19 +228,20 @@ def check_claims(entry: ManifestEntry, data: bytes) -> None:
         raise ManifestMismatchError(
             f"image {entry.image_id} is {len(data)} bytes; the manifest says {entry.size}"
         )
+    return layout
 
 
 def accept_image(
     entry: ManifestEntry, data: bytes, trust: TrustState, keyring: Keyring
 ) -> StagedImage:
     """Check `data` against `entry`, authenticate it, and stage it (see module doc)."""
-    check_claims(entry, data)
+    layout = check_claims(entry, data)
     component = _component(entry.image_type)
     keystore = None
     if component is Component.KEYSTORE:
-        image, keystore = open_keystore(data, trust.fused_root_hash)
+        image, keystore = open_keystore(data, trust.fused_root_hash, layout)
     else:
-        image = verify_image(data, keyring, entry.image_type)
+        image = verify_image(data, keyring, entry.image_type, layout)
     if image.security_version != entry.security_version:
         raise ManifestMismatchError(
             f"image {entry.image_id} has security version {image.security_version}, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from firmware_model.agent import InstalledImage
 from firmware_model.bootrecord import BootRecord, RecordArea, RecordState, SlotRef, SlotSet
@@ -53,7 +54,12 @@ class LoadedSet:
 
     def installed(self) -> dict[Component, InstalledImage]:
         """What runs, per component, as the update agent compares against it."""
-        return {c: InstalledImage.of(c, self.image(c)) for c in Component}
+        return dict(self._installed)
+
+    @cached_property
+    def _installed(self) -> dict[Component, InstalledImage]:
+        # the digests are the boot record's: `read_slot` checked the bytes against them
+        return {c: InstalledImage.of(c, self.image(c), self.refs[c].digest) for c in Component}
 
     def security_versions(self) -> dict[Component, int]:
         return {c: self.image(c).security_version for c in Component}

@@ -278,7 +278,7 @@ class Device:
             raise self.boot_failure or BootError("the device did not come back after the reset")
         report = self.ram.report
         outcome = UpdateOutcome.REVERTED if report.reverted else UpdateOutcome.INSTALLED
-        images = tuple(InstalledImage.of(s.component, s.image) for s in staged)
+        images = tuple(InstalledImage.of(s.component, s.image, s.digest) for s in staged)
         return UpdateResult(outcome, update.location, images, events, deferred, report)
 
     def _stage(self, staged: list[StagedImage]) -> dict[Component, SlotRef]:
@@ -289,7 +289,7 @@ class Device:
             current = active[image.component].slot
             index = 1 if current is None else 1 - current
             digest = write_slot(self.machine.flash, self.flash_layout, image.component, index,
-                                image.data)
+                                image.data, image.digest)
             refs[image.component] = SlotRef(index, len(image.data), digest)
             self._log(f"[agent] {image.component.value} {image.image.name} written to slot "
                       f"{slot_name(index)} and read back")

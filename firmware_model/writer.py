@@ -10,12 +10,18 @@ from hal.interfaces import Flash
 
 
 def write_slot(
-    flash: Flash, layout: FlashLayout, component: Component, index: int, data: bytes
+    flash: Flash,
+    layout: FlashLayout,
+    component: Component,
+    index: int,
+    data: bytes,
+    digest: bytes | None = None,
 ) -> bytes:
     """Write `data` at the start of slot `index` of `component`; return its SHA-256.
 
     Erases only the sectors the image needs, programs it, then compares the flash's own hash
-    of the range with the image's (ReadbackError if they differ).
+    of the range with the image's (ReadbackError if they differ). `digest`, if given, is the
+    image's SHA-256 as the caller already computed it (a wrong one fails the read-back).
     """
     region = layout.slot(component, index)
     if len(data) > region.size:
@@ -23,7 +29,8 @@ def write_slot(
     erase_at, erase_length = sectors_for(region, len(data), layout.geometry.sector_size)
     flash.erase(erase_at, erase_length)
     flash.program(region.offset, data)
-    digest = hashlib.sha256(data).digest()
+    if digest is None:
+        digest = hashlib.sha256(data).digest()
     if flash.hash(region.offset, len(data)) != digest:
         raise ReadbackError(
             f"{component.value} slot {slot_name(index)} does not read back what was written"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -154,6 +155,18 @@ class FaultInjector:
     def disarm(self) -> None:
         """Forget the armed cut, if any."""
         self._armed = None
+
+    def uncut(self, kind: OpKind, spans: Sequence[tuple[int, int]]) -> int:
+        """Count the operations `spans` ((offset, length) each, in order) that run without a
+        cut: all of them, or those before the one the armed cut falls on (not counted: the
+        caller runs that one through `begin`). Returns how many were counted."""
+        done = len(spans)
+        if self._armed is not None and self._target - self._count < done:
+            done = self._target - self._count
+        if done:
+            self._count += done
+            self.last_op = FlashOp(self._count - 1, kind, *spans[done - 1])
+        return done
 
     def begin(self, kind: OpKind, offset: int, length: int) -> tuple[FlashOp, CutPoint | None]:
         """Count one operation; return it and the cut to apply to it (which is then disarmed)."""

@@ -80,7 +80,12 @@ class NorFlash:
         data = bytes(data)
         self._check_range("program", offset, len(data))
         self._check_clears_only(offset, data)
-        for page_offset, chunk in self._page_chunks(offset, data):
+        pages = list(self._page_chunks(offset, data))
+        done = self._faults.uncut(OpKind.PROGRAM, [(at, len(chunk)) for at, chunk in pages])
+        if done:  # the pages before any cut, stored in one go
+            last_at, last = pages[done - 1]
+            self._store(offset, data[: last_at + len(last) - offset])
+        for page_offset, chunk in pages[done:]:
             self._operate(OpKind.PROGRAM, page_offset, chunk)
 
     def erase(self, offset: int, length: int) -> None:
@@ -97,8 +102,12 @@ class NorFlash:
                 f"flash erase of {length:#x} bytes at {offset:#x} is not aligned "
                 f"to the {sector:#x}-byte sector"
             )
+        starts = range(offset, offset + length, sector)
+        done = self._faults.uncut(OpKind.ERASE, [(at, sector) for at in starts])
+        if done:  # the sectors before any cut, erased in one go
+            self._store(offset, bytes([_ERASED]) * (done * sector))
         blank = bytes([_ERASED]) * sector
-        for sector_offset in range(offset, offset + length, sector):
+        for sector_offset in starts[done:]:
             self._operate(OpKind.ERASE, sector_offset, blank)
 
     def hash(self, offset: int, length: int) -> bytes:
