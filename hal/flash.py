@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, overload
 
 from hal.errors import FlashError, FlashFileError, PowerLoss
 from hal.faults import CutMode, FaultInjector, OpKind, tear
@@ -20,6 +20,7 @@ from hal.interfaces import FlashGeometry
 from hal.power import PowerRail
 
 _ERASED = 0xFF
+_ERASED_BYTE = bytes([_ERASED])
 _FILL_CHUNK = 1 << 20
 
 
@@ -71,22 +72,26 @@ class NorFlash:
         return bytes(self._buf[offset : offset + length])
 
     def program(self, offset: int, data: bytes) -> None:
-        """Clear bits so `offset..` reads `data`, one page operation at a time.
+        """Clear bits so `offset..` reads `data`: one counted operation per page.
 
-        FlashError (nothing written) if out of range or a bit would go 0 -> 1.
-        PowerLoss if the fault injector cuts power on one of the page operations.
+        Pages before an armed cut (all of them when none is armed) are stored in one go; from
+        the page the cut falls on, page by page as the cut says. FlashError (nothing written)
+        if out of range or a bit would go 0 -> 1. PowerLoss if the fault injector cuts power on
+        one of the page operations.
         """
         self._rail.require("flash program")
         data = bytes(data)
         self._check_range("program", offset, len(data))
         self._check_clears_only(offset, data)
-        pages = list(self._page_chunks(offset, data))
-        done = self._faults.uncut(OpKind.PROGRAM, [(at, len(chunk)) for at, chunk in pages])
+        spans = OpSpans(offset, len(data), self._geometry.page_size)
+        done = self._faults.uncut(OpKind.PROGRAM, spans)
         if done:  # the pages before any cut, stored in one go
-            last_at, last = pages[done - 1]
-            self._store(offset, data[: last_at + len(last) - offset])
-        for page_offset, chunk in pages[done:]:
-            self._operate(OpKind.PROGRAM, page_offset, chunk)
+            last_at, last_length = spans[done - 1]
+            end = last_at + last_length - offset
+            self._store(offset, data if end == len(data) else data[:end])
+        for index in range(done, len(spans)):  # from the page the armed cut falls on
+            at, length = spans[index]
+            self._operate(OpKind.PROGRAM, at, data[at - offset : at - offset + length])
 
     def erase(self, offset: int, length: int) -> None:
         """Set whole sectors to 0xFF, one sector operation at a time.
@@ -102,13 +107,13 @@ class NorFlash:
                 f"flash erase of {length:#x} bytes at {offset:#x} is not aligned "
                 f"to the {sector:#x}-byte sector"
             )
-        starts = range(offset, offset + length, sector)
-        done = self._faults.uncut(OpKind.ERASE, [(at, sector) for at in starts])
+        spans = OpSpans(offset, length, sector)
+        done = self._faults.uncut(OpKind.ERASE, spans)
         if done:  # the sectors before any cut, erased in one go
             self._store(offset, bytes([_ERASED]) * (done * sector))
         blank = bytes([_ERASED]) * sector
-        for sector_offset in starts[done:]:
-            self._operate(OpKind.ERASE, sector_offset, blank)
+        for index in range(done, len(spans)):
+            self._operate(OpKind.ERASE, spans[index][0], blank)
 
     def hash(self, offset: int, length: int) -> bytes:
         """SHA-256 of `length` bytes from `offset`, without copying them out."""
@@ -183,24 +188,47 @@ class NorFlash:
             )
 
     def _check_clears_only(self, offset: int, data: bytes) -> None:
-        old = int.from_bytes(self._buf[offset : offset + len(data)], "big")
-        wants_set = int.from_bytes(data, "big") & ~old
+        old = self._buf[offset : offset + len(data)]
+        if old == _ERASED_BYTE * len(data):  # erased flash takes anything (one memcmp)
+            return
+        wants_set = int.from_bytes(data, "big") & ~int.from_bytes(old, "big")
         if wants_set:
             index = len(data) - 1 - (wants_set.bit_length() - 1) // 8
-            was = self._buf[offset + index]
             raise FlashError(
-                f"flash program at {offset + index:#x}: byte {was:#04x} cannot become "
+                f"flash program at {offset + index:#x}: byte {old[index]:#04x} cannot become "
                 f"{data[index]:#04x} (programming only clears bits; erase the sector first)"
             )
 
-    def _page_chunks(self, offset: int, data: bytes) -> Iterator[tuple[int, bytes]]:
-        page = self._geometry.page_size
-        position = 0
-        while position < len(data):
-            at = offset + position
-            take = min(page - at % page, len(data) - position)
-            yield at, data[position : position + take]
-            position += take
+
+class OpSpans(Sequence[tuple[int, int]]):
+    """The elementary operations on `length` bytes at `offset` split at `unit` boundaries (pages
+    or sectors): (offset, length) each, in address order, worked out on demand (a 4 MiB
+    program is 16,384 pages; counting them in bulk needs only how many and the last one)."""
+
+    def __init__(self, offset: int, length: int, unit: int) -> None:
+        self._offset, self._end, self._unit = offset, offset + length, unit
+        self._first = offset // unit
+        self._count = (self._end - 1) // unit - self._first + 1 if length else 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, int]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | list[tuple[int, int]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"operation {index} of {self._count}")
+        start = (self._first + index) * self._unit
+        at = max(start, self._offset)
+        return at, min(start + self._unit, self._end) - at
 
 
 def open_backing(path: Path, size: int, *, create: bool = True) -> tuple[BinaryIO, mmap.mmap]:

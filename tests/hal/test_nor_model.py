@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hal.errors import FlashError, PowerLoss
 from hal.faults import CutMode
+from hal.flash import OpSpans
 from hal.interfaces import FlashGeometry
 from hal.machine import SoftwareMachine
 
@@ -102,11 +103,18 @@ def draw_step(data: st.DataObject, reference: ReferenceNor) -> Step:
 @given(st.data())
 def test_flash_agrees_with_the_reference_model(data: st.DataObject) -> None:
     machine, reference = SoftwareMachine(None, TINY), ReferenceNor(TINY)
+    snap = machine.snapshot()
     for _ in range(data.draw(st.integers(1, 10), label="steps")):
         step = draw_step(data, reference)
         assert run(machine, step) == reference.apply(step), step
         assert machine.flash.read(0, TINY.size) == reference.cells
-    assert machine.faults.op_count == len(reference.ops)
+        assert machine.faults.op_count == len(reference.ops)  # pages counted one by one
+        last = machine.faults.last_op
+        if reference.ops:
+            assert last is not None
+            assert (last.offset, last.length) == (reference.ops[-1][0], len(reference.ops[-1][1]))
+    machine.restore(snap)  # only the sectors marked dirty are copied back
+    assert machine.flash.read(0, TINY.size) == bytes([ERASED]) * TINY.size
 
 
 def torn_by_bits(old: bytes, new: bytes) -> bytes:
@@ -167,3 +175,32 @@ def test_a_cut_leaves_exactly_the_operations_before_it(data: st.DataObject) -> N
     machine.power_on()
     expected = expected_after_cut(reference.ops, cut_at, mode, torn_bytes)
     assert machine.flash.read(0, TINY.size) == expected
+
+
+@given(st.integers(0, 1000), st.integers(0, 1000), st.integers(1, 300))
+def test_op_spans_split_a_range_at_unit_boundaries(offset: int, length: int, unit: int) -> None:
+    spans = OpSpans(offset, length, unit)
+    expected = []
+    at = offset
+    while at < offset + length:
+        step = min(unit - at % unit, offset + length - at)
+        expected.append((at, step))
+        at += step
+    assert list(spans) == expected == spans[:]
+    if expected:
+        assert spans[-1] == expected[-1]
+    with pytest.raises(IndexError):
+        spans[len(expected)]
+
+
+def test_a_cut_armed_past_a_bulk_program_fires_on_its_own_operation() -> None:
+    machine = SoftwareMachine(None, TINY)
+    machine.faults.arm(7, CutMode.BEFORE)  # 4 pages now, the cut on the 4th page of the next
+    machine.flash.program(0, bytes(4 * TINY.page_size))
+    assert machine.faults.armed is not None and machine.faults.op_count == 4
+    with pytest.raises(PowerLoss):
+        machine.flash.program(4 * TINY.page_size, bytes(6 * TINY.page_size))
+    assert machine.faults.op_count == 8
+    machine.power_on()
+    assert machine.flash.read(0, TINY.size) == bytes(7 * TINY.page_size) + bytes(
+        [ERASED]) * (TINY.size - 7 * TINY.page_size)
