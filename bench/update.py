@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.timing import ROUNDS, per_op, verdict  # noqa: E402
 from firmware_model.device import Device, UpdateOutcome  # noqa: E402
 from firmware_model.feed import MANIFEST_NAME, MemoryFeed, image_file_name  # noqa: E402
 from firmware_model.keystore import Keyring, authenticate, open_keystore  # noqa: E402
@@ -63,28 +64,7 @@ from tools.build_images import build_all  # noqa: E402
 
 UPDATE_TARGET = 1.5  # x the sum of the unavoidable work
 SWEEP_TARGET = 1.5  # x one plain update, per cut point
-ROUNDS = 41
 SWEEP_ROUNDS = 9
-
-
-def per_op(
-    ops: dict[str, Callable[[], object]], budget: float, rounds: int = ROUNDS
-) -> dict[str, float]:
-    """Seconds per call of each op: the best of `rounds` timeit runs, the ops interleaved
-    round by round so that a change in machine load hits all of them alike."""
-    numbers = {}
-    for name, op in ops.items():
-        once = max(timeit.timeit(op, number=1), 1e-9)
-        numbers[name] = max(1, int(budget / len(ops) / rounds / once))
-    best = dict.fromkeys(ops, float("inf"))
-    for _ in range(rounds):
-        for name, op in ops.items():
-            best[name] = min(best[name], timeit.timeit(op, number=numbers[name]) / numbers[name])
-    return best
-
-
-def verdict(ratio: float, target: float) -> str:
-    return f"{ratio:5.2f}x  (target <= {target:.2f}x: {'met' if ratio <= target else 'MISSED'})"
 
 
 @dataclass(frozen=True)

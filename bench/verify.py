@@ -22,7 +22,6 @@ import hashlib
 import os
 import sys
 import tempfile
-import timeit
 import uuid
 import warnings
 import zlib
@@ -39,6 +38,7 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
+from bench.timing import per_op, verdict  # noqa: E402
 from firmware_model.certstore import build_store_payload, file_stem, read_store_payload  # noqa: E402
 from firmware_model.cramfs import read_cramfs  # noqa: E402
 from firmware_model.cramfs_layout import BLOCK_SIZE  # noqa: E402
@@ -61,21 +61,6 @@ class Case:
     path: Path
 
 
-ROUNDS = 41
-
-
-def per_op(ops: dict[str, Callable[[], object]], budget: float) -> dict[str, float]:
-    """Seconds per call of each op: the best of ROUNDS timeit runs, the ops interleaved
-    round by round so that a change in machine load hits all of them alike."""
-    numbers = {}
-    for name, op in ops.items():
-        once = max(timeit.timeit(op, number=3) / 3, 1e-9)
-        numbers[name] = max(1, int(budget / len(ops) / ROUNDS / once))
-    best = dict.fromkeys(ops, float("inf"))
-    for _ in range(ROUNDS):
-        for name, op in ops.items():
-            best[name] = min(best[name], timeit.timeit(op, number=numbers[name]) / numbers[name])
-    return best
 
 
 def floor_op(data: bytes, key: ec.EllipticCurvePublicKey) -> Callable[[], None]:
@@ -127,10 +112,6 @@ def make_cases(pki: LabPki, folder: Path) -> list[Case]:
         image(f"store-{len(every)}-roots", build_store_payload(every), store),
         image("1MiB", os.urandom(1 << 20), ImageType.Applications),
     ]
-
-
-def verdict(ratio: float, target: float) -> str:
-    return f"{ratio:5.2f}x  (target <= {target:.2f}x: {'met' if ratio <= target else 'MISSED'})"
 
 
 def microsoft_per_op(case: Case, pki: LabPki, budget: float) -> float | None:
