@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, overload
@@ -175,9 +176,24 @@ class NorFlash:
         raise PowerLoss(f"power cut {cut.mode.value} {op}")
 
     def _store(self, offset: int, data: bytes) -> None:
-        self._buf[offset : offset + len(data)] = data
+        if self._file is None:
+            self._buf[offset : offset + len(data)] = data
+        else:  # through the page cache the mapping shares: no write fault per fresh page
+            self._write_file(offset, data)
         sector = self._geometry.sector_size
         self._dirty.update(range(offset // sector, (offset + len(data) - 1) // sector + 1))
+
+    def _write_file(self, offset: int, data: bytes) -> None:
+        assert self._file is not None
+        fd = self._file.fileno()
+        done = 0
+        try:
+            with memoryview(data) as view:
+                while done < len(data):
+                    done += os.pwrite(fd, view[done:], offset + done)
+        except OSError as exc:
+            raise FlashFileError(f"{self._file.name}: cannot write the flash file: "
+                                 f"{exc.strerror}") from exc
 
     def _check_range(self, what: str, offset: int, length: int) -> None:
         size = self._geometry.size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from hal.errors import (
     PowerLoss,
     StateFileError,
 )
+from hal.faults import CutMode
 from hal.interfaces import FlashGeometry, ResetCause
 from hal.machine import FLASH_BASE, OTP_BASE, RESET_CAUSE_BASE, SoftwareMachine
 from hal.memory_map import MemoryMap
@@ -85,6 +87,22 @@ def test_another_process_sees_and_extends_the_same_device(tmp_path: Path) -> Non
         assert machine.flash.read(8192, 10) == b"from child"
         assert machine.otp.read_word(0) == 3
         assert machine.reset.last_cause() is ResetCause.SOFTWARE
+
+
+def test_what_is_programmed_is_in_the_file_and_the_mapping_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "dev.flash"
+    with SoftwareMachine(path, SMALL) as machine:
+        machine.flash.program(5, b"abc" * 200)  # three pages in one go
+        machine.faults.arm(0, CutMode.TORN, torn_bytes=2)
+        with pytest.raises(PowerLoss):
+            machine.flash.program(4096, b"xyz")
+        machine.power_on()
+        on_disk = path.read_bytes()  # before close: the file holds it already
+        assert on_disk[5:605] == b"abc" * 200 and on_disk[4096:4099] == b"xy\xff"
+        assert machine.flash.read(0, SMALL.size) == on_disk
+        assert machine.flash.hash(0, SMALL.size) == hashlib.sha256(on_disk).digest()
+        machine.flash.erase(0, 4096)
+        assert path.read_bytes()[:4096] == b"\xff" * 4096
 
 
 def test_flash_file_of_another_size_is_refused(tmp_path: Path) -> None:
