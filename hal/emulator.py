@@ -44,6 +44,8 @@ _PACED_PIECE_S = 0.003
 #: Output that may wait for a host before the oldest is dropped (an overflowing UART FIFO).
 _MAX_BACKLOG = 4 * 1024 * 1024
 _READ_SIZE = 1 << 16
+#: Most bytes taken from the line before the board works on them (a pty gives <= 4 KiB a read).
+_DRAIN_LIMIT = 1 << 18
 _IDLE_WAIT = 0.1
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -157,70 +159,6 @@ class BoardLine:
         """Nobody is listening: what was queued is lost."""
         self.counters.discarded += len(self._out)
         self._out.clear()
-
-
-class Receiver:
-    """Reads a connection in a thread, so bytes keep arriving while the board is busy.
-
-    A pty buffers only a few KiB: without this, the host could not send the next frame while
-    the board works on the last one. The thread spends its time in `select`/`read`, which
-    release the GIL. `ready_fd` becomes readable when `take` has something to return.
-    """
-
-    def __init__(self, fd: int, read: Callable[[int], bytes | None]) -> None:
-        self._fd = fd
-        self._read = read
-        self._lock = threading.Lock()
-        self._chunks: list[bytes] = []
-        self._queued = 0
-        self._open = True
-        self.ready_fd, self._ready_w = os.pipe()
-        self._halt_r, self._halt_w = os.pipe()
-        for pipe_end in (self.ready_fd, self._ready_w):
-            os.set_blocking(pipe_end, False)
-        self._thread = threading.Thread(target=self._run, name="emulator-rx", daemon=True)
-        self._thread.start()
-
-    def take(self) -> tuple[bytes, bool]:
-        """Everything received so far, and False once the connection has closed."""
-        with contextlib.suppress(BlockingIOError):
-            os.read(self.ready_fd, 4096)
-        with self._lock:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            self._queued = 0
-            return data, self._open
-
-    def close(self) -> None:
-        """Stop the thread and release its pipes."""
-        os.write(self._halt_w, b"x")
-        self._thread.join(timeout=5)
-        for fd in (self.ready_fd, self._ready_w, self._halt_r, self._halt_w):
-            os.close(fd)
-
-    def _run(self) -> None:
-        while True:
-            if self._queued > _MAX_BACKLOG:  # the board is far behind: let the line wait
-                time.sleep(0.001)
-                continue
-            ready, _, _ = select.select([self._fd, self._halt_r], [], [], _IDLE_WAIT)
-            if self._halt_r in ready:
-                return
-            if not ready:
-                continue
-            data = self._read(self._fd)
-            if data == b"":
-                continue
-            with self._lock:
-                if data is None:
-                    self._open = False
-                else:
-                    self._chunks.append(data)
-                    self._queued += len(data)
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._ready_w, b"\0")
-            if data is None:
-                return
 
 
 class Emulator:
@@ -351,31 +289,31 @@ class Emulator:
     def _serve_fd(
         self, fd: int, read: Callable[[int], bytes | None], write: Callable[[int, bytes], int]
     ) -> None:
-        """Pump one connection until it closes (read returns None) or `stop` is set."""
+        """Pump one connection until it closes (read returns None) or `stop` is set.
+
+        One thread reads, works and writes: the board's work on a frame is short next to the
+        line time of the frame, and a second thread reading meanwhile would only contend with
+        it for the GIL (a pty hands over at most 4 KiB per read, so there are many reads).
+        """
         line = self.line
-        receiver = Receiver(fd, read)
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                wait = line.due(now)
-                writable = [fd] if line.output_ready(now) else []
-                try:
-                    ready_r, ready_w, _ = select.select(
-                        [receiver.ready_fd, self._wake_r], writable, [], wait)
-                except (OSError, ValueError):
+        while not self._stop.is_set():
+            now = time.monotonic()
+            wait = line.due(now)
+            writable = [fd] if line.output_ready(now) else []
+            try:
+                ready_r, ready_w, _ = select.select([fd, self._wake_r], writable, [], wait)
+            except (OSError, ValueError):
+                return
+            if self._wake_r in ready_r:
+                return
+            if ready_r:
+                data, open_ = _drain(fd, read)
+                line.on_receive(data)
+                if not open_:
                     return
-                if self._wake_r in ready_r:
-                    return
-                if ready_r:
-                    data, open_ = receiver.take()
-                    line.on_receive(data)
-                    if not open_:
-                        return
-                if ready_w:
-                    written = write(fd, line.take_output())
-                    line.sent(written)
-        finally:
-            receiver.close()
+            if ready_w:
+                written = write(fd, line.take_output())
+                line.sent(written)
 
     def _serve_tcp(self, listener: socket.socket) -> None:
         while not self._stop.is_set():
@@ -411,6 +349,22 @@ class Emulator:
             return os.write(fd, data)
         except BlockingIOError:
             return 0
+
+
+def _drain(fd: int, read: Callable[[int], bytes | None]) -> tuple[bytes, bool]:
+    """What `read` has for us now (up to _DRAIN_LIMIT bytes), and False once the connection
+    has closed."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < _DRAIN_LIMIT:
+        data = read(fd)
+        if data is None:
+            return b"".join(chunks), False
+        if not data:
+            break
+        chunks.append(data)
+        size += len(data)
+    return b"".join(chunks), True
 
 
 def _socket_reader(conn: socket.socket) -> Callable[[int], bytes | None]:
@@ -500,9 +454,6 @@ def _tcp_address(text: str) -> tuple[str, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # The receiver thread should get the GIL back soon after each read, so the line keeps
-    # flowing while a frame is decoded and programmed (this process is the emulator's alone).
-    sys.setswitchinterval(0.0005)
     from hal.machine import SoftwareMachine  # the emulator's one use of the software machine
 
     rates = FaultRates(args.corrupt, args.drop, args.duplicate)
