@@ -15,6 +15,8 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, field
+from itertools import accumulate
+from operator import itemgetter
 
 from hal.errors import LinkError
 
@@ -28,7 +30,9 @@ _END_B = bytes([END])
 _ESC_B = bytes([ESC])
 _ESCAPED_END = bytes([ESC, ESC_END])
 _ESCAPED_ESC = bytes([ESC, ESC_ESC])
-_UNESCAPED = {ESC_END: _END_B, ESC_ESC: _ESC_B}
+_ESCAPE_CODES = bytes([ESC_END, ESC_ESC])
+_UNESCAPE = bytes.maketrans(_ESCAPE_CODES, bytes([END, ESC]))
+_first_byte = itemgetter(0)
 
 HEADER = struct.Struct("<BBBHI")
 HEADER_SIZE = HEADER.size  # 9
@@ -140,10 +144,14 @@ class Frame:
 
 def frame_body(frame: Frame) -> bytes:
     """Header, payload and CRC of `frame`, before SLIP escaping."""
+    header, crc = _header_and_crc(frame)
+    return b"".join((header, frame.payload, crc))
+
+
+def _header_and_crc(frame: Frame) -> tuple[bytes, bytes]:
     header = HEADER.pack(frame.version, frame.opcode, int(frame.flags), frame.seq,
                          len(frame.payload))
-    crc = zlib.crc32(frame.payload, zlib.crc32(header))
-    return b"".join((header, frame.payload, CRC.pack(crc)))
+    return header, CRC.pack(zlib.crc32(frame.payload, zlib.crc32(header)))
 
 
 def slip_escape(raw: bytes) -> bytes:
@@ -152,19 +160,25 @@ def slip_escape(raw: bytes) -> bytes:
 
 
 def slip_unescape(escaped: bytes) -> bytes | None:
-    """Undo `slip_escape`; None if `escaped` holds an ESC not followed by ESC_END or ESC_ESC."""
-    parts = escaped.split(_ESC_B)  # memchr-fast; escapes are rare, so the loop is short
+    """Undo `slip_escape`; None if `escaped` holds an ESC not followed by ESC_END or ESC_ESC.
+
+    Split at every ESC (memchr-fast), check the byte after each in one translate, join the
+    pieces without the ESCs and put each escaped byte right in place: no per-byte Python work.
+    """
+    parts = escaped.split(_ESC_B)
     if len(parts) == 1:
         return escaped
-    out = [parts[0]]
-    unescaped = _UNESCAPED.get
-    for part in parts[1:]:
-        byte = unescaped(part[0]) if part else None
-        if byte is None:
-            return None
-        out.append(byte)
-        out.append(part[1:])
-    return b"".join(out)
+    escapes = parts[1:]
+    if b"" in escapes:  # ESC ESC, or ESC at the end
+        return None
+    codes = bytes(map(_first_byte, escapes))
+    if codes.translate(None, _ESCAPE_CODES):
+        return None
+    out = bytearray().join(parts)
+    for at, byte in zip(accumulate(map(len, parts[:-1])), codes.translate(_UNESCAPE),
+                        strict=True):
+        out[at] = byte
+    return bytes(out)
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -174,7 +188,9 @@ def encode_frame(frame: Frame) -> bytes:
             f"payload of {len(frame.payload)} bytes exceeds the maximum of {MAX_PAYLOAD}")
     if not 0 <= frame.seq <= 0xFFFF:
         raise MalformedPayload(f"sequence number {frame.seq} does not fit in 16 bits")
-    return b"".join((_END_B, slip_escape(frame_body(frame)), _END_B))
+    header, crc = _header_and_crc(frame)  # the payload is escaped in place, not copied first
+    return b"".join((_END_B, slip_escape(header), slip_escape(frame.payload), slip_escape(crc),
+                     _END_B))
 
 
 class Reject(enum.Enum):
@@ -238,7 +254,8 @@ class FrameDecoder:
             if self._overflowing:
                 self._overflowing = False
             elif end > start:
-                self._take(bytes(buf[start:end]), frames)
+                with memoryview(buf) as view:
+                    self._take(bytes(view[start:end]), frames)
             start = end + 1
             self._scan = start
         del buf[:start]

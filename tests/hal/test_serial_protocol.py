@@ -90,6 +90,30 @@ def test_escape_sequences_are_the_rfc_1055_ones() -> None:
     assert slip_escape(bytes([0xC0, 0xDB, 0x01])) == bytes([0xDB, 0xDC, 0xDB, 0xDD, 0x01])
 
 
+def unescape_byte_by_byte(escaped: bytes) -> bytes | None:
+    """RFC 1055 decoding as a board's UART interrupt handler does it."""
+    out = bytearray()
+    pending_escape = False
+    for byte in escaped:
+        if pending_escape:
+            if byte not in (0xDC, 0xDD):
+                return None
+            out.append(0xC0 if byte == 0xDC else 0xDB)
+            pending_escape = False
+        elif byte == 0xDB:
+            pending_escape = True
+        else:
+            out.append(byte)
+    return None if pending_escape else bytes(out)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([b"\xdb", b"\xdc", b"\xdd", b"\xc0", b"a", b"\xdb\xdc",
+                                 b"\xdb\xdd", b"xyz"]), max_size=40).map(b"".join))
+def test_unescaping_agrees_with_a_byte_by_byte_decoder(escaped: bytes) -> None:
+    assert slip_unescape(escaped) == unescape_byte_by_byte(escaped)
+
+
 @pytest.mark.parametrize("bad", [b"\xdb", b"a\xdbb", b"\xdb\xdb\xdc"])
 def test_a_stray_escape_is_refused(bad: bytes) -> None:
     assert slip_unescape(bad) is None
