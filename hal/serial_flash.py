@@ -65,10 +65,19 @@ class _ProgramSource(_Chunks):
         super().__init__(offset, len(data), len(data), progress)
         self._base = offset
         self._data = data
+        self._digest: bytes | None = None
+
+    def digest(self) -> bytes:
+        """SHA-256 of the data (worked out while the last chunks are still on their way)."""
+        if self._digest is None:
+            self._digest = hashlib.sha256(self._data).digest()
+        return self._digest
 
     def next(self, chunk: int) -> Request | None:
         span = self.take(chunk)
         if span is None:
+            if self.sent > 1:  # all handed out: the host only waits for replies from here
+                self.digest()
             return None
         start, size = span
         piece = self._data[start - self._base : start - self._base + size]
@@ -159,7 +168,7 @@ class SerialFlash:
             return
         source = _ProgramSource(offset, data, self._progress)
         self._run(source, stream=True)
-        if source.sent > 1 and self.hash(offset, len(data)) != hashlib.sha256(data).digest():
+        if source.sent > 1 and self.hash(offset, len(data)) != source.digest():
             stats = self._link.stats
             raise FlashError(
                 f"flash program of {len(data):#x} bytes at {offset:#x} in {source.sent} chunks: "

@@ -253,6 +253,21 @@ def test_garbage_unknown_opcodes_and_oversize_frames_change_nothing(
         assert board.flash.read(0, 4) == b"\x00" * 4
 
 
+def test_a_program_the_board_did_not_keep_is_caught_by_the_hash(
+    emulator: Emulator, machine: SoftwareMachine
+) -> None:
+    data = b"\xff" + noise(200 * 1024)
+
+    def tamper(done: int, _total: int) -> None:
+        if done < len(data):  # a bit flips in the board's flash behind the link's back
+            machine.flash.program(0, b"\x7f")
+
+    with SerialMachine(emulator.url, on_progress=tamper) as board:
+        with pytest.raises(FlashError, match="does not match the data sent"):
+            board.flash.program(0, data)
+        assert board.flash.read(0, 1) == b"\x7f"
+
+
 def test_a_repeated_program_frame_is_applied_once(
     emulator: Emulator, machine: SoftwareMachine
 ) -> None:
