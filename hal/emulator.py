@@ -1,8 +1,9 @@
 """The emulated board: a machine served over the serial protocol on a pty or a loopback port.
 
 Run ``python -m hal.emulator --flash PATH (--pty | --tcp 127.0.0.1:PORT) [options]``: the first
-line on stdout ends with the port to open (a pty path, or ``socket://127.0.0.1:PORT``). In
-Python, :func:`start_emulator` runs the board side in a thread.
+line on stdout ends with the port to open (a pty path, or ``socket://127.0.0.1:PORT``); the
+options and exit codes are in :mod:`hal.emulator_cli`. In Python, :func:`start_emulator` runs
+the board side in a thread.
 
 Line model: the board's receiver and transmitter are independent (full duplex). With
 ``baud`` set, the transmitter is paced at that rate (10 bits per byte); the receiver takes
@@ -14,13 +15,11 @@ sends a BOOT_BANNER.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
 import random
 import select
-import signal
 import socket
 import sys
 import threading
@@ -28,12 +27,11 @@ import time
 import tty
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 
 from hal.board_agent import DEFAULT_WINDOW, BoardAgent, RebootKind
 from hal.errors import HalError
-from hal.interfaces import FlashGeometry, Machine
+from hal.interfaces import Machine
 from hal.line_faults import FaultCounts, FaultRates, LineFaults
 from hal.protocol import Frame, encode_frame
 
@@ -47,10 +45,8 @@ _READ_SIZE = 1 << 16
 #: Most bytes taken from the line before the board works on them (a pty gives <= 4 KiB a read).
 _DRAIN_LIMIT = 1 << 18
 _IDLE_WAIT = 0.1
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-EXIT_OK = 0
-EXIT_ERROR = 1
+#: The hosts the emulator listens on (loopback only).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -205,7 +201,7 @@ class Emulator:
 
     def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on a loopback port; return ``socket://HOST:PORT``."""
-        if host not in _LOOPBACK:
+        if host not in LOOPBACK_HOSTS:
             raise HalError(f"the emulator listens on loopback only, not {host!r}")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
@@ -415,79 +411,7 @@ def start_emulator(
     return emulator.start()
 
 
-# -- command line ---------------------------------------------------------------------------------
+if __name__ == "__main__":  # python -m hal.emulator: the command line lives in hal.emulator_cli
+    from hal.emulator_cli import main
 
-
-def _parser() -> argparse.ArgumentParser:
-    default = FlashGeometry()
-    parser = argparse.ArgumentParser(
-        prog="python -m hal.emulator",
-        description="Serve a software machine as a board over the serial protocol. The first "
-        "stdout line ends with the port to open. Exit codes: 0 stopped by a signal, 1 error, "
-        "2 usage.",
-    )
-    parser.add_argument("--flash", type=Path, required=True, help="flash file (created if absent)")
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
-    where.add_argument("--tcp", metavar="127.0.0.1:PORT", help="listen on a loopback TCP port")
-    parser.add_argument("--size", type=int, default=default.size, help="flash size, bytes")
-    parser.add_argument("--sector-size", type=int, default=default.sector_size)
-    parser.add_argument("--page-size", type=int, default=default.page_size)
-    parser.add_argument("--otp-words", type=int, default=64)
-    parser.add_argument("--baud", type=int, default=0,
-                        help="pace the board's output at this line rate (10 bits/byte); "
-                        "0: no pacing")
-    for kind in ("corrupt", "drop", "duplicate"):
-        parser.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE",
-                            help=f"per-byte probability to {kind} a byte (both directions)")
-    parser.add_argument("--seed", type=int, default=None, help="seed for the line faults")
-    parser.add_argument("--reboot-delay", type=float, default=DEFAULT_REBOOT_DELAY,
-                        help="seconds a rebooting board stays silent (default %(default)s)")
-    return parser
-
-
-def _tcp_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise HalError(f"--tcp {text!r}: expected HOST:PORT, e.g. 127.0.0.1:5555")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from hal.machine import SoftwareMachine  # the emulator's one use of the software machine
-
-    rates = FaultRates(args.corrupt, args.drop, args.duplicate)
-    geometry = FlashGeometry(args.size, args.sector_size, args.page_size)
-    with SoftwareMachine(args.flash, geometry, args.otp_words) as machine:
-        emulator = Emulator(machine, baud=args.baud, rates=rates, seed=args.seed,
-                            reboot_delay=args.reboot_delay)
-        try:
-            url = emulator.open_pty() if args.pty else emulator.listen_tcp(*_tcp_address(args.tcp))
-            print(f"sphere-fwmodel emulator: {args.flash} served on {url}", flush=True)
-            _stop_on_signals(emulator)
-            emulator.serve_forever()
-        finally:
-            emulator.close()
-    return EXIT_OK
-
-
-def _stop_on_signals(emulator: Emulator) -> None:
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        emulator.request_stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The emulator CLI; returns the exit code."""
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (HalError, ValueError, OSError) as exc:
-        print(f"hal.emulator: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-if __name__ == "__main__":
     sys.exit(main())

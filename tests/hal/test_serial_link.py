@@ -391,15 +391,3 @@ def test_a_paced_board_keeps_to_its_line_rate(machine: SoftwareMachine) -> None:
         board.flash.read(0, 16 * 1024)
         elapsed = time.monotonic() - started
     assert elapsed >= 16 * 1024 * 10 / baud
-
-
-def test_the_emulator_cli_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
-    base = [sys.executable, "-m", "hal.emulator", "--flash", str(tmp_path / "x.flash")]
-    usage = subprocess.run(base, capture_output=True, text=True, timeout=30)
-    assert usage.returncode == 2
-    remote = subprocess.run([*base, "--tcp", "192.0.2.1:80"], capture_output=True, text=True,
-                            timeout=30)
-    assert remote.returncode == 1
-    assert remote.stderr.count("\n") == 1 and "loopback" in remote.stderr
-    assert "Traceback" not in remote.stderr
-

@@ -1,0 +1,109 @@
+"""The emulator's command line: bad usage and bad input are one line and exit code 2, and leave
+no file behind; a runtime failure before serving is exit code 1 and leaves none either."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hal.emulator_cli import EXIT_ERROR, EXIT_USAGE, main
+
+SMALL = ["--size", str(64 * 1024), "--sector-size", "4096", "--page-size", "256"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "hal.emulator", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+def one_line(text: str) -> str:
+    assert text.count("\n") == 1 and text.startswith("hal.emulator: error: "), text
+    assert "Traceback" not in text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--tcp", "127.0.0.1:99999"], "0..65535"),
+        (["--tcp", "192.0.2.1:80"], "loopback only"),
+        (["--tcp", "127.0.0.1"], "HOST:PORT"),
+        (["--pty", "--baud", "-5"], "--baud -5"),
+        (["--pty", "--baud", "0"], "--baud 0"),
+        (["--pty", "--reboot-delay", "-1"], "--reboot-delay"),
+        (["--pty", "--reboot-delay", "inf"], "--reboot-delay"),
+        (["--pty", "--otp-words", "0"], "--otp-words 0"),
+        (["--pty", "--size", "1000"], "bad flash geometry"),
+        (["--pty", "--size", str(1 << 33)], "at most"),
+        (["--pty", "--corrupt", "0.7", "--drop", "0.7"], "line faults"),
+    ],
+)
+def test_a_bad_argument_is_refused_before_anything_is_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    assert main(["--flash", str(tmp_path / "dev.flash"), *args]) == EXIT_USAGE
+    assert says in one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_syntax_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    done = run_cli("--flash", str(tmp_path / "dev.flash"), "--pty", "--otp-words", "many")
+    assert done.returncode == EXIT_USAGE
+    assert "--otp-words" in one_line(done.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_16_mib_flash_file_is_not_made_for_a_bad_fuse_count(tmp_path: Path) -> None:
+    done = run_cli("--flash", str(tmp_path / "dev.flash"), "--pty", "--otp-words", "0")
+    assert done.returncode == EXIT_USAGE
+    one_line(done.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("problem", ["directory", "wrong size", "wrong fuse file", "no folder"])
+def test_a_flash_or_state_file_it_cannot_use_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
+) -> None:
+    flash = tmp_path / "dev.flash"
+    if problem == "directory":
+        flash.mkdir()
+    elif problem == "wrong size":
+        flash.write_bytes(b"\xff" * 100)
+    elif problem == "wrong fuse file":
+        (tmp_path / "dev.flash.otp").write_bytes(b"\0" * 3)
+    else:
+        flash = tmp_path / "missing" / "dev.flash"
+    before = sorted(tmp_path.iterdir())
+    assert main(["--flash", str(flash), "--pty", *SMALL]) == EXIT_USAGE
+    assert str(flash) in one_line(capsys.readouterr().err)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        yield int(taken.getsockname()[1])
+
+
+def test_a_port_it_cannot_open_is_a_runtime_error_and_leaves_no_new_device(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], busy_port: int
+) -> None:
+    args = ["--flash", str(tmp_path / "dev.flash"), "--tcp", f"127.0.0.1:{busy_port}", *SMALL]
+    assert main(args) == EXIT_ERROR
+    assert "cannot listen" in one_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_documents_the_exit_codes() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    codes = done.stdout[done.stdout.index("exit codes:"):]
+    for expected in ("0  stopped by", "1  runtime error", "2  bad usage or input"):
+        assert expected in codes
