@@ -153,7 +153,9 @@ def raw_copy_rate(size: int, runs: int) -> Measured:
 
 
 def emulator_command(flash: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "hal.emulator", "--flash", str(flash), "--pty", *extra]
+    """The emulator on a pty; it stops when this process dies (its stdin is our pipe)."""
+    return [sys.executable, "-m", "hal.emulator", "--flash", str(flash), "--pty",
+            "--exit-with-parent", *extra]
 
 
 def program_rate(flash: Path, size: int, runs: int, *extra: str) -> Measured:
@@ -224,8 +226,8 @@ def paced_read_rate(flash: Path, size: int, runs: int) -> tuple[float, int]:
 @contextmanager
 def spawned(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Run `command`; yield it and the last word of its first stdout line; stop it after."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=REPO)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)

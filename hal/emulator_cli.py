@@ -5,17 +5,24 @@ host that is not loopback, or a flash or state file that cannot be used is one l
 and exit code 2, and no file is left behind. Files made for a new device are removed again if
 the emulator fails before it serves (a port that cannot be opened: exit code 1).
 
-Exit codes: 0 stopped by SIGTERM or SIGINT; 1 a runtime error (one line on stderr); 2 bad
-usage or input.
+With ``--exit-with-parent`` the emulator also stops when its stdin reaches end of file: a
+launcher gives it a pipe as stdin and keeps the other end, so when the launcher dies (even by
+SIGKILL) the pipe closes and the emulator stops instead of serving on forever.
+
+Exit codes: 0 stopped by SIGTERM or SIGINT (or, with --exit-with-parent, at the end of stdin);
+1 a runtime error (one line on stderr); 2 bad usage or input.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
+import stat
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +48,7 @@ _PROG = "hal.emulator"
 
 _EPILOG = """\
 exit codes:
-  0  stopped by SIGTERM or SIGINT
+  0  stopped by SIGTERM or SIGINT, or (--exit-with-parent) at the end of stdin
   1  runtime error (the port cannot be opened, or fails): one line on stderr
   2  bad usage or input (an argument, or a flash or state file that cannot be used):
      one line on stderr, and nothing is created
@@ -64,6 +71,7 @@ class Settings:
     rates: FaultRates
     seed: int | None
     reboot_delay: float
+    exit_with_parent: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--seed", type=int, default=None, help="seed for the line faults")
     cli.add_argument("--reboot-delay", type=float, default=DEFAULT_REBOOT_DELAY,
                      help="seconds a rebooting board stays silent (default %(default)s)")
+    cli.add_argument("--exit-with-parent", action="store_true",
+                     help="stop when stdin reaches end of file: pass a pipe as stdin and keep "
+                     "its other end; when the launcher dies, the emulator stops")
     return cli
 
 
@@ -128,9 +139,23 @@ def parse(argv: Sequence[str] | None) -> Settings:
     except ValueError as exc:
         raise BadInput(f"line faults: {exc}") from None
     tcp = None if args.pty else tcp_address(args.tcp)
+    if args.exit_with_parent:
+        check_stdin_can_close()
     check_device_files(args.flash, geometry.size, args.otp_words)
     return Settings(args.flash, geometry, args.otp_words, tcp, args.baud or 0, rates,
-                    args.seed, args.reboot_delay)
+                    args.seed, args.reboot_delay, args.exit_with_parent)
+
+
+def check_stdin_can_close() -> None:
+    """BadInput unless stdin is a pipe, a socket or a terminal: something whose end of file
+    says the parent has gone (a file or /dev/null would end at once)."""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        raise BadInput("--exit-with-parent: stdin is closed; pass a pipe") from None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)):
+        raise BadInput("--exit-with-parent: stdin must be a pipe (or a socket or terminal) the "
+                       "parent keeps open; a file or /dev/null would end at once")
 
 
 def tcp_address(text: str) -> tuple[str, int]:
@@ -185,6 +210,8 @@ def run(settings: Settings) -> int:
                 print(f"sphere-fwmodel emulator: {settings.flash} served on {url}", flush=True)
                 served = True
                 _stop_on_signals(emulator)
+                if settings.exit_with_parent:
+                    _stop_at_end_of_stdin(emulator)
                 emulator.serve_forever()
             finally:
                 emulator.close()
@@ -216,6 +243,18 @@ def _stop_on_signals(emulator: Emulator) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _stop_at_end_of_stdin(emulator: Emulator) -> None:
+    """Watch stdin in a daemon thread; stop serving once it ends (its writer is gone)."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):  # whatever the parent writes is ignored
+                pass
+        emulator.request_stop()
+
+    threading.Thread(target=watch, name="emulator-parent-watch", daemon=True).start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """pytest plugin (entry point ``sphere_hal``): run HAL tests on the backend `--hal` names.
 
 - ``--hal fake`` (default): a :class:`hal.machine.SoftwareMachine` on a flash file in tmp_path;
-- ``--hal emulator``: ``python -m hal.emulator --flash PATH --pty`` is started per test and
+- ``--hal emulator``: ``python -m hal.emulator --flash PATH --pty --exit-with-parent`` is
+  started per test (its stdin a pipe from pytest, so it stops if pytest dies) and
   :class:`hal.serial_link.SerialMachine` talks to it over a real pseudo-terminal;
 - ``--hal serial:PORT``: ``SerialMachine`` on a board at PORT (a device path or pyserial URL).
 
@@ -17,6 +18,7 @@ a board) and ``hal_backend`` (the parsed choice). Markers:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import subprocess
@@ -145,10 +147,14 @@ def _serial_machine(port_url: str) -> Machine:
 
 
 def _emulated_machine(flash_path: Path) -> Iterator[Machine]:
-    command = [sys.executable, "-m", "hal.emulator", "--flash", str(flash_path), "--pty"]
+    # stdin is a pipe this process holds: if pytest dies, even by SIGKILL, the emulator sees
+    # the pipe end and stops instead of serving on as an orphan.
+    command = [sys.executable, "-m", "hal.emulator", "--flash", str(flash_path), "--pty",
+               "--exit-with-parent"]
     stderr_path = flash_path.with_name("emulator.stderr")
     with stderr_path.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True)
     try:
         port = _first_line(process, stderr_path).split()[-1]
         board = _serial_machine(port)
@@ -188,10 +194,16 @@ def _first_line(process: subprocess.Popen[str], stderr_path: Path) -> str:
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
+    """Stop the emulator: closing its stdin ends it (--exit-with-parent); else SIGTERM, SIGKILL."""
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+    for ask in (process.terminate, process.kill):
+        if process.poll() is not None:
+            return
         try:
             process.wait(timeout=5)
+            return
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            ask()
+    process.wait()

@@ -3,9 +3,13 @@ no file behind; a runtime failure before serving is exit code 1 and leaves none 
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +111,92 @@ def test_help_documents_the_exit_codes() -> None:
     codes = done.stdout[done.stdout.index("exit codes:"):]
     for expected in ("0  stopped by", "1  runtime error", "2  bad usage or input"):
         assert expected in codes
+
+
+# --- an emulator whose launcher dies -------------------------------------------------------------
+
+LAUNCHER = """
+import subprocess, sys
+flash, errors, *flags = sys.argv[1:]
+command = [sys.executable, "-m", "hal.emulator", "--flash", flash, "--pty",
+           "--size", "65536", *flags]
+emulator = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=open(errors, "w"))
+emulator.stdout.readline()  # serving
+print(emulator.pid, flush=True)
+sys.stdin.read()  # until the test kills this process
+"""
+
+
+def alive(pid: int) -> bool:
+    """True while process `pid` runs (an unreaped zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in ("Z", "X")
+
+
+def orphan(tmp_path: Path, *flags: str) -> tuple[int, Path]:
+    """Start the emulator under a launcher, SIGKILL the launcher; the emulator's pid and
+    stderr file."""
+    errors = tmp_path / "emulator.stderr"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path / "dev.flash"), str(errors), *flags],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert launcher.stdout is not None
+    ready, _, _ = select.select([launcher.stdout], [], [], 30)
+    line = launcher.stdout.readline() if ready else ""
+    launcher.kill()
+    launcher.communicate()
+    assert line.strip().isdigit(), f"the launcher printed {line!r}"
+    return int(line), errors
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_emulator_whose_launcher_is_killed_stops_with_exit_with_parent(
+    tmp_path: Path,
+) -> None:
+    pid, errors = orphan(tmp_path, "--exit-with-parent")
+    try:
+        assert wait_gone(pid, 5.0)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    assert errors.read_text() == ""  # stopped cleanly: no error, no traceback
+
+
+def test_without_the_flag_an_orphaned_emulator_serves_on(tmp_path: Path) -> None:
+    pid, _errors = orphan(tmp_path)
+    try:
+        assert not wait_gone(pid, 1.0)  # what --exit-with-parent is for
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid, 5.0)
+
+
+@pytest.mark.parametrize("stdin", ["devnull", "file"])
+def test_exit_with_parent_refuses_a_stdin_that_ends_at_once(tmp_path: Path, stdin: str) -> None:
+    source = tmp_path / "input"
+    source.write_text("")
+    command = [sys.executable, "-m", "hal.emulator", "--flash", str(tmp_path / "dev.flash"),
+               "--pty", "--exit-with-parent"]
+    with (open(os.devnull) if stdin == "devnull" else source.open()) as given:
+        done = subprocess.run(command, stdin=given, capture_output=True, text=True, timeout=30)
+    assert done.returncode == EXIT_USAGE
+    assert "stdin" in one_line(done.stderr)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["input"]

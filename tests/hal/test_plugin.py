@@ -6,9 +6,12 @@ Runs pytest in a subprocess on a small test file, the way a user would.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,61 @@ def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
     done = run_pytest(tmp_path, "--hal", "qemu")
     assert done.returncode == 4
     assert "--hal 'qemu': expected fake, emulator or serial:PORT" in done.stderr
+
+
+HANGS_ON_THE_EMULATOR = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+
+    def test_holds_the_emulator(machine):
+        Path("pytest.pid").write_text(str(os.getpid()))
+        time.sleep(60)  # until the outer test kills this pytest
+    """
+)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            except OSError:
+                continue
+            if int(parent) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc")
+def test_an_emulator_started_by_a_killed_pytest_stops(tmp_path: Path) -> None:
+    (tmp_path / "test_hang.py").write_text(HANGS_ON_THE_EMULATOR)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hal",
+               "emulator", "test_hang.py"]
+    inner = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "pytest.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        emulators = children(inner.pid)
+        assert len(emulators) == 1, "the machine fixture runs one emulator"
+    finally:
+        inner.kill()
+        inner.wait()
+    deadline = time.monotonic() + 5
+    while not gone(emulators[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not gone(emulators[0]):
+        os.kill(emulators[0], signal.SIGKILL)
+        pytest.fail("the emulator served on after the pytest that started it was killed")

@@ -308,8 +308,9 @@ def test_a_power_cut_on_the_board_raises_power_loss_until_power_on(
 def spawn(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     """Start `python -m hal.emulator` on a 1 MiB flash; the process and its port URL."""
     command = [sys.executable, "-m", "hal.emulator", "--flash", str(tmp_path / "sub.flash"),
-               "--size", str(GEOMETRY.size), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               "--size", str(GEOMETRY.size), "--exit-with-parent", *args]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], 15)
     line = process.stdout.readline() if ready else ""
