@@ -27,11 +27,10 @@ import time
 import tty
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 from hal.board_agent import DEFAULT_WINDOW, BoardAgent, RebootKind
 from hal.errors import HalError
-from hal.interfaces import Machine
+from hal.interfaces import Closeable, Machine
 from hal.line_faults import FaultCounts, FaultRates, LineFaults
 from hal.protocol import Frame, encode_frame
 
@@ -157,7 +156,7 @@ class BoardLine:
         self._out.clear()
 
 
-class Emulator:
+class Emulator(Closeable):
     """Serves `machine` as a board on a pty or a loopback TCP port.
 
     Open the port with `open_pty` or `listen_tcp` (each returns the URL a host opens), then
@@ -263,17 +262,6 @@ class Emulator:
             if fd >= 0:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
-
-    def __enter__(self) -> Emulator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def fault_counts(self) -> tuple[FaultCounts, FaultCounts]:

@@ -6,10 +6,32 @@ contract test suite runs against each of them.
 
 from __future__ import annotations
 
+import abc
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+
+class Closeable(abc.ABC):
+    """Holds files, ports or threads until `close`; as a context manager, closed on the way out
+    (whether or not the block raised)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what the object holds; it must not be used afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)

@@ -31,14 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
 from hal.clock import DEFAULT_WALL_START, ClockState, VirtualClock
 from hal.console import Echo, LineConsole
 from hal.errors import StateFileError
 from hal.faults import FaultInjector
 from hal.flash import NorFlash
-from hal.interfaces import BootHook, FlashGeometry, ResetCause
+from hal.interfaces import BootHook, Closeable, FlashGeometry, ResetCause
 from hal.memory_map import MemoryMap
 from hal.otp import FuseBank
 from hal.power import PowerRail
@@ -103,7 +102,7 @@ def save_wall(path: Path, wall: float) -> None:
     path.write_text(text + "\n", encoding="ascii")
 
 
-class SoftwareMachine:
+class SoftwareMachine(Closeable):
     """An in-process device implementing :class:`hal.interfaces.Machine`, plus test controls.
 
     A fresh machine is powered, reports POWER_ON and has no boot hook. Its boot hook is not run
@@ -213,17 +212,6 @@ class SoftwareMachine:
                 self.otp.close()
             if hasattr(self, "_cause"):
                 self._cause.close()
-
-    def __enter__(self) -> SoftwareMachine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _reboot(self, cause: ResetCause) -> None:
         self.watchdog.halt()

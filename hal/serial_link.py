@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from types import TracebackType
 
 from hal.errors import HalError, OtpError, RemoteError
-from hal.interfaces import BootHook, ResetCause
+from hal.interfaces import BootHook, Closeable, ResetCause
 from hal.link import BoardLink, LinkStats
 from hal.protocol import (
     F64,
@@ -162,7 +161,7 @@ class SerialWatchdog:
         self._link.call(Op.WATCHDOG_STOP)
 
 
-class SerialMachine:
+class SerialMachine(Closeable):
     """A board behind `port_url`, speaking the serial board protocol.
 
     `timeout` is the fixed allowance per attempt (the line time of the bytes involved and the
@@ -253,17 +252,6 @@ class SerialMachine:
     def close(self) -> None:
         """Close the port."""
         self._link.close()
-
-    def __enter__(self) -> SerialMachine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _run_boot_hook(self) -> None:
         if self._hook is not None:
