@@ -277,7 +277,7 @@ class Emulator(Closeable):
 
         One thread reads, works and writes: the board's work on a frame is short next to the
         line time of the frame, and a second thread reading meanwhile would only contend with
-        it for the GIL (a pty hands over at most 4 KiB per read, so there are many reads).
+        it for the GIL (a pty hands over a few KiB per read, so there are many reads).
         """
         line = self.line
         while not self._stop.is_set():
