@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hal.machine import SoftwareMachine
+from hal.soft.machine import SoftwareMachine
 
 ROUNDS = 30
 STEP_BYTES = 64 * 1024

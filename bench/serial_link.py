@@ -39,11 +39,10 @@ if str(REPO) not in sys.path:
 
 import serial  # noqa: E402
 
-from hal.board_agent import BoardAgent  # noqa: E402
+from hal.emulator.agent import BoardAgent  # noqa: E402
 from hal.errors import HalError  # noqa: E402
 from hal.interfaces import FlashGeometry  # noqa: E402
-from hal.machine import SoftwareMachine  # noqa: E402
-from hal.protocol import (  # noqa: E402
+from hal.serial.framing import (  # noqa: E402
     MAX_DATA,
     Flag,
     Frame,
@@ -52,7 +51,8 @@ from hal.protocol import (  # noqa: E402
     encode_frame,
     pack_program,
 )
-from hal.serial_link import SerialMachine  # noqa: E402
+from hal.serial.machine import SerialMachine  # noqa: E402
+from hal.soft.machine import SoftwareMachine  # noqa: E402
 
 PROGRAM_TARGET = 0.8
 LINE_TARGET = 0.9

@@ -49,17 +49,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.timing import ROUNDS, per_op, verdict  # noqa: E402
-from firmware_model.device import Device, UpdateOutcome  # noqa: E402
-from firmware_model.feed import MANIFEST_NAME, MemoryFeed, image_file_name  # noqa: E402
-from firmware_model.keystore import Keyring, authenticate, open_keystore  # noqa: E402
-from firmware_model.layout import Component, FlashLayout, sectors_for  # noqa: E402
-from firmware_model.manifest import read_manifest  # noqa: E402
-from firmware_model.package import parse_package  # noqa: E402
-from firmware_model.provision import FactoryImages  # noqa: E402
-from firmware_model.store import DeviceStore  # noqa: E402
-from firmware_model.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update  # noqa: E402
+from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name  # noqa: E402
+from firmware_model.agent.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update  # noqa: E402
+from firmware_model.device.flash_layout import Component, FlashLayout, sectors_for  # noqa: E402
+from firmware_model.device.model import Device, UpdateOutcome  # noqa: E402
+from firmware_model.device.provision import FactoryImages  # noqa: E402
+from firmware_model.device.tls import DeviceStore  # noqa: E402
+from firmware_model.image.keystore import Keyring, authenticate, open_keystore  # noqa: E402
+from firmware_model.image.manifest import read_manifest  # noqa: E402
+from firmware_model.image.package import parse_package  # noqa: E402
 from hal.interfaces import FlashGeometry  # noqa: E402
-from hal.machine import MT3620_GEOMETRY, SoftwareMachine  # noqa: E402
+from hal.soft.machine import MT3620_GEOMETRY, SoftwareMachine  # noqa: E402
 from tools.build_images import build_all  # noqa: E402
 
 UPDATE_TARGET = 1.5  # x the sum of the unavoidable work

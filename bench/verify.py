@@ -39,12 +39,12 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
 from bench.timing import per_op, verdict  # noqa: E402
-from firmware_model.certstore import build_store_payload, file_stem, read_store_payload  # noqa: E402
-from firmware_model.cramfs import read_cramfs  # noqa: E402
-from firmware_model.cramfs_layout import BLOCK_SIZE  # noqa: E402
-from firmware_model.keystore import Keyring, TrustedKey, authenticate  # noqa: E402
-from firmware_model.package import build_package, locate  # noqa: E402
-from firmware_model.sections import ImageType, SectionId  # noqa: E402
+from firmware_model.image.certstore import build_store_payload, file_stem, read_store_payload  # noqa: E402
+from firmware_model.image.cramfs import read_cramfs  # noqa: E402
+from firmware_model.image.cramfs.layout import BLOCK_SIZE  # noqa: E402
+from firmware_model.image.keystore import Keyring, TrustedKey, authenticate  # noqa: E402
+from firmware_model.image.package import build_package, locate  # noqa: E402
+from firmware_model.image.sections import ImageType, SectionId  # noqa: E402
 from tests.oracle.msvenv import OracleUnavailable, ask_microsoft, ensure_ms_venv  # noqa: E402
 from tools.pki import LabPki, keygen  # noqa: E402
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from firmware_model.cli import main
+from firmware_model.cli.fwmodel import main
 
 sys.exit(main())

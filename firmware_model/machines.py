@@ -21,7 +21,7 @@ from pathlib import Path
 from firmware_model.errors import FwModelError, NotProvisionedError
 from hal.errors import StateFileError
 from hal.interfaces import Machine
-from hal.machine import SoftwareMachine, sidecar
+from hal.soft.machine import SoftwareMachine, sidecar
 
 DEFAULT_FLASH = "device.flash"
 
@@ -48,7 +48,7 @@ def parse_hal(text: str) -> HalSpec:
 
 
 def _serial(port: str) -> Machine:
-    from hal.serial_link import SerialMachine  # pyserial is imported only when a board is used
+    from hal.serial.machine import SerialMachine  # pyserial is imported only when a board is used
 
     return SerialMachine(port)
 
@@ -82,7 +82,7 @@ def open_machine(
         if spec.kind == "fake":
             yield soft
             return
-        from hal.emulator import start_emulator
+        from hal.emulator.server import start_emulator
 
         with start_emulator(soft, transport="pty") as emulator:
             board = _serial(emulator.url)

@@ -1,9 +1,9 @@
 """pytest plugin (entry point ``sphere_hal``): run HAL tests on the backend `--hal` names.
 
-- ``--hal fake`` (default): a :class:`hal.machine.SoftwareMachine` on a flash file in tmp_path;
+- ``--hal fake`` (default): a :class:`hal.soft.machine.SoftwareMachine` on a flash file in tmp_path;
 - ``--hal emulator``: ``python -m hal.emulator --flash PATH --pty --exit-with-parent`` is
   started per test (its stdin a pipe from pytest, so it stops if pytest dies) and
-  :class:`hal.serial_link.SerialMachine` talks to it over a real pseudo-terminal;
+  :class:`hal.serial.machine.SerialMachine` talks to it over a real pseudo-terminal;
 - ``--hal serial:PORT``: ``SerialMachine`` on a board at PORT (a device path or pyserial URL).
 
 Fixtures: ``machine`` (a :class:`hal.interfaces.Machine` on the chosen backend; fresh except on
@@ -32,7 +32,7 @@ from typing import Literal, cast
 import pytest
 
 from hal.interfaces import Machine
-from hal.machine import SoftwareMachine
+from hal.soft.machine import SoftwareMachine
 
 BackendKind = Literal["fake", "emulator", "serial"]
 
@@ -84,7 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in _MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     choice = parse_hal_option(str(config.getoption("--hal")))
-    needed = {"emulator": ["hal.emulator", "hal.serial_link"], "serial": ["hal.serial_link"]}
+    needed = {"emulator": ["hal.emulator", "hal.serial.machine"], "serial": ["hal.serial.machine"]}
     for module in needed.get(choice.kind, []):
         if importlib.util.find_spec(module) is None:
             raise pytest.UsageError(
@@ -142,7 +142,7 @@ def _remove_device_files(flash_path: Path) -> None:
 
 
 def _serial_machine(port_url: str) -> Machine:
-    module = importlib.import_module("hal.serial_link")
+    module = importlib.import_module("hal.serial.machine")
     return cast(Machine, module.SerialMachine(port_url))
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware_model.device import Device
+from firmware_model.device.model import Device
 from firmware_model.errors import ProvisioningError
-from firmware_model.trust import read_root_hash
+from firmware_model.trust.fuses import read_root_hash
 from hal.interfaces import Machine
 from tests.firmware_model.devicelab import Lab as DeviceLab
 from tests.oracle.msvenv import OracleUnavailable, ensure_ms_venv

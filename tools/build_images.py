@@ -20,8 +20,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_model.cliutil import run_guarded
-from firmware_model.manifest import read_manifest
-from firmware_model.package import parse_package
+from firmware_model.image.manifest import read_manifest
+from firmware_model.image.package import parse_package
 from tools.pki import keygen
 from tools.recipes import build_from_recipe
 

@@ -34,7 +34,7 @@ if __package__ in (None, ""):
 
 from cryptography import x509
 
-from firmware_model import cli as fwmodel
+from firmware_model.cli import fwmodel
 from firmware_model.cliutil import run_guarded
 from tools.build_images import build_all, publish_feed
 from tools.pki import issue, new_key, write_certificate, write_private_key

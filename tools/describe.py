@@ -12,11 +12,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from firmware_model.certstore import read_store_payload
-from firmware_model.keystore import read_keystore_payload
-from firmware_model.manifest import read_manifest
-from firmware_model.package import ImagePackage, Section
-from firmware_model.sections import ImageType, SectionId, SigningType, image_type_name
+from firmware_model.image.certstore import read_store_payload
+from firmware_model.image.keystore import read_keystore_payload
+from firmware_model.image.manifest import read_manifest
+from firmware_model.image.package import ImagePackage, Section
+from firmware_model.image.sections import ImageType, SectionId, SigningType, image_type_name
 
 _NAMES: dict[int, str] = {
     SectionId.Identity: "Identity",

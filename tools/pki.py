@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from firmware_model.certstore import BAD_CERTIFICATE
 from firmware_model.errors import FwModelError, ImageFormatError
-from firmware_model.keystore import root_key_hash
-from firmware_model.signing import Signer
+from firmware_model.image.certstore import BAD_CERTIFICATE
+from firmware_model.image.keystore import root_key_hash
+from firmware_model.image.signing import Signer
 from tools.files import write_atomic
 
 ROOT = "root"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from firmware_model.provision import KEYSTORE_FILE, ROOT_HASH_FILE, STORE_FILE
-from hal.machine import SoftwareMachine
+from firmware_model.device.provision import KEYSTORE_FILE, ROOT_HASH_FILE, STORE_FILE
+from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import Lab
 from tests.firmware_model.tlslab import Authority, feed_server, server_context, tls_server
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from firmware_model.device import Device, UpdateOutcome
+from firmware_model.agent.feed import MANIFEST_NAME, image_file_name, open_feed
+from firmware_model.agent.sysevent import DeferringApp
+from firmware_model.device.model import Device, UpdateOutcome
+from firmware_model.device.provision import FactoryImages
 from firmware_model.errors import TlsError
-from firmware_model.feed import MANIFEST_NAME, image_file_name, open_feed
-from firmware_model.package import parse_package
-from firmware_model.provision import FactoryImages
-from firmware_model.sysevent import DeferringApp
-from hal.machine import SoftwareMachine
+from firmware_model.image.package import parse_package
+from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import SMALL, Lab
 from tests.firmware_model.tlslab import Authority, feed_server, server_context, tls_server
 

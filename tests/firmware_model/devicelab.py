@@ -11,18 +11,18 @@ from pathlib import Path
 
 from cryptography import x509
 
-from firmware_model.certstore import build_store_payload, read_store_payload
-from firmware_model.device import AgentSettings, Device
-from firmware_model.feed import MANIFEST_NAME, MemoryFeed, image_file_name
-from firmware_model.keystore import TrustedKey, build_keystore_payload
-from firmware_model.layout import complement
-from firmware_model.manifest import ManifestEntry, build_manifest
-from firmware_model.package import build_package, parse_package
-from firmware_model.provision import FactoryImages
-from firmware_model.sections import ImageType
-from firmware_model.signing import Signer
+from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name
+from firmware_model.device.flash_layout import complement
+from firmware_model.device.model import AgentSettings, Device
+from firmware_model.device.provision import FactoryImages
+from firmware_model.image.certstore import build_store_payload, read_store_payload
+from firmware_model.image.keystore import TrustedKey, build_keystore_payload
+from firmware_model.image.manifest import ManifestEntry, build_manifest
+from firmware_model.image.package import build_package, parse_package
+from firmware_model.image.sections import ImageType
+from firmware_model.image.signing import Signer
 from hal.interfaces import FlashGeometry
-from hal.machine import SoftwareMachine
+from hal.soft.machine import SoftwareMachine
 from tools.build_images import build_all
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, issue, load_signer, new_key
 

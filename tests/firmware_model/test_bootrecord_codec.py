@@ -10,7 +10,7 @@ from construct import ConstructError
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from firmware_model.bootrecord import (
+from firmware_model.device.bootrecord import (
     MAGIC,
     NO_SLOT,
     RECORD_SIZE,

@@ -19,8 +19,9 @@ from construct import ConstError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from firmware_model.cramfs import build_cramfs, read_cramfs
-from firmware_model.cramfs_layout import (
+from firmware_model.errors import ImageFormatError, SizeLimitError
+from firmware_model.image.cramfs import build_cramfs, read_cramfs
+from firmware_model.image.cramfs.layout import (
     CRAMFS_MAGIC,
     SIGNATURE,
     Inode,
@@ -28,7 +29,6 @@ from firmware_model.cramfs_layout import (
     unpack_inode,
     unpack_superblock,
 )
-from firmware_model.errors import ImageFormatError, SizeLimitError
 
 TOOLS_PACKAGE = "util-linux-extra (Debian/Ubuntu: apt-get install util-linux-extra)"
 

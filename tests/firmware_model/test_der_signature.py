@@ -6,7 +6,7 @@ from cryptography.hazmat.primitives.asymmetric import utils
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_model.signing import der_signature
+from firmware_model.image.signing import der_signature
 
 EDGES = [bytes(32), b"\x80" + bytes(31), b"\x00\x01" + bytes(30), b"\xff" * 32,
          b"\x00" * 31 + b"\x80", b"\x7f" + b"\xff" * 31]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_model.device import UpdateOutcome
-from firmware_model.layout import Component
-from firmware_model.sysevent import EventStatus, SysEvent
+from firmware_model.agent.sysevent import EventStatus, SysEvent
+from firmware_model.device.flash_layout import Component
+from firmware_model.device.model import UpdateOutcome
 from hal.interfaces import ResetCause
 from tests.firmware_model.devicelab import Lab, Outside, small_device
 

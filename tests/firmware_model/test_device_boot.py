@@ -6,8 +6,12 @@ from collections.abc import Callable
 
 import pytest
 
-from firmware_model.bootrecord import SlotRef
-from firmware_model.device import Device, UpdateOutcome
+from firmware_model.agent.sysevent import EventHandle, EventStatus, SysEventInfo
+from firmware_model.device.bootrecord import SlotRef
+from firmware_model.device.flash_layout import Component
+from firmware_model.device.model import Device, UpdateOutcome
+from firmware_model.device.provision import FactoryImages
+from firmware_model.device.slots import write_slot
 from firmware_model.errors import (
     BootError,
     NotProvisionedError,
@@ -15,13 +19,9 @@ from firmware_model.errors import (
     RevokedError,
     UntrustedSignerError,
 )
-from firmware_model.layout import Component
-from firmware_model.provision import FactoryImages
-from firmware_model.sysevent import EventHandle, EventStatus, SysEventInfo
-from firmware_model.trust import floors, read_root_hash
-from firmware_model.writer import write_slot
+from firmware_model.trust.fuses import floors, read_root_hash
 from hal.interfaces import Machine, ResetCause
-from hal.machine import SoftwareMachine
+from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import SMALL, Lab, Outside, small_device, stranger
 
 

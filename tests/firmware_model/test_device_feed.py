@@ -10,15 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_model.device import Device, UpdateOutcome
-from firmware_model.errors import (
-    EXIT_FEED,
-    FeedError,
-    FwModelError,
-    ImageFormatError,
-    ManifestMismatchError,
-)
-from firmware_model.feed import (
+from firmware_model.agent.feed import (
     MANIFEST_NAME,
     DirectoryFeed,
     Feed,
@@ -27,10 +19,18 @@ from firmware_model.feed import (
     image_file_name,
     open_feed,
 )
-from firmware_model.manifest import ManifestEntry
-from firmware_model.package import parse_package
-from firmware_model.provision import FactoryImages
-from hal.machine import SoftwareMachine
+from firmware_model.device.model import Device, UpdateOutcome
+from firmware_model.device.provision import FactoryImages
+from firmware_model.errors import (
+    EXIT_FEED,
+    FeedError,
+    FwModelError,
+    ImageFormatError,
+    ManifestMismatchError,
+)
+from firmware_model.image.manifest import ManifestEntry
+from firmware_model.image.package import parse_package
+from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import SMALL, Lab, Outside, small_device
 from tests.firmware_model.tlslab import Authority, FeedFaults, feed_server, server_context
 

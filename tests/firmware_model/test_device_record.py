@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from firmware_model.bootrecord import (
+from firmware_model.device.bootrecord import (
     RECORD_SIZE,
     RecordArea,
     RecordState,
@@ -16,9 +16,9 @@ from firmware_model.bootrecord import (
     encode_record,
     first_record,
 )
+from firmware_model.device.flash_layout import Component, FlashLayout, complement, staging_regions
 from firmware_model.errors import FwModelError, ProvisioningError
-from firmware_model.layout import Component, FlashLayout, complement, staging_regions
-from firmware_model.trust import (
+from firmware_model.trust.fuses import (
     MAX_SECURITY_VERSION,
     floors,
     fuse_root_hash,
@@ -27,9 +27,9 @@ from firmware_model.trust import (
     security_floor,
 )
 from hal.errors import PowerLoss
-from hal.faults import CutMode
 from hal.interfaces import FlashGeometry
-from hal.machine import SoftwareMachine
+from hal.soft.machine import SoftwareMachine
+from hal.soft.power_cuts import CutMode
 
 GEOMETRY = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
 LAYOUT = FlashLayout.for_geometry(GEOMETRY)

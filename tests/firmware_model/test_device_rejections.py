@@ -10,7 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from firmware_model.device import Device
+from firmware_model.agent.feed import MemoryFeed
+from firmware_model.device.flash_layout import Component
+from firmware_model.device.model import Device
 from firmware_model.errors import (
     EXIT_FORMAT,
     EXIT_TRUST,
@@ -23,12 +25,10 @@ from firmware_model.errors import (
     UntrustedSignerError,
     WrongImageTypeError,
 )
-from firmware_model.feed import MemoryFeed
-from firmware_model.keystore import TrustedKey
-from firmware_model.layout import Component
-from firmware_model.manifest import ManifestEntry
-from firmware_model.package import parse_package
-from firmware_model.sections import ImageType
+from firmware_model.image.keystore import TrustedKey
+from firmware_model.image.manifest import ManifestEntry
+from firmware_model.image.package import parse_package
+from firmware_model.image.sections import ImageType
 from tests.firmware_model.devicelab import (
     SIGNABLE,
     Lab,

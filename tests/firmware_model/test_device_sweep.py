@@ -7,15 +7,15 @@ import math
 
 import pytest
 
-from firmware_model.agent import StagedImage
-from firmware_model.bootrecord import BootRecord, RecordArea, SlotRef, encode_record
-from firmware_model.device import Device
+from firmware_model.agent.decisions import StagedImage
+from firmware_model.agent.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update
+from firmware_model.device.bootrecord import BootRecord, RecordArea, SlotRef, encode_record
+from firmware_model.device.flash_layout import Component, FlashLayout
+from firmware_model.device.model import Device
 from firmware_model.errors import FwModelError
-from firmware_model.layout import Component, FlashLayout
-from firmware_model.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update
-from firmware_model.trust import raise_floor
-from hal.faults import CutMode
+from firmware_model.trust.fuses import raise_floor
 from hal.interfaces import Flash, Machine
+from hal.soft.power_cuts import CutMode
 from tests.firmware_model.devicelab import Lab
 
 RECORD_OPS = 2  # a commit erases the standby copy's sector and programs one page

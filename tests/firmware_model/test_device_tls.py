@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from firmware_model.device import Device
+from firmware_model.device.model import Device
+from firmware_model.device.provision import FactoryImages
 from firmware_model.errors import TlsError
-from firmware_model.provision import FactoryImages
-from hal.machine import SoftwareMachine
+from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import SMALL, Lab
 from tests.firmware_model.tlslab import Authority, server_context, tls_server
 

@@ -6,12 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from firmware_model.agent import Limits, TrustState, UpdateSession
-from firmware_model.device import AgentSettings, CheckResult, Device, UpdateOutcome
-from firmware_model.errors import FeedError, ManifestMismatchError
-from firmware_model.feed import MemoryFeed
-from firmware_model.layout import Component
-from firmware_model.sysevent import (
+from firmware_model.agent.decisions import Limits, TrustState, UpdateSession
+from firmware_model.agent.feed import MemoryFeed
+from firmware_model.agent.sysevent import (
     DeferringApp,
     EventHandle,
     EventStatus,
@@ -19,7 +16,10 @@ from firmware_model.sysevent import (
     SysEventInfo,
     UpdateType,
 )
-from hal.machine import SoftwareMachine
+from firmware_model.device.flash_layout import Component
+from firmware_model.device.model import AgentSettings, CheckResult, Device, UpdateOutcome
+from firmware_model.errors import FeedError, ManifestMismatchError
+from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import Lab, feed_of, small_device
 
 DAY = 24 * 3600.0

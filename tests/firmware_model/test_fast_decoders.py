@@ -28,14 +28,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from firmware_model.certstore import BAD_CERTIFICATE, real_world_roots
 from firmware_model.errors import (
     FwModelError,
     ImageFormatError,
     UntrustedSignerError,
     WrongImageTypeError,
 )
-from firmware_model.keystore import (
+from firmware_model.image.certstore import BAD_CERTIFICATE, real_world_roots
+from firmware_model.image.keystore import (
     FLAG_REVOKED,
     KeyList,
     Keystore,
@@ -47,9 +47,9 @@ from firmware_model.keystore import (
     read_keystore_payload,
     root_key_hash,
 )
-from firmware_model.manifest import Manifest, ManifestEntry, build_manifest, read_manifest
-from firmware_model.package import Section, build_package, decode_section, locate
-from firmware_model.sections import (
+from firmware_model.image.manifest import Manifest, ManifestEntry, build_manifest, read_manifest
+from firmware_model.image.package import Section, build_package, decode_section, locate
+from firmware_model.image.sections import (
     SECTION_DECODERS,
     SECTION_FORMATS,
     ImageType,
@@ -59,8 +59,8 @@ from firmware_model.sections import (
     plain,
     section_tag,
 )
-from firmware_model.signing import Signer, thumbprint, verify_raw
-from firmware_model.strict import parse_prefix, parse_strict
+from firmware_model.image.signing import Signer, thumbprint, verify_raw
+from firmware_model.image.strict import parse_prefix, parse_strict
 from tools.pki import issue, new_key
 
 SETTINGS = settings(max_examples=150, deadline=None,

@@ -15,7 +15,7 @@ from firmware_model.errors import (
     UntrustedSignerError,
     WrongImageTypeError,
 )
-from firmware_model.keystore import (
+from firmware_model.image.keystore import (
     Keyring,
     TrustedKey,
     authenticate,
@@ -25,9 +25,9 @@ from firmware_model.keystore import (
     root_key_hash,
     verify_image,
 )
-from firmware_model.package import build_package, locate
-from firmware_model.sections import ImageType
-from firmware_model.signing import Signer
+from firmware_model.image.package import build_package, locate
+from firmware_model.image.sections import ImageType
+from firmware_model.image.signing import Signer
 from tools.pki import LabPki, issue, new_key
 
 STORE_AND_MANIFEST = (ImageType.UpdateCertStore, ImageType.BaseSystemUpdateManifest)

@@ -8,15 +8,15 @@ import uuid
 import pytest
 
 from firmware_model.errors import ImageFormatError
-from firmware_model.manifest import (
+from firmware_model.image.manifest import (
     ENTRY_SIZE,
     HEADER_SIZE,
     ManifestEntry,
     build_manifest,
     read_manifest,
 )
-from firmware_model.package import build_package, parse_package
-from firmware_model.sections import ImageType
+from firmware_model.image.package import build_package, parse_package
+from firmware_model.image.sections import ImageType
 from tools.pki import LabPki
 
 ENTRIES = [

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware_model.certstore import build_store_payload, read_store_payload
 from firmware_model.errors import ImageFormatError, SignatureError
-from firmware_model.keystore import Keyring, TrustedKey, verify_image
-from firmware_model.package import (
+from firmware_model.image.certstore import build_store_payload, read_store_payload
+from firmware_model.image.keystore import Keyring, TrustedKey, verify_image
+from firmware_model.image.package import (
     MAGIC,
     Metadata,
     build_metadata,
@@ -24,8 +24,8 @@ from firmware_model.package import (
     resign,
     seal,
 )
-from firmware_model.sections import ImageType, SectionId, SigningType
-from firmware_model.signing import Signer
+from firmware_model.image.sections import ImageType, SectionId, SigningType
+from firmware_model.image.signing import Signer
 from tools.pki import LabPki, issue, new_key
 
 COMPONENT = uuid.UUID("e5f5f3fc-2eb5-4d1b-a650-b72364446807")

@@ -1,4 +1,4 @@
-"""The board side of the protocol (hal/board_agent.py) on a software machine, without a line."""
+"""The board side of the protocol (hal/emulator/agent.py) on a software machine, without a line."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from hal.board_agent import BoardAgent, RebootKind
-from hal.faults import CutMode
+from hal.emulator.agent import BoardAgent, RebootKind
 from hal.interfaces import FlashGeometry, ResetCause
-from hal.machine import SoftwareMachine
-from hal.protocol import (
+from hal.serial.framing import (
     F64,
     OTP_BLOW,
     QUERY_SEEN,
@@ -30,6 +28,8 @@ from hal.protocol import (
     pack_program,
     unpack_error,
 )
+from hal.soft.machine import SoftwareMachine
+from hal.soft.power_cuts import CutMode
 
 GEOMETRY = FlashGeometry(size=64 * 1024, sector_size=4096, page_size=256)
 

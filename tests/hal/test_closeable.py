@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from hal.emulator import Emulator, start_emulator
+from hal.emulator.server import Emulator, start_emulator
 from hal.errors import HalError, LinkError
 from hal.interfaces import Closeable, FlashGeometry
-from hal.machine import SoftwareMachine
-from hal.serial_link import SerialMachine
+from hal.serial.machine import SerialMachine
+from hal.soft.machine import SoftwareMachine
 
 SMALL = FlashGeometry(size=64 * 1024, sector_size=4096, page_size=256)
 

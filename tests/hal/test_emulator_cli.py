@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hal.emulator_cli import EXIT_ERROR, EXIT_USAGE, main
+from hal.emulator.cli import EXIT_ERROR, EXIT_USAGE, main
 
 SMALL = ["--size", str(64 * 1024), "--sector-size", "4096", "--page-size", "256"]
 

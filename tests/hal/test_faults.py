@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hal.errors import HalError, PowerLoss
-from hal.faults import CutMode, CutPoint, OpKind, tear
 from hal.interfaces import FlashGeometry, Machine, ResetCause
-from hal.machine import SoftwareMachine
-from hal.sweep import cut_points, sweep_power_cuts
+from hal.soft.cut_sweep import cut_points, sweep_power_cuts
+from hal.soft.machine import SoftwareMachine
+from hal.soft.power_cuts import CutMode, CutPoint, OpKind, tear
 
 SMALL = FlashGeometry(size=8 * 4096, sector_size=4096, page_size=256)
 PAGE = SMALL.page_size

@@ -1,4 +1,4 @@
-"""The emulator's line noise (hal/line_faults.py)."""
+"""The emulator's line noise (hal/emulator/line_noise.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from hal.line_faults import FaultRates, LineFaults
+from hal.emulator.line_noise import FaultRates, LineFaults
 
 DATA = bytes(range(256)) * 400  # 102,400 bytes
 

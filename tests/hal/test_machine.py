@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from hal.clock import DEFAULT_WALL_START
 from hal.errors import (
     FlashError,
     FlashFileError,
@@ -22,10 +21,11 @@ from hal.errors import (
     PowerLoss,
     StateFileError,
 )
-from hal.faults import CutMode
 from hal.interfaces import FlashGeometry, ResetCause
-from hal.machine import FLASH_BASE, OTP_BASE, RESET_CAUSE_BASE, SoftwareMachine
-from hal.memory_map import MemoryMap
+from hal.soft.clock import DEFAULT_WALL_START
+from hal.soft.machine import FLASH_BASE, OTP_BASE, RESET_CAUSE_BASE, SoftwareMachine
+from hal.soft.memory_map import MemoryMap
+from hal.soft.power_cuts import CutMode
 
 SMALL = FlashGeometry(size=16 * 4096, sector_size=4096, page_size=256)
 
@@ -72,7 +72,7 @@ def test_another_process_sees_and_extends_the_same_device(tmp_path: Path) -> Non
         f"""
         import sys
         from hal.interfaces import FlashGeometry, ResetCause
-        from hal.machine import SoftwareMachine
+        from hal.soft.machine import SoftwareMachine
         with SoftwareMachine({str(path)!r}, FlashGeometry({SMALL.size}, 4096, 256), 8) as m:
             if m.flash.read(0, 11) != b"from parent" or m.otp.read_word(0) != 1:
                 sys.exit(3)

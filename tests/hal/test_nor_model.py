@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hal.errors import FlashError, PowerLoss
-from hal.faults import CutMode
-from hal.flash import OpSpans
 from hal.interfaces import FlashGeometry
-from hal.machine import SoftwareMachine
+from hal.soft.flash import OpSpans
+from hal.soft.machine import SoftwareMachine
+from hal.soft.power_cuts import CutMode
 
 TINY = FlashGeometry(size=1024, sector_size=256, page_size=64)
 ERASED = 0xFF

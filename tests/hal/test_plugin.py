@@ -21,7 +21,7 @@ from hal.pytest_plugin import HalChoice, parse_hal_option
 SAMPLE = textwrap.dedent(
     """
     import pytest
-    from hal.machine import SoftwareMachine
+    from hal.soft.machine import SoftwareMachine
 
     def test_machine_is_a_fresh_software_machine(machine, hal_backend):
         assert isinstance(machine, SoftwareMachine) and str(hal_backend) == "fake"
@@ -80,9 +80,9 @@ def test_fake_run_gives_a_machine_and_skips_board_tests_saying_why(tmp_path: Pat
 
 def test_board_run_skips_in_process_and_fresh_machine_tests(tmp_path: Path) -> None:
     done = run_pytest(tmp_path, "--hal", "serial:loop://", "-k", "not machine_is")
-    if importlib.util.find_spec("hal.serial_link") is None:
+    if importlib.util.find_spec("hal.serial.machine") is None:
         assert done.returncode == 4
-        assert "--hal serial:loop:// needs the module hal.serial_link" in done.stderr
+        assert "--hal serial:loop:// needs the module hal.serial.machine" in done.stderr
         return
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed, 2 skipped, 1 deselected" in done.stdout

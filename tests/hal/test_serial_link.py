@@ -20,13 +20,11 @@ from pathlib import Path
 import pytest
 import serial
 
-from hal.emulator import Emulator, start_emulator
+from hal.emulator.line_noise import FaultRates
+from hal.emulator.server import Emulator, start_emulator
 from hal.errors import FlashError, LinkError, LinkTimeout, OtpError, PowerLoss
-from hal.faults import CutMode
 from hal.interfaces import FlashGeometry, Machine, ResetCause
-from hal.line_faults import FaultRates
-from hal.machine import SoftwareMachine
-from hal.protocol import (
+from hal.serial.framing import (
     CRC,
     END,
     HEADER,
@@ -42,7 +40,9 @@ from hal.protocol import (
     slip_escape,
     unpack_error,
 )
-from hal.serial_link import SerialMachine
+from hal.serial.machine import SerialMachine
+from hal.soft.machine import SoftwareMachine
+from hal.soft.power_cuts import CutMode
 
 GEOMETRY = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
 NOISY = 1e-3  # one byte in 1,000

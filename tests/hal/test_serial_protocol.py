@@ -1,4 +1,5 @@
-"""The serial protocol's framing and payload layouts (hal/protocol.py), and its spec's examples."""
+"""The serial protocol's framing and payload layouts (hal/serial/framing.py), and the spec's
+worked examples."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hal.protocol import (
+from hal.serial.framing import (
     CRC,
     END,
     ESC,

@@ -7,7 +7,7 @@ Run with the Microsoft venv's python, never imported by our code (it pins crypto
     .venv-ms/bin/python tests/oracle/ms_helper.py time IMAGE --cert C.pem --key K.pem
 
 Each command prints one JSON document on stdout. Field names follow our section declarations
-(firmware_model/sections.py) so the tests compare like with like; the values are what
+(firmware_model/image/sections.py) so the tests compare like with like; the values are what
 Microsoft's classes read or wrote.
 """
 

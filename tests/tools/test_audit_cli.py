@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from firmware_model.sections import ImageType
-from firmware_model.signing import Signer
+from firmware_model.image.sections import ImageType
+from firmware_model.image.signing import Signer
 from tests.tools.audit_lab import LabWeb, closed_port, keystore_image, pem, store_image
 from tools.audit_endpoints import main
 from tools.pki import LabPki, issue, new_key

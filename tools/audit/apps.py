@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
-from firmware_model.cramfs import read_cramfs
 from firmware_model.errors import ImageFormatError
-from firmware_model.package import parse_package
-from firmware_model.sections import ImageType, image_type_name
+from firmware_model.image.cramfs import read_cramfs
+from firmware_model.image.package import parse_package
+from firmware_model.image.sections import ImageType, image_type_name
 from tools.audit.endpoints import Findings, from_elf, from_manifest
 from tools.audit.errors import BadInputError
 

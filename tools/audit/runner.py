@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from firmware_model.keystore import Keyring
+from firmware_model.image.keystore import Keyring
 from tools.audit.chains import MissingChainError, fetch_chain, load_saved_chain, saved_endpoints
 from tools.audit.endpoints import (
     Endpoint,

@@ -1,0 +1,1 @@
+"""The `fwmodel` command line: parsing, commands and how their results read."""

@@ -1,0 +1,356 @@
+"""`fwmodel`: provision, inspect, update and connect a device model; sweep power cuts.
+
+Each command opens the machine `--hal` names, attaches the device model to it (booting it
+from what its flash and fuses hold), does its work and closes the machine. Library errors
+become one line on stderr and the exit code of their kind (see EPILOG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from firmware_model.agent.feed import CHANNELS, open_feed
+from firmware_model.agent.sweep import SweepImages, SweepReport, sweep_update
+from firmware_model.agent.sysevent import DeferringApp, SysEventInfo
+from firmware_model.cliutil import run_guarded
+from firmware_model.device.flash_layout import Component
+from firmware_model.device.model import Device, UpdateResult
+from firmware_model.device.provision import (
+    KEYSTORE_FILE,
+    STORE_FILE,
+    FactoryImages,
+    parse_root_hash,
+)
+from firmware_model.device.tls import iso
+from firmware_model.errors import EXIT_TRUST, FwModelError, ImageFormatError
+from firmware_model.machines import DEFAULT_FLASH, open_machine, parse_hal
+from hal.errors import HalError
+from hal.soft.power_cuts import CutMode
+
+PROG = "fwmodel"
+DEFAULT_IMAGES = "images/build"
+
+EPILOG = """\
+exit codes:
+  0  success (connect: the handshake held; sweep: no invariant violated)
+  1  trust: bad signature, untrusted or revoked signer, rollback, wrong or mismatched image,
+     a device that does not boot, a TLS connection that fails; sweep: a violated invariant
+  2  malformed input or unreadable file, an image or manifest over its size limit, no device
+     at FLASH (only provision creates one) or a device file of the wrong size, a device not
+     provisioned (or provisioned already), bad usage
+  3  the update feed is down or served incomplete data (the next check tries again)
+  4  hardware: the HAL failed (the link to the board, a flash read-back)
+errors are one line on stderr; a refused update leaves the device as it was.
+"""
+
+
+def _wall(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: minutes must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (`fwmodel --help` shows the exit codes)."""
+    top = argparse.ArgumentParser(
+        prog=PROG, description="A model of an Azure Sphere MT3620 update agent.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--hal", default=f"fake:{DEFAULT_FLASH}",
+                     metavar="fake[:FLASH]|emulator[:FLASH]|serial:PORT",
+                     help="the machine the device runs on (default: %(default)s)")
+    top.add_argument("--at", type=_wall, metavar="DATETIME",
+                     help="set the device's clock first (ISO 8601, UTC; software machines, "
+                          "whose clock otherwise goes on from the last run)")
+    top.add_argument("-v", "--verbose", action="store_true",
+                     help="print the device's console lines of this run on stderr")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("provision", help="fuse the root-key hash, write keystore and store")
+    p.add_argument("--images", type=Path, default=Path(DEFAULT_IMAGES),
+                   help="build folder (default: %(default)s)")
+    p.add_argument("--root-hash", help="64 hex digits (default: IMAGES/keys/root.hash)")
+    p.add_argument("--keystore", type=Path, help=f"default: IMAGES/{KEYSTORE_FILE}")
+    p.add_argument("--store", type=Path, help=f"default: IMAGES/{STORE_FILE}")
+
+    p = commands.add_parser("status", help="active slots, store, security versions, reset cause")
+    p.add_argument("--json", action="store_true")
+
+    p = commands.add_parser("update", help="check a feed and install what it offers")
+    p.add_argument("--feed", required=True, metavar="DIR_OR_URL",
+                   help="a feed folder or http(s)://127.0.0.1 URL (a channel's, or holding one "
+                        "folder per channel)")
+    p.add_argument("--channel", choices=CHANNELS, help="default: Retail")
+    p.add_argument("--defer", type=_minutes, default=0.0, metavar="MINUTES",
+                   help="an app defers the install (at most 1440 minutes; longer is truncated)")
+    p.add_argument("--resume-after", type=_minutes, metavar="MINUTES",
+                   help="the app resumes the deferred install after MINUTES")
+    p.add_argument("--feed-ca", type=Path, metavar="PEM",
+                   help="trust these roots for an https feed instead of the device's store")
+    p.add_argument("--json", action="store_true")
+
+    p = commands.add_parser(
+        "connect", help="TLS handshake from the device (exit 0: it held, 1: it failed, "
+                        "2: a bad HOST:PORT; see below)",
+        description="One TLS handshake from the device, verified with its store at its clock. "
+                    "Exit 0: the handshake held; 1: it failed; 2: HOST:PORT is not an address "
+                    "(or another usage error); 4: the HAL failed.")
+    p.add_argument("address", metavar="HOST:PORT")
+    p.add_argument("--server-name", help="the name to verify (default: HOST)")
+    p.add_argument("--json", action="store_true")
+
+    p = commands.add_parser("revoke", help="revoke a component's security versions below N")
+    p.add_argument("component", choices=[c.value for c in Component])
+    p.add_argument("version", type=int)
+
+    p = commands.add_parser("sweep", help="cut power at every flash op of an update (own "
+                                          "in-memory machine; --hal is not used)")
+    p.add_argument("--images", type=Path, default=Path(DEFAULT_IMAGES),
+                   help="build folder: factory images and feeds/ (default: %(default)s)")
+    p.add_argument("--channel", choices=CHANNELS, default="Retail")
+    p.add_argument("--modes", default=",".join(m.value for m in CutMode),
+                   help="cut modes, comma-separated (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print only the JSON report")
+    return top
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def _print_json(value: object, out: TextIO) -> None:
+    json.dump(value, out, indent=2)
+    out.write("\n")
+
+
+def _status_text(status: dict[str, object]) -> list[str]:
+    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}"]
+    if not status.get("booted"):
+        lines.append("not booted: " + str(status.get("problem") or "not provisioned"))
+        return lines
+    slots = status["slots"]
+    versions = status["security_versions"]
+    assert isinstance(slots, dict) and isinstance(versions, dict)
+    for component in Component:
+        slot, fuse = slots[component.value], versions[component.value]
+        image = slot["image"]
+        lines.append(f"{component.value}: slot {slot['active']}, {image['name']} "
+                     f"(security version {image['security_version']}, fused {fuse['fused']})")
+    store = status["store"]
+    assert isinstance(store, dict)
+    for cert in store["certificates"]:
+        expired = "" if cert["valid_at_device_time"] else " (not valid at device time)"
+        lines.append(f"  root {cert['name']}: until {cert['not_after']}{expired}")
+    return lines
+
+
+def _event_text(info: SysEventInfo) -> str:
+    allowance = (f", may defer up to {info.max_deferral_minutes} min"
+                 if info.max_deferral_minutes else "")
+    when = iso(datetime.fromtimestamp(info.at, UTC))
+    return f"{when} {info.event.value} ({info.status.value}{allowance})"
+
+
+def _update_text(result: UpdateResult) -> list[str]:
+    lines = [_event_text(info) for info in result.events]
+    if result.deferred_minutes:
+        lines.append(f"install deferred by {result.deferred_minutes:g} minutes")
+    if result.images:
+        lines.append("installed: " + ", ".join(
+            f"{i.component.value} {i.name} (security version {i.security_version})"
+            for i in result.images))
+    if result.boot is not None:
+        boot = result.boot
+        state = "reverted to the previous images" if boot.reverted else "trial confirmed"
+        lines.append(f"rebooted (cause {boot.cause.name}): {state}")
+    lines.append(f"outcome: {result.outcome.value}")
+    return lines
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream."""
+
+    def __init__(self, out: TextIO, width: int = 40) -> None:
+        self.out, self.width = out, width
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // max(total, 1)
+        self.out.write(f"\rsweep [{'#' * filled}{'.' * (self.width - filled)}] "
+                       f"{done}/{total} cut points")
+        if done >= total:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def _sweep_text(report: SweepReport) -> list[str]:
+    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(report.outcomes.items()))
+    lines = [f"{report.ops} flash operations x {len(report.modes)} modes "
+             f"({', '.join(report.modes)}) = {report.cut_points} cut points",
+             f"outcomes: {outcomes}", f"violations: {len(report.violations)}"]
+    lines += [f"  invariant {v.invariant} at cut {v.point}: {v.detail}" for v in report.violations]
+    lines.append(f"{report.seconds:.2f} s")
+    return lines
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _factory(args: argparse.Namespace) -> FactoryImages:
+    """The build folder's factory images, with --root-hash, --keystore, --store instead
+    (those files relative to the working directory)."""
+    return FactoryImages.from_build(
+        args.images,
+        args.keystore.absolute() if args.keystore else KEYSTORE_FILE,
+        args.store.absolute() if args.store else STORE_FILE,
+        root_hash=parse_root_hash(args.root_hash) if args.root_hash else None)
+
+
+def _provision(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    device.provision(_factory(args))
+    loaded = device.running.loaded
+    out.write(f"provisioned: keystore {loaded.keystore_image.name}, store "
+              f"{loaded.store_image.name} ({len(loaded.store.roots)} roots) in slot A\n")
+    return 0
+
+
+def _status(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    with contextlib.suppress(FwModelError):
+        device.start()  # status reports a device that does not boot; it does not fail on one
+    status = device.status()
+    if args.json:
+        _print_json(status, out)
+    else:
+        out.write("\n".join(_status_text(status)) + "\n")
+    return 0
+
+
+def _update(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    device.start()
+    if args.defer or args.resume_after is not None:
+        device.bus.register(DeferringApp(args.defer, args.resume_after))
+    context = None
+    if str(args.feed).startswith("https:"):
+        context = _feed_context(args.feed_ca) if args.feed_ca else device.ssl_context()
+    result = device.check_for_update(open_feed(args.feed, args.channel, ssl_context=context))
+    if args.json:
+        _print_json(result.to_json(), out)
+    else:
+        out.write("\n".join(_update_text(result)) + "\n")
+    return 0
+
+
+def _feed_context(cafile: Path) -> ssl.SSLContext:
+    """A host-side context trusting the roots in `cafile` (checked at the host's clock).
+
+    ImageFormatError if it holds no PEM certificate; an OSError naming it if it cannot be read.
+    """
+    try:
+        return ssl.create_default_context(cafile=str(cafile))
+    except (ssl.SSLError, ValueError):
+        raise ImageFormatError(f"{cafile} holds no PEM certificates") from None
+    except OSError as error:  # ssl's own OSError does not say which file
+        raise OSError(error.errno, error.strerror, str(cafile)) from None
+
+
+def _address(text: str) -> tuple[str, int]:
+    """HOST and PORT (1..65535) from `HOST:PORT` (`[v6]:PORT` too); FwModelError (usage)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise FwModelError(f"{text!r} is not HOST:PORT")
+    if not 0 < int(port) < 65536:
+        raise FwModelError(f"{text!r}: the port must be 1..65535")
+    return host.strip("[]"), int(port)
+
+
+def _connect(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    host, port = _address(str(args.address))
+    device.start()
+    session = device.connect(host, port, args.server_name)
+    if args.json:
+        _print_json(session.to_json(), out)
+    else:
+        out.write(f"connected to {session.describe()}\n")
+    return 0
+
+
+def _revoke(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    device.start()
+    component = Component(args.component)
+    blown = device.revoke(component, args.version)
+    state = "fuses blown" if blown else "already revoked"
+    out.write(f"{component.value} security versions below {args.version} revoked ({state})\n")
+    return 0
+
+
+def _cut_modes(text: str) -> list[CutMode]:
+    """The cut modes a comma-separated --modes names, each once; FwModelError if none."""
+    try:
+        modes = [CutMode(m.strip()) for m in text.split(",") if m.strip()]
+    except ValueError:
+        raise FwModelError(f"--modes {text!r}: expected before, after, torn") from None
+    if not modes:
+        raise FwModelError(f"--modes {text!r}: name at least one of before, after, torn")
+    return list(dict.fromkeys(modes))
+
+
+def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    modes = _cut_modes(str(args.modes))
+    progress = ProgressBar(err) if not args.json and err.isatty() else None
+    report = sweep_update(SweepImages.from_build(args.images, args.channel), modes=modes,
+                          progress=progress)
+    if args.json:
+        _print_json(report.to_json(), out)
+    else:
+        out.write("\n".join(_sweep_text(report)) + "\n")
+    return 0 if report.ok else EXIT_TRUST
+
+
+DeviceCommand = Callable[[Device, argparse.Namespace, TextIO], int]
+COMMANDS: dict[str, DeviceCommand] = {
+    "provision": _provision, "status": _status, "update": _update, "connect": _connect,
+    "revoke": _revoke,
+}
+
+
+def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    create = args.command == "provision"  # the one command that may make a new device
+    with open_machine(parse_hal(args.hal), args.at, create=create) as machine:
+        first_line = len(machine.console.lines()) if args.verbose else 0
+        device = Device(machine)
+        try:
+            return COMMANDS[args.command](device, args, out)
+        finally:
+            if args.verbose:
+                with contextlib.suppress(HalError):
+                    for line in machine.console.lines()[first_line:]:
+                        err.write(line + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `fwmodel` with `argv`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command == "sweep":  # sys.stdout looked up in the body: run_guarded guards it
+        return run_guarded(PROG, lambda: _sweep(args, sys.stdout, sys.stderr))
+    return run_guarded(PROG, lambda: _on_device(args, sys.stdout, sys.stderr))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The boot path: read the boot record, authenticate the slots it names, fall back, confirm.
+
+On every reset:
+1. read the newest valid boot record and the fused root-key hash (NotProvisionedError if either
+   is missing);
+2. load the record's active set: the keystore authenticated against the fused hash, the store
+   against that keystore's keys, each at or above its component's anti-rollback counter;
+3. if that fails, load the fallback set instead and commit a record reverting to it;
+   if both fail, BootError (the device does not come up);
+4. if the active set was on trial and loaded, commit it confirmed (the trial boot was good);
+5. only then, with a confirmed record naming them, raise each counter to the security
+   version of the image that booted (a no-op unless a new version was just confirmed, or a
+   previous boot lost power between confirming and raising).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from firmware_model.agent.decisions import InstalledImage
+from firmware_model.device.bootrecord import BootRecord, RecordArea, RecordState, SlotRef, SlotSet
+from firmware_model.device.flash_layout import Component, FlashLayout, slot_name
+from firmware_model.device.tls import DeviceStore, as_utc, iso
+from firmware_model.errors import (
+    BootError,
+    FwModelError,
+    ImageFormatError,
+    NotProvisionedError,
+    RollbackError,
+    TrustError,
+)
+from firmware_model.image.keystore import Keystore, open_keystore, verify_image
+from firmware_model.image.package import ImagePackage
+from firmware_model.image.sections import ImageType
+from firmware_model.trust.fuses import floors, raise_floor, read_root_hash
+from hal.interfaces import Flash, Machine, ResetCause
+
+
+@dataclass(frozen=True)
+class LoadedSet:
+    """A keystore and a store that authenticated together, and where they came from."""
+
+    refs: SlotSet
+    keystore_image: ImagePackage
+    keystore: Keystore
+    store_image: ImagePackage
+    store: DeviceStore
+
+    def image(self, component: Component) -> ImagePackage:
+        return self.keystore_image if component is Component.KEYSTORE else self.store_image
+
+    def installed(self) -> dict[Component, InstalledImage]:
+        """What runs, per component, as the update agent compares against it."""
+        return dict(self._installed)
+
+    @cached_property
+    def _installed(self) -> dict[Component, InstalledImage]:
+        # the digests are the boot record's: `read_slot` checked the bytes against them
+        return {c: InstalledImage.of(c, self.image(c), self.refs[c].digest) for c in Component}
+
+    def security_versions(self) -> dict[Component, int]:
+        return {c: self.image(c).security_version for c in Component}
+
+
+def read_slot(flash: Flash, layout: FlashLayout, component: Component, ref: SlotRef) -> bytes:
+    """The committed image bytes of `ref`; ImageFormatError if the slot does not hold them."""
+    if ref.slot is None:
+        raise ImageFormatError(f"no {component.value} slot is committed")
+    region = layout.slot(component, ref.slot)
+    if not 0 < ref.length <= region.size:
+        raise ImageFormatError(
+            f"{component.value} slot {slot_name(ref.slot)}: committed length {ref.length} "
+            f"does not fit the {region.size}-byte slot"
+        )
+    data = flash.read(region.offset, ref.length)
+    if hashlib.sha256(data).digest() != ref.digest:
+        raise ImageFormatError(
+            f"{component.value} slot {slot_name(ref.slot)} does not hold the committed image"
+        )
+    return data
+
+
+def _at_floor(component: Component, image: ImagePackage, floor: int) -> None:
+    if image.security_version < floor:
+        raise RollbackError(
+            f"{component.value} image {image.name or image.image_id} has security version "
+            f"{image.security_version}, below the fused {floor}"
+        )
+
+
+def load_set(
+    flash: Flash,
+    layout: FlashLayout,
+    refs: SlotSet,
+    fused_root_hash: bytes,
+    counters: Mapping[Component, int],
+) -> LoadedSet:
+    """Authenticate the keystore and store `refs` names (TrustError/ImageFormatError if not)."""
+    ks_data = read_slot(flash, layout, Component.KEYSTORE, refs.keystore)
+    keystore_image, keystore = open_keystore(ks_data, fused_root_hash)
+    _at_floor(Component.KEYSTORE, keystore_image, counters[Component.KEYSTORE])
+    store_data = read_slot(flash, layout, Component.STORE, refs.store)
+    store_image = verify_image(store_data, keystore.keyring, ImageType.UpdateCertStore)
+    _at_floor(Component.STORE, store_image, counters[Component.STORE])
+    store = DeviceStore.from_payload(store_image.payload)
+    return LoadedSet(refs, keystore_image, keystore, store_image, store)
+
+
+@dataclass(frozen=True)
+class BootReport:
+    """What a boot did: which set came up, whether it confirmed or reverted, fuses raised."""
+
+    cause: ResetCause
+    at: float
+    sequence: int
+    used: str  # "active" or "fallback"
+    confirmed: bool = False
+    reverted: bool = False
+    problem: str | None = None
+    raised: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"cause": self.cause.name, "at": self.at, "time": iso(as_utc(self.at)),
+                "record_sequence": self.sequence,
+                "used": self.used, "confirmed_trial": self.confirmed, "reverted": self.reverted,
+                "problem": self.problem, "raised_security_versions": dict(self.raised)}
+
+
+@dataclass(frozen=True)
+class Booted:
+    """The device's RAM after a good boot: the record it booted and the set it loaded."""
+
+    record: BootRecord
+    loaded: LoadedSet
+    report: BootReport
+
+
+def _describe(error: FwModelError) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def boot(machine: Machine, layout: FlashLayout, records: RecordArea) -> Booted:
+    """Run the boot path on `machine` (see module doc); the state a good boot leaves in RAM."""
+    flash, otp = machine.flash, machine.otp
+    record = records.read(flash)
+    fused = read_root_hash(otp)
+    if record is None or fused is None:
+        raise NotProvisionedError("the device is not provisioned (no boot record or root hash)")
+    counters = floors(otp)
+    cause = machine.reset.last_cause()
+    problem = None
+    try:
+        loaded = load_set(flash, layout, record.active, fused, counters)
+        used, next_record = "active", (
+            record.confirmed() if record.state is RecordState.TRIAL else None)
+    except (TrustError, ImageFormatError) as error:
+        problem = _describe(error)
+        if record.fallback == record.active or record.fallback.keystore.empty:
+            raise BootError(f"record {record.sequence}: active set fails ({problem}); "
+                            "no fallback") from None
+        try:
+            loaded = load_set(flash, layout, record.fallback, fused, counters)
+        except (TrustError, ImageFormatError) as second:
+            raise BootError(f"record {record.sequence}: active set fails ({problem}); "
+                            f"fallback fails ({_describe(second)})") from None
+        used, next_record = "fallback", record.reverted()
+    if next_record is not None:
+        records.commit(flash, next_record)
+        record = next_record
+    raised = {c.value: v for c, v in loaded.security_versions().items()
+              if raise_floor(otp, c, v)}
+    report = BootReport(cause, machine.clock.wall(), record.sequence, used,
+                        confirmed=used == "active" and problem is None
+                        and next_record is not None,
+                        reverted=used == "fallback", problem=problem, raised=raised)
+    machine.console.log(_banner(report))
+    return Booted(record, loaded, report)
+
+
+def _banner(report: BootReport) -> str:
+    parts = [f"[boot] cause {report.cause.name}, record {report.sequence}, {report.used} set"]
+    if report.confirmed:
+        parts.append("trial confirmed")
+    if report.reverted:
+        parts.append(f"fell back ({report.problem})")
+    if report.raised:
+        parts.append("security versions raised to "
+                     + ", ".join(f"{k} {v}" for k, v in report.raised.items()))
+    return "; ".join(parts)

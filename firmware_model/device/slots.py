@@ -1,0 +1,38 @@
+"""Writing an image into a slot: erase what it needs, program it, read it back by hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+from firmware_model.device.flash_layout import Component, FlashLayout, sectors_for, slot_name
+from firmware_model.errors import ReadbackError, SizeLimitError
+from hal.interfaces import Flash
+
+
+def write_slot(
+    flash: Flash,
+    layout: FlashLayout,
+    component: Component,
+    index: int,
+    data: bytes,
+    digest: bytes | None = None,
+) -> bytes:
+    """Write `data` at the start of slot `index` of `component`; return its SHA-256.
+
+    Erases only the sectors the image needs, programs it, then compares the flash's own hash
+    of the range with the image's (ReadbackError if they differ). `digest`, if given, is the
+    image's SHA-256 as the caller already computed it (a wrong one fails the read-back).
+    """
+    region = layout.slot(component, index)
+    if len(data) > region.size:
+        raise SizeLimitError(f"{len(data)}-byte image does not fit {region.name}")
+    erase_at, erase_length = sectors_for(region, len(data), layout.geometry.sector_size)
+    flash.erase(erase_at, erase_length)
+    flash.program(region.offset, data)
+    if digest is None:
+        digest = hashlib.sha256(data).digest()
+    if flash.hash(region.offset, len(data)) != digest:
+        raise ReadbackError(
+            f"{component.value} slot {slot_name(index)} does not read back what was written"
+        )
+    return digest
