@@ -55,9 +55,10 @@ from firmware_model.device.flash_layout import Component, FlashLayout, sectors_f
 from firmware_model.device.model import Device, UpdateOutcome  # noqa: E402
 from firmware_model.device.provision import FactoryImages  # noqa: E402
 from firmware_model.device.tls import DeviceStore  # noqa: E402
-from firmware_model.image.keystore import Keyring, authenticate, open_keystore  # noqa: E402
+from firmware_model.image.keystore import Keyring  # noqa: E402
 from firmware_model.image.manifest import read_manifest  # noqa: E402
 from firmware_model.image.package import parse_package  # noqa: E402
+from firmware_model.trust.chain import authenticate, open_keystore  # noqa: E402
 from hal.interfaces import FlashGeometry  # noqa: E402
 from hal.soft.machine import MT3620_GEOMETRY, SoftwareMachine  # noqa: E402
 from tools.build_images import build_all  # noqa: E402

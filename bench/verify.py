@@ -39,12 +39,14 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
 
 from bench.timing import per_op, verdict  # noqa: E402
+from firmware_model.image.build import build_package  # noqa: E402
 from firmware_model.image.certstore import build_store_payload, file_stem, read_store_payload  # noqa: E402
 from firmware_model.image.cramfs import read_cramfs  # noqa: E402
 from firmware_model.image.cramfs.layout import BLOCK_SIZE  # noqa: E402
-from firmware_model.image.keystore import Keyring, TrustedKey, authenticate  # noqa: E402
-from firmware_model.image.package import build_package, locate  # noqa: E402
+from firmware_model.image.keystore import Keyring, TrustedKey  # noqa: E402
+from firmware_model.image.package import locate  # noqa: E402
 from firmware_model.image.sections import ImageType, SectionId  # noqa: E402
+from firmware_model.trust.chain import authenticate  # noqa: E402
 from tests.oracle.msvenv import OracleUnavailable, ask_microsoft, ensure_ms_venv  # noqa: E402
 from tools.pki import LabPki, keygen  # noqa: E402
 
@@ -136,7 +138,7 @@ def bench_case(case: Case, pki: LabPki, keyring: Keyring, key: ec.EllipticCurveP
     timed = per_op({
         "floor": floor_op(case.data, key), "ours": lambda: authenticate(case.data, keyring),
         "locate": lambda: locate(view),
-        "key lookup": lambda: keyring.key_for(thumb, ImageType.UpdateCertStore),
+        "key lookup": lambda: keyring.trusted(thumb, ImageType.UpdateCertStore),
         "raw -> DER": lambda: utils.encode_dss_signature(int.from_bytes(raw[:32], "big"),
                                                          int.from_bytes(raw[32:], "big")),
     }, budget)

@@ -22,14 +22,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from firmware_model.cliutil import OneLineParser, run_guarded
-from firmware_model.image.keystore import (
-    Keyring,
-    TrustedKey,
-    open_keystore,
-    root_key_hash,
-    verify_image,
-)
-from firmware_model.image.package import parse_package, resign
+from firmware_model.image.build import resign
+from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
+from firmware_model.image.package import parse_package
+from firmware_model.trust.chain import open_keystore, verify_image
 from tools.describe import describe, render_text
 from tools.files import write_atomic
 from tools.pki import keygen, load_certificate, load_public_key, load_signer

@@ -36,11 +36,12 @@ from typing import Any
 from cryptography import x509
 
 from firmware_model.errors import ImageFormatError
+from firmware_model.image.build import build_package
 from firmware_model.image.certstore import build_store_payload, file_stem, load_pem_bundle
 from firmware_model.image.cramfs import build_cramfs
 from firmware_model.image.keystore import TrustedKey, build_keystore_payload
 from firmware_model.image.manifest import ManifestEntry, build_manifest
-from firmware_model.image.package import build_package, parse_package
+from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from tools.files import write_atomic
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, load_signer

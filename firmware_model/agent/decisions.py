@@ -37,10 +37,11 @@ from firmware_model.errors import (
     SizeLimitError,
     WrongImageTypeError,
 )
-from firmware_model.image.keystore import Keyring, Keystore, open_keystore, verify_image
+from firmware_model.image.keystore import Keyring, Keystore
 from firmware_model.image.manifest import ManifestEntry, read_manifest
 from firmware_model.image.package import ImagePackage, Layout, locate
 from firmware_model.image.sections import ImageType, SectionId, image_type_name
+from firmware_model.trust.chain import open_keystore, verify_image
 
 MANIFEST_LIMIT = 64 * 1024
 

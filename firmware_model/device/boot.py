@@ -32,9 +32,10 @@ from firmware_model.errors import (
     RollbackError,
     TrustError,
 )
-from firmware_model.image.keystore import Keystore, open_keystore, verify_image
+from firmware_model.image.keystore import Keystore
 from firmware_model.image.package import ImagePackage
 from firmware_model.image.sections import ImageType
+from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.fuses import floors, raise_floor, read_root_hash
 from hal.interfaces import Flash, Machine, ResetCause
 

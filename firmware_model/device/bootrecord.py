@@ -15,15 +15,14 @@ Record layout (little-endian, 164 bytes):
     u32 CRC-32 of everything before it.
 
 `RecordFormat` declares it (construct); the codec below packs and unpacks the same bytes with
-one `struct` call each way (a boot and every commit go through it; the tests check it against
-the declaration).
+one `struct` call each way, with the struct derived from the declaration (a boot and every
+commit go through it; the tests check codec and declaration against each other).
 """
 
 from __future__ import annotations
 
 import enum
 import functools
-import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -41,6 +40,7 @@ from construct import (
 )
 
 from firmware_model.device.flash_layout import Component, FlashLayout, slot_name
+from firmware_model.image import derive
 from hal.interfaces import Flash
 
 MAGIC = b"FWBR"
@@ -64,11 +64,11 @@ RecordFormat = Struct(
 RECORD_SIZE = int(RecordFormat.sizeof())
 VERSION = 1
 
-#: The record body as one struct: header, then (slot, length, digest) for the active keystore,
-#: active store, fallback keystore and fallback store; the CRC follows.
-_BODY = struct.Struct("<4sHBBI" + "BI32s" * 4)
-_CRC = struct.Struct("<I")
-assert _BODY.size + _CRC.size == RECORD_SIZE
+#: The record body as one struct, derived from `RecordBody`: header, then (slot, length,
+#: digest) for the active keystore, active store, fallback keystore and fallback store; the CRC
+#: follows it.
+_BODY = derive.run(RecordBody).struct
+_CRC = derive.fields(RecordFormat, "crc").struct
 
 
 class RecordState(enum.IntEnum):

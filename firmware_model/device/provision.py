@@ -19,8 +19,8 @@ from firmware_model.device.flash_layout import Component, FlashLayout
 from firmware_model.device.slots import write_slot
 from firmware_model.device.tls import DeviceStore
 from firmware_model.errors import ProvisioningError, SizeLimitError
-from firmware_model.image.keystore import open_keystore, verify_image
 from firmware_model.image.sections import ImageType
+from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.fuses import fuse_root_hash, raise_floor, read_root_hash
 from hal.interfaces import Machine
 

@@ -1,18 +1,18 @@
-"""TrustedKeystore payload and the device's chain of trust for images.
+"""TrustedKeystore payload: the image-signing keys a device trusts, and where they come from.
 
-fused root-key hash (OTP) -> keystore image -> image-signing keys -> images.
-
-The keystore payload carries the root public key (its SHA-256 is what a device fuses), the
-certificate of the key that signed this keystore image (issued by that root), and the
-image-signing keys: public key, certificate thumbprint, which image types each may sign, and
-whether it is revoked.
+The payload carries the root public key (its SHA-256 is what a device fuses), the certificate
+of the key that signed this keystore image (issued by that root), and the image-signing keys:
+public key, certificate thumbprint, which image types each may sign, and whether it is revoked.
+Declared once (construct); the reader is derived from the declaration (`derive`). Loading a key
+or certificate is a pure function of its DER bytes, and a device meets the same few at every
+update and boot: those loads are memoized by the bytes (failures are not cached). Authenticating
+a keystore image against the fuses is the chain of trust's job (`firmware_model.trust.chain`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,26 +32,15 @@ from construct import (
     this,
 )
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware_model.errors import (
-    RevokedError,
-    UntrustedSignerError,
-    WrongImageTypeError,
-)
-from firmware_model.image.fastparse import (
-    Block,
-    Field,
-    LoadedCertificate,
-    blob,
-    load_certificate,
-    load_ec_key,
-)
-from firmware_model.image.package import ImagePackage, Layout, locate, parse_package
-from firmware_model.image.sections import ImageType, SectionId, image_type_name
-from firmware_model.image.signing import Verifier, thumbprint, verifier, verify_with
+from firmware_model.errors import ImageFormatError, RevokedError, UntrustedSignerError
+from firmware_model.image import derive
+from firmware_model.image.certstore import BAD_CERTIFICATE
+from firmware_model.image.sections import ImageType, image_type_name
+from firmware_model.image.signing import Verifier, thumbprint, verifier
 from firmware_model.image.strict import check_trailing
 
 MAGIC = b"KSTR"
@@ -145,50 +134,6 @@ class Keyring:
             )
         return key
 
-    def key_for(self, thumb: bytes, image_type: int) -> ec.EllipticCurvePublicKey:
-        """The key that may sign `image_type` under `thumb`; a TrustError if none may."""
-        return self.trusted(bytes(thumb), image_type).public_key
-
-
-_U16 = struct.Struct("<H").unpack_from
-_IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
-
-
-def _id_fields(data: bytes | memoryview, layout: Layout) -> tuple[int, bytes]:
-    """Image type and SG thumbprint, read straight from the checked section table."""
-    sg_start = layout.spans[_SIGNATURE][0]
-    return _U16(data, layout.spans[_IDENTITY][0])[0], bytes(data[sg_start : sg_start + 20])
-
-
-def authenticate(
-    data: bytes | memoryview, keyring: Keyring, layout: Layout | None = None
-) -> Layout:
-    """Locate the metadata and verify the signature with a key allowed for the image type.
-
-    Only the trailer, the section table, the image type and the thumbprint are read first.
-    `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
-    """
-    view = memoryview(data)
-    if layout is None:
-        layout = locate(view)
-    end = layout.metadata_end
-    image_type, thumb = _id_fields(view, layout)
-    verify_with(keyring.trusted(thumb, image_type).verifier, view[:end], view[end:])
-    return layout
-
-
-def verify_image(
-    data: bytes, keyring: Keyring, expected_type: int | None = None, layout: Layout | None = None
-) -> ImagePackage:
-    """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`.
-    `layout`, if given, must be `locate(data)`."""
-    image = parse_package(data, authenticate(data, keyring, layout))
-    if expected_type is not None and image.image_type != expected_type:
-        raise WrongImageTypeError(
-            f"expected a {image_type_name(expected_type)} image, got {image.image_type_name}"
-        )
-    return image
-
 
 @dataclass(frozen=True)
 class Keystore:
@@ -221,44 +166,42 @@ def build_keystore_payload(
     }))
 
 
-# The same layout for the reader (fastparse): paths as construct names them.
-_HEADER = Block(Field("magic", "4s", MAGIC), Field("version", "I", 1))
-_KEY_COUNT = Block(Field("key_count", "I"))
-_KEY = Block(Field("keys -> thumbprint", "20s"), Field("keys -> image_types", "I"),
-             Field("keys -> flags", "I"), Field("keys -> public_key", "H"))
+
+# The readers, derived from the declarations above.
+_HEADER = derive.Reader(KeystoreHeader, "keystore header")
+_KEY_COUNT = derive.fields(KeyList, "key_count")
+_KEY = derive.Reader(KeyEntry, "keystore key list", "keys")
 
 
-class _Header(NamedTuple):
-    root_public_key: bytes
-    signer_certificate: bytes
-    keys_start: int
+@functools.lru_cache(maxsize=64)
+def load_ec_key(der: bytes, what: str) -> ec.EllipticCurvePublicKey:
+    """The EC public key a SubjectPublicKeyInfo DER holds; ImageFormatError naming `what`."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ImageFormatError(f"{what} is not a DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ImageFormatError(f"{what} is not an EC key")
+    return key
 
 
-def _read_header(payload: bytes | memoryview) -> _Header:
-    """`KeystoreHeader`, read with struct as strictly as `strict.parse_prefix` parses it."""
-    what = "keystore header"
-    _HEADER.unpack(payload, 0, what)
-    root_start, root_end = blob(payload, _HEADER.size, what, "root_public_key")
-    cert_start, cert_end = blob(payload, root_end, what, "signer_certificate")
-    return _Header(bytes(payload[root_start:root_end]), bytes(payload[cert_start:cert_end]),
-                   cert_end)
+class LoadedCertificate(NamedTuple):
+    """A certificate and what follows from its bytes alone."""
+
+    certificate: x509.Certificate
+    thumbprint: bytes  # SHA-1 of the DER: what an SG section names a certificate by
+    tbs_certificate: bytes  # the bytes its issuer's signature covers
 
 
-def _read_keys(payload: bytes | memoryview, start: int) -> tuple[TrustedKey, ...]:
-    """`KeyList` from `start` to the end, read with struct as strictly as
-    `strict.parse_strict` parses it (every byte accounted for; offsets in `payload`)."""
-    what = "keystore key list"
-    count = _KEY_COUNT.unpack(payload, start, what)[0]
-    at = start + _KEY_COUNT.size
-    keys = []
-    for _ in range(count):
-        thumb, image_types, flags, _length = _KEY.unpack(payload, at, what)
-        key_start, at = blob(payload, at + _KEY.size - 2, what, "keys -> public_key")
-        keys.append(TrustedKey(thumb, load_ec_key(bytes(payload[key_start:at]), "keystore key"),
-                               frozenset(t for t in range(32) if image_types >> t & 1),
-                               bool(flags & FLAG_REVOKED)))
-    check_trailing(payload, at, what)
-    return tuple(keys)
+@functools.lru_cache(maxsize=16)
+def load_certificate(der: bytes, what: str) -> LoadedCertificate:
+    """An X.509 DER certificate loaded; ImageFormatError (`what` is not DER X.509)."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except BAD_CERTIFICATE:
+        raise ImageFormatError(f"{what} is not DER X.509") from None
+    return LoadedCertificate(certificate, hashlib.sha1(der).digest(),
+                             certificate.tbs_certificate_bytes)
 
 
 @functools.lru_cache(maxsize=16)
@@ -268,55 +211,46 @@ def _root_key(der: bytes) -> tuple[ec.EllipticCurvePublicKey, bytes]:
     return key, root_key_hash(key)
 
 
+class Header(NamedTuple):
+    """What a keystore payload says before its keys: the root key (and the hash a device would
+    fuse for it), the certificate of the keystore's signer, and where the key list starts."""
+
+    root_public_key: ec.EllipticCurvePublicKey
+    root_hash: bytes
+    signer: LoadedCertificate
+    keys_start: int
+
+
+def read_header(payload: bytes | memoryview) -> Header:
+    """`KeystoreHeader`, strictly (ImageFormatError naming the field and its offset); the root
+    key and signer certificate loaded."""
+    (_magic, _version, (root_start, root_end), (cert_start, cert_end)), end = _HEADER.read(
+        payload, 0)
+    signer = load_certificate(bytes(payload[cert_start:cert_end]), "keystore signer certificate")
+    root, root_hash = _root_key(bytes(payload[root_start:root_end]))
+    return Header(root, root_hash, signer, end)
+
+
+def read_keys(payload: bytes | memoryview, start: int) -> tuple[TrustedKey, ...]:
+    """`KeyList` from `start` to the end of the payload, strictly: every byte accounted for
+    (envelope padding aside), errors at offsets in `payload`."""
+    what = "keystore key list"
+    (count,) = _KEY_COUNT.unpack(payload, start, what)
+    at = start + _KEY_COUNT.size
+    keys = []
+    for _ in range(count):
+        (thumb, image_types, flags, (key_start, key_end)), at = _KEY.read(payload, at)
+        keys.append(TrustedKey(thumb, load_ec_key(bytes(payload[key_start:key_end]),
+                                                  "keystore key"),
+                               frozenset(t for t in range(32) if image_types >> t & 1),
+                               bool(flags & FLAG_REVOKED)))
+    check_trailing(payload, at, what)
+    return tuple(keys)
+
+
 def read_keystore_payload(payload: bytes | memoryview) -> Keystore:
-    """Parse a keystore payload strictly (ImageFormatError on anything off)."""
-    header = _read_header(payload)
-    signer = load_certificate(header.signer_certificate, "keystore signer certificate")
-    root, _ = _root_key(header.root_public_key)
-    return Keystore(root, signer.certificate, _read_keys(payload, header.keys_start))
-
-
-def _check_issued_by_root(signer: LoadedCertificate, root: ec.EllipticCurvePublicKey) -> None:
-    certificate = signer.certificate
-    try:
-        algorithm = certificate.signature_hash_algorithm
-        if algorithm is None:
-            raise UntrustedSignerError("keystore signer certificate names no hash algorithm")
-        root.verify(certificate.signature, signer.tbs_certificate, ec.ECDSA(algorithm))
-    except (InvalidSignature, UnsupportedAlgorithm):
-        raise UntrustedSignerError("keystore signer is not certified by the root key") from None
-
-
-def open_keystore(
-    data: bytes, fused_root_hash: bytes, layout: Layout | None = None
-) -> tuple[ImagePackage, Keystore]:
-    """Authenticate a keystore image against the fused root-key hash and return its keys.
-
-    Checks, in order: envelope, image type, root key against the fuses, signer certificate
-    issued by that root, SG thumbprint naming that certificate, the image signature.
-    `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
-    """
-    view = memoryview(data)
-    if layout is None:
-        layout = locate(view)
-    image_type, thumb = _id_fields(view, layout)
-    if image_type != ImageType.TrustedKeystore:
-        raise WrongImageTypeError(
-            f"expected a TrustedKeystore image, got {image_type_name(image_type)}"
-        )
-    payload = view[: layout.metadata_start]
-    header = _read_header(payload)
-    signer = load_certificate(header.signer_certificate, "keystore signer certificate")
-    root, root_hash = _root_key(header.root_public_key)
-    if root_hash != fused_root_hash:
-        raise UntrustedSignerError("keystore root key does not match the fused root-key hash")
-    _check_issued_by_root(signer, root)
-    if signer.thumbprint != thumb:
-        raise UntrustedSignerError("keystore is not signed by the certificate it carries")
-    signer_key = signer.certificate.public_key()
-    if not isinstance(signer_key, ec.EllipticCurvePublicKey):
-        raise UntrustedSignerError("keystore signer key is not an EC key")
-    end = layout.metadata_end
-    verify_with(verifier(signer_key), view[:end], view[end:])
-    image = parse_package(data, layout)
-    return image, Keystore(root, signer.certificate, _read_keys(payload, header.keys_start))
+    """Parse a keystore payload strictly (ImageFormatError on anything off); nothing about who
+    signed it is checked here."""
+    header = read_header(payload)
+    return Keystore(header.root_public_key, header.signer.certificate,
+                    read_keys(payload, header.keys_start))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from construct import Array, Const, Int16ul, Int32ul, Int64ul, Rebuild, Struct, len_, this
 
-from firmware_model.image.fastparse import Block, Field
+from firmware_model.image import derive
 from firmware_model.image.package import ImagePackage
 from firmware_model.image.sections import AbiIdentity, Guid, image_type_name
 from firmware_model.image.strict import check_trailing
@@ -47,22 +47,13 @@ Manifest = Struct(
 )
 
 
-# The same layout for the reader (fastparse): paths as construct names them.
-_HEADER = Block(
-    Field("version", "H", VERSION),
-    Field("image_count", "H"),
-    Field("header_size", "H", HEADER_SIZE),
-    Field("entry_size", "H", ENTRY_SIZE),
-    Field("build_date", "Q"),
-)
-_ENTRY = Block(
-    *(Field(f"entries -> {name}", fmt) for name, fmt in (
-        ("image_id", "16s"), ("component_id", "16s"), ("image_type", "H"),
-        ("partition_type", "H"), ("image_file_size", "I"), ("uncompressed_image_size", "I"))),
-    *(Field(f"entries -> {abi} -> {name}", "4x")
-      for abi in ("provides", "depends") for _ in range(2) for name in ("version", "type")),
-    Field("entries -> security_version", "I"),
-)
+# The readers, derived from the declarations above.
+_HEADER = derive.fields(Manifest, "version", "image_count", "header_size", "entry_size",
+                        "build_date")
+_ENTRY = derive.run(Entry, "entries")
+_IMAGE_ID, _COMPONENT_ID, _IMAGE_TYPE, _SIZE, _SECURITY = (
+    _ENTRY.index(f"entries -> {name}") for name in
+    ("image_id", "component_id", "image_type", "image_file_size", "security_version"))
 
 
 @dataclass(frozen=True)
@@ -110,20 +101,15 @@ def build_manifest(entries: Sequence[ManifestEntry], build_date: int = 0) -> byt
 
 
 def read_manifest(payload: bytes | memoryview) -> list[ManifestEntry]:
-    """The entries of a manifest payload; ImageFormatError if it is not one, exactly.
-
-    Reads `Manifest` with struct (as strict as `strict.parse_strict(Manifest, ...)`; each
-    error names the start of the field at fault).
-    """
+    """The entries of a manifest payload; ImageFormatError if it is not one, exactly (each
+    error names the field at fault and where it starts)."""
     count = _HEADER.unpack(payload, 0, "manifest")[1]
     entries = []
-    at = HEADER_SIZE
+    at = _HEADER.size
     for _ in range(count):
-        image_id, component_id, image_type, _partition, size, _uncompressed, security = (
-            _ENTRY.unpack(payload, at, "manifest"))
-        entries.append(ManifestEntry(uuid.UUID(bytes_le=image_id),
-                                     uuid.UUID(bytes_le=component_id), image_type, size,
-                                     security))
-        at += ENTRY_SIZE
+        values = _ENTRY.unpack(payload, at, "manifest")
+        entries.append(ManifestEntry(values[_IMAGE_ID], values[_COMPONENT_ID],
+                                     values[_IMAGE_TYPE], values[_SIZE], values[_SECURITY]))
+        at += _ENTRY.size
     check_trailing(payload, at, "manifest")
     return entries

@@ -9,16 +9,14 @@ Two views of the same bytes:
   offset): all that is needed to authenticate. Nothing else untrusted is parsed before the
   signature holds.
 - `parse_package` decodes every section into the fields its construct declaration in
-  `sections` parses (with the struct decoders there, which the tests hold to the
-  declarations).
-`build_package` writes the envelope from the same declarations.
+  `sections` parses (with the decoders derived from those declarations).
+Both read with struct readers derived from the declarations below; `firmware_model.image.build`
+writes the envelope from the same declarations.
 """
 
 from __future__ import annotations
 
-import struct
 import uuid
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -37,6 +35,7 @@ from construct import (
 )
 
 from firmware_model.errors import ImageFormatError
+from firmware_model.image import derive
 from firmware_model.image.sections import (
     SECTION_DECODERS,
     SECTION_FORMATS,
@@ -47,7 +46,6 @@ from firmware_model.image.sections import (
     image_type_name,
     section_tag,
 )
-from firmware_model.image.signing import Signer
 
 MAGIC = 0x4D345834
 HEADER_SIZE = 8
@@ -82,19 +80,19 @@ class Layout(NamedTuple):
         return bytes(data[start : start + length])
 
 
-_U32 = struct.Struct("<I").unpack_from
-_SECTION_HEADER = struct.Struct("<HH").unpack_from
+# The readers, derived from the declarations above (values only: the envelope's own checks
+# below word its errors).
+_HEADER = derive.fields(Metadata, "magic", "section_count").struct
+_SECTION_HEADER = derive.Reader(RawSection, "metadata").runs[0].struct.unpack_from  # id, length
+_TRAILER = derive.fields(Metadata, "metadata_length").struct.unpack_from
+_SIGNING_TYPE = derive.fields(SECTION_FORMATS[SectionId.Signature], "signing_type").struct
+_SIGNING_TYPE_AT = derive.fields(SECTION_FORMATS[SectionId.Signature], "thumbprint").size
 _IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
-
-
-def _u32(data: bytes | memoryview, offset: int) -> int:
-    return int(_U32(data, offset)[0])
-
 
 def _walk(data: bytes | memoryview, start: int, end: int, sig_size: int) -> Layout:
     """Check the section table between `start` and the trailer at `end - 4`."""
     sections_end = end - TRAILER_SIZE
-    count = _U32(data, start + 4)[0]
+    _magic, count = _HEADER.unpack_from(data, start)
     if count > (sections_end - start - HEADER_SIZE) // SECTION_HEADER_SIZE:
         raise ImageFormatError(f"section count {count} cannot fit in the metadata", start + 4)
     pos = start + HEADER_SIZE
@@ -130,11 +128,11 @@ def _candidate(data: bytes | memoryview, sig_size: int) -> Layout:
     if size < sig_size + TRAILER_SIZE + HEADER_SIZE:
         raise ImageFormatError(f"{size} bytes is too short for an image package", 0)
     end = size - sig_size
-    length = _U32(data, end - TRAILER_SIZE)[0]
+    (length,) = _TRAILER(data, end - TRAILER_SIZE)
     if length < HEADER_SIZE + TRAILER_SIZE or length > end:
         raise ImageFormatError(f"metadata length {length} is impossible", end - TRAILER_SIZE)
     start = end - length
-    if _U32(data, start)[0] != MAGIC:
+    if _HEADER.unpack_from(data, start)[0] != MAGIC:
         raise ImageFormatError("no metadata magic 0x4D345834 where the length points", start)
     layout = _walk(data, start, end, sig_size)
     _check_signature_section(data, layout)
@@ -150,12 +148,12 @@ def _check_signature_section(data: bytes | memoryview, layout: Layout) -> None:
     start, length = signature
     if length != 24:
         raise ImageFormatError(f"'SG' section is {length} bytes, not 24", start - 2)
-    signing_type = _U32(data, start + 20)[0]
+    (signing_type,) = _SIGNING_TYPE.unpack_from(data, start + _SIGNING_TYPE_AT)
     if SIGNATURE_SIZE.get(signing_type) != layout.signature_size:
         raise ImageFormatError(
             f"signing type {signing_type} does not match a {layout.signature_size}-byte "
             "signature",
-            start + 20,
+            start + _SIGNING_TYPE_AT,
         )
     id_start, id_length = identity
     if id_length != 36:
@@ -300,83 +298,3 @@ def parse_package(data: bytes, layout: Layout | None = None) -> ImagePackage:
         for sid in layout.order
     )
     return ImagePackage(bytes(data), layout, sections)
-
-
-def _pad4(payload: bytes) -> bytes:
-    return payload + b"\0" * (-len(payload) % 4)
-
-
-def encode_section(section_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-    """A section ready for `Metadata.build`, its data built from its declaration."""
-    return {"id": int(section_id), "data": SECTION_FORMATS[section_id].build(fields)}
-
-
-def build_metadata(sections: Sequence[dict[str, Any]]) -> bytes:
-    """The metadata block for `sections` ({id, data} each), length and count rebuilt."""
-    return bytes(Metadata.build({"sections": list(sections)}))
-
-
-def identity_sections(
-    *,
-    image_type: int,
-    component_id: uuid.UUID,
-    image_id: uuid.UUID,
-    name: str = "",
-    build_time: int = 0,
-    security_version: int | None = None,
-) -> list[dict[str, Any]]:
-    """ID, DB and (when a security version is given) RV sections."""
-    sections = [
-        encode_section(
-            SectionId.Identity,
-            {"image_type": image_type, "reserved": 0, "component_id": component_id,
-             "image_id": image_id},
-        ),
-        encode_section(SectionId.Debug, {"build_time": build_time, "name": name}),
-    ]
-    if security_version is not None:
-        sections.append(
-            encode_section(SectionId.Revocation, {"security_version": security_version})
-        )
-    return sections
-
-
-def seal(payload: bytes, sections: Iterable[dict[str, Any]], signer: Signer) -> bytes:
-    """Append metadata (`sections` plus a fresh SG section, last) and sign everything."""
-    signature_section = encode_section(
-        SectionId.Signature,
-        {"thumbprint": signer.thumbprint, "signing_type": int(signer.signing_type)},
-    )
-    body = _pad4(payload) + build_metadata([*sections, signature_section])
-    return body + signer.sign(body)
-
-
-def build_package(
-    payload: bytes,
-    *,
-    image_type: int,
-    component_id: uuid.UUID,
-    image_id: uuid.UUID,
-    signer: Signer,
-    name: str = "",
-    build_time: int = 0,
-    security_version: int | None = None,
-    extra_sections: Sequence[dict[str, Any]] = (),
-) -> bytes:
-    """A signed image package around `payload` (padded to 4 bytes as Azure Sphere does)."""
-    sections = identity_sections(
-        image_type=image_type,
-        component_id=component_id,
-        image_id=image_id,
-        name=name,
-        build_time=build_time,
-        security_version=security_version,
-    )
-    return seal(payload, [*sections, *extra_sections], signer)
-
-
-def resign(data: bytes, signer: Signer) -> bytes:
-    """The same image with its SG section and signature replaced; other sections kept."""
-    package = parse_package(data)
-    kept = [{"id": s.id, "data": s.raw} for s in package.sections if s.id != SectionId.Signature]
-    return seal(package.payload, kept, signer)

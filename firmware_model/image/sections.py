@@ -2,15 +2,14 @@
 
 Each declaration parses and builds; it is the specification. Layouts follow Microsoft's
 `azuresphere-imagemetadata` (the oracle): little-endian, GUIDs in .NET byte order.
-`SECTION_DECODERS` read the same fields with struct, into the dicts the declarations parse
-(`plain(SECTION_FORMATS[id].parse(data))`), several times faster; the tests check the two
-against each other on arbitrary bytes.
+`SECTION_DECODERS` are derived from them (`derive`): they read the same fields with struct into
+the dicts the declarations parse, several times faster; the tests hold the two to each other
+on arbitrary bytes.
 """
 
 from __future__ import annotations
 
 import enum
-import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +28,8 @@ from construct import (
     len_,
     this,
 )
+
+from firmware_model.image import derive
 
 
 class ImageType(enum.IntEnum):
@@ -134,11 +135,9 @@ SECTION_FORMATS: dict[int, Construct] = {
 
 
 _ABI_LISTS = (SectionId.ABIDepends, SectionId.ABIProvides)
-_U32 = struct.Struct("<I")
-_TWO_U32 = struct.Struct("<II")
-_IDENTITY = struct.Struct("<HH16s16s")
-_SIGNATURE = struct.Struct("<20sI")
-_DEBUG = struct.Struct("<Q32s")
+_ABI_COUNT = derive.fields(AbiList, "count").struct
+_ABI_PAIR = derive.run(AbiIdentity, "versions")
+_ABI_KEYS = derive.names(AbiIdentity)
 
 #: The size of each fixed-size section's data, from its declaration.
 SECTION_SIZES: dict[int, int] = {
@@ -149,78 +148,29 @@ SECTION_SIZES: dict[int, int] = {
 def expected_length(section_id: int, data: bytes | memoryview) -> int | None:
     """The length a known section's data must have (ABI lists: from their count), else None."""
     if section_id in _ABI_LISTS:
-        if len(data) < 4:
-            return 4
-        return 4 + 8 * int(_U32.unpack_from(data)[0])
+        if len(data) < _ABI_COUNT.size:
+            return _ABI_COUNT.size
+        return _ABI_COUNT.size + _ABI_PAIR.size * int(_ABI_COUNT.unpack_from(data)[0])
     return SECTION_SIZES.get(section_id)
 
 
 Decoder = Callable[[bytes | memoryview], dict[str, Any]]
 
 
-def _identity(data: bytes | memoryview) -> dict[str, Any]:
-    image_type, reserved, component_id, image_id = _IDENTITY.unpack_from(data)
-    return {"image_type": image_type, "reserved": reserved,
-            "component_id": uuid.UUID(bytes_le=component_id),
-            "image_id": uuid.UUID(bytes_le=image_id)}
-
-
-def _signature(data: bytes | memoryview) -> dict[str, Any]:
-    thumb, signing_type = _SIGNATURE.unpack_from(data)
-    return {"thumbprint": thumb, "signing_type": signing_type}
-
-
-def _debug(data: bytes | memoryview) -> dict[str, Any]:
-    """PaddedString(32, "utf8"): trailing NULs stripped, the rest must be UTF-8."""
-    build_time, padded = _DEBUG.unpack_from(data)
-    name = padded.rstrip(b"\0")
-    try:
-        text = name.decode("utf8")
-    except UnicodeDecodeError:
-        raise ValueError(f"cannot use encoding 'utf8' to decode {name!r}") from None
-    return {"build_time": build_time, "name": text}
-
-
 def _abi_list(data: bytes | memoryview) -> dict[str, Any]:
-    count = _U32.unpack_from(data)[0]
-    pairs = _TWO_U32.iter_unpack(memoryview(data)[4 : 4 + 8 * count])
-    return {"count": count, "versions": [{"version": v, "type": t} for v, t in pairs]}
+    """`AbiList`: its count, then that many pairs (the declaration's variable part)."""
+    (count,) = _ABI_COUNT.unpack_from(data)
+    start, size = _ABI_COUNT.size, _ABI_PAIR.size
+    versions = [dict(zip(_ABI_KEYS, _ABI_PAIR.unpack(data, start + size * i, "section",
+                                                      check=False), strict=True))
+                for i in range(count)]
+    return {"count": count, "versions": versions}
 
 
-def _one_u32(name: str) -> Decoder:
-    def decode(data: bytes | memoryview) -> dict[str, Any]:
-        return {name: _U32.unpack_from(data)[0]}
-    return decode
-
-
-def _two_u32(first: str, second: str) -> Decoder:
-    def decode(data: bytes | memoryview) -> dict[str, Any]:
-        a, b = _TWO_U32.unpack_from(data)
-        return {first: a, second: b}
-    return decode
-
-
-#: Struct decoders of each known section's data (exactly `expected_length` bytes): the dict
-#: `plain(SECTION_FORMATS[id].parse(data))` gives. ValueError where that parse fails (a DB
-#: name that is not UTF-8), with the same text.
+#: Decoders of each known section's data (exactly `expected_length` bytes), derived from the
+#: declarations: the dict `plain(SECTION_FORMATS[id].parse(data))` gives. ValueError where that
+#: parse fails (a DB name that is not UTF-8), with the same text.
 SECTION_DECODERS: dict[int, Decoder] = {
-    SectionId.Identity: _identity,
-    SectionId.Signature: _signature,
-    SectionId.Debug: _debug,
-    SectionId.Revocation: _one_u32("security_version"),
-    SectionId.TemporaryImage: _one_u32("flags"),
-    SectionId.ABIDepends: _abi_list,
-    SectionId.ABIProvides: _abi_list,
-    SectionId.Compression: _two_u32("uncompressed_size", "compression_type"),
-    SectionId.RequiredFlashOffset: _one_u32("offset"),
-    SectionId.ImagePolicy: _one_u32("flags"),
+    sid: _abi_list if sid in _ABI_LISTS else derive.dict_reader(fmt)
+    for sid, fmt in SECTION_FORMATS.items()
 }
-
-
-def plain(value: Any) -> Any:
-    """A construct Container turned into plain dicts/lists, hidden `_` keys dropped."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items() if not k.startswith("_")}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value

@@ -15,10 +15,11 @@ from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name
 from firmware_model.device.flash_layout import complement
 from firmware_model.device.model import AgentSettings, Device
 from firmware_model.device.provision import FactoryImages
+from firmware_model.image.build import build_package
 from firmware_model.image.certstore import build_store_payload, read_store_payload
 from firmware_model.image.keystore import TrustedKey, build_keystore_payload
 from firmware_model.image.manifest import ManifestEntry, build_manifest
-from firmware_model.image.package import build_package, parse_package
+from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from firmware_model.image.signing import Signer
 from hal.interfaces import FlashGeometry

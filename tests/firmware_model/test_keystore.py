@@ -15,19 +15,18 @@ from firmware_model.errors import (
     UntrustedSignerError,
     WrongImageTypeError,
 )
+from firmware_model.image.build import build_package
 from firmware_model.image.keystore import (
     Keyring,
     TrustedKey,
-    authenticate,
     build_keystore_payload,
-    open_keystore,
     read_keystore_payload,
     root_key_hash,
-    verify_image,
 )
-from firmware_model.image.package import build_package, locate
+from firmware_model.image.package import locate
 from firmware_model.image.sections import ImageType
 from firmware_model.image.signing import Signer
+from firmware_model.trust.chain import authenticate, open_keystore, verify_image
 from tools.pki import LabPki, issue, new_key
 
 STORE_AND_MANIFEST = (ImageType.UpdateCertStore, ImageType.BaseSystemUpdateManifest)

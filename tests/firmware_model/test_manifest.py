@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from firmware_model.errors import ImageFormatError
+from firmware_model.image.build import build_package
 from firmware_model.image.manifest import (
     ENTRY_SIZE,
     HEADER_SIZE,
@@ -15,7 +16,7 @@ from firmware_model.image.manifest import (
     build_manifest,
     read_manifest,
 )
-from firmware_model.image.package import build_package, parse_package
+from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from tools.pki import LabPki
 

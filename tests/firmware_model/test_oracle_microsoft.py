@@ -20,10 +20,12 @@ import pytest
 from cryptography import x509
 
 from firmware_model.errors import UntrustedSignerError
-from firmware_model.image.keystore import Keyring, TrustedKey, verify_image
+from firmware_model.image.build import build_package, encode_section
+from firmware_model.image.keystore import Keyring, TrustedKey
 from firmware_model.image.manifest import ENTRY_SIZE, read_manifest
-from firmware_model.image.package import ImagePackage, build_package, encode_section, parse_package
+from firmware_model.image.package import ImagePackage, parse_package
 from firmware_model.image.sections import ImageType, SectionId
+from firmware_model.trust.chain import verify_image
 from tests.oracle.msvenv import REPO, ask_microsoft
 from tools.build_images import build_all
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, load_signer

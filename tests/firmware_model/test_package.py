@@ -10,22 +10,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from firmware_model.errors import ImageFormatError, SignatureError
-from firmware_model.image.certstore import build_store_payload, read_store_payload
-from firmware_model.image.keystore import Keyring, TrustedKey, verify_image
-from firmware_model.image.package import (
-    MAGIC,
-    Metadata,
+from firmware_model.image.build import (
     build_metadata,
     build_package,
     encode_section,
     identity_sections,
-    locate,
-    parse_package,
     resign,
     seal,
 )
+from firmware_model.image.certstore import build_store_payload, read_store_payload
+from firmware_model.image.keystore import Keyring, TrustedKey
+from firmware_model.image.package import MAGIC, Metadata, locate, parse_package
 from firmware_model.image.sections import ImageType, SectionId, SigningType
 from firmware_model.image.signing import Signer
+from firmware_model.trust.chain import verify_image
 from tools.pki import LabPki, issue, new_key
 
 COMPONENT = uuid.UUID("e5f5f3fc-2eb5-4d1b-a650-b72364446807")

@@ -17,20 +17,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firmware_model.errors import ImageFormatError, TrustError
+from firmware_model.image.build import build_package, encode_section
 from firmware_model.image.certstore import build_store_payload, read_store_payload
 from firmware_model.image.keystore import (
     Keyring,
     TrustedKey,
     build_keystore_payload,
-    open_keystore,
     read_keystore_payload,
     root_key_hash,
-    verify_image,
 )
 from firmware_model.image.manifest import ManifestEntry, build_manifest, read_manifest
-from firmware_model.image.package import build_package, encode_section, parse_package
+from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType, SectionId
 from firmware_model.image.signing import Signer
+from firmware_model.trust.chain import open_keystore, verify_image
 from tools.pki import issue, new_key
 
 FEW = settings(max_examples=40, deadline=None,

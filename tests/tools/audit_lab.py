@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from firmware_model.image.build import build_package
 from firmware_model.image.certstore import build_store_payload
 from firmware_model.image.cramfs import build_cramfs
 from firmware_model.image.keystore import TrustedKey, build_keystore_payload
-from firmware_model.image.package import build_package
 from firmware_model.image.sections import ImageType
 from firmware_model.image.signing import Signer
 from tools import pki

@@ -22,8 +22,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from firmware_model.image.build import build_package
 from firmware_model.image.cramfs import read_cramfs
-from firmware_model.image.package import build_package, parse_package
+from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from tools import imagetool
 from tools.pki import load_signer

@@ -21,15 +21,10 @@ from cryptography.x509.verification import Store
 
 from firmware_model.errors import FwModelError, ImageFormatError
 from firmware_model.image.certstore import read_store_payload
-from firmware_model.image.keystore import (
-    Keyring,
-    TrustedKey,
-    open_keystore,
-    root_key_hash,
-    verify_image,
-)
+from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
 from firmware_model.image.package import ImagePackage, parse_package
 from firmware_model.image.sections import ImageType, image_type_name
+from firmware_model.trust.chain import open_keystore, verify_image
 from tools.audit.errors import BadInputError
 from tools.pki import load_certificate, load_public_key
 

@@ -1,8 +1,8 @@
-"""The struct readers against the construct declarations they stand in for.
+"""The readers derived from the construct declarations, against the declarations themselves.
 
 The declarations (`sections.SECTION_FORMATS`, `manifest.Manifest`, `keystore.KeystoreHeader` and
-`KeyList`) are the specification; the readers here in the tests are the construct readers the
-library used before (`strict.parse_prefix` / `parse_strict`, uncached key loading). For
+`KeyList`) are the specification; the readers here in the tests parse them with construct
+(`construct_reference.parse_prefix` / `parse_strict`, uncached key loading). For
 arbitrary, built, truncated, extended and bit-flipped inputs, both read the same values or both
 fail with the same error text; an error's offset from the struct reader is the start of the
 field at fault, never past where construct's stream stopped.
@@ -34,6 +34,7 @@ from firmware_model.errors import (
     UntrustedSignerError,
     WrongImageTypeError,
 )
+from firmware_model.image.build import build_package
 from firmware_model.image.certstore import BAD_CERTIFICATE, real_world_roots
 from firmware_model.image.keystore import (
     FLAG_REVOKED,
@@ -43,12 +44,11 @@ from firmware_model.image.keystore import (
     KeystorePayload,
     TrustedKey,
     build_keystore_payload,
-    open_keystore,
     read_keystore_payload,
     root_key_hash,
 )
 from firmware_model.image.manifest import Manifest, ManifestEntry, build_manifest, read_manifest
-from firmware_model.image.package import Section, build_package, decode_section, locate
+from firmware_model.image.package import Section, decode_section, locate
 from firmware_model.image.sections import (
     SECTION_DECODERS,
     SECTION_FORMATS,
@@ -56,11 +56,11 @@ from firmware_model.image.sections import (
     SectionId,
     expected_length,
     image_type_name,
-    plain,
     section_tag,
 )
 from firmware_model.image.signing import Signer, thumbprint, verify_raw
-from firmware_model.image.strict import parse_prefix, parse_strict
+from firmware_model.trust.chain import open_keystore
+from tests.firmware_model.construct_reference import parse_prefix, parse_strict, plain
 from tools.pki import issue, new_key
 
 SETTINGS = settings(max_examples=150, deadline=None,

@@ -1,0 +1,115 @@
+"""The chain of trust for images: fused root-key hash (OTP) -> keystore image -> image-signing
+keys -> images.
+
+`open_keystore` authenticates a keystore image against the fused hash (its root key, the
+certificate of its signer issued by that root, the signature); `authenticate` checks any other
+image's signature with a key of a keystore's `Keyring` that may sign its type; `verify_image`
+authenticates, then parses. Nothing untrusted is parsed further than needed to authenticate
+it: the trailer, the section table, the image type and the thumbprint (and for a keystore its
+header) before the signature; the sections and the payload after.
+"""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from firmware_model.errors import UntrustedSignerError, WrongImageTypeError
+from firmware_model.image import derive
+from firmware_model.image.keystore import (
+    Keyring,
+    Keystore,
+    LoadedCertificate,
+    read_header,
+    read_keys,
+)
+from firmware_model.image.package import ImagePackage, Layout, locate, parse_package
+from firmware_model.image.sections import SECTION_FORMATS, ImageType, SectionId, image_type_name
+from firmware_model.image.signing import verifier, verify_with
+
+_IMAGE_TYPE = derive.fields(SECTION_FORMATS[SectionId.Identity], "image_type").struct
+_THUMBPRINT = derive.fields(SECTION_FORMATS[SectionId.Signature], "thumbprint").struct
+_IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
+
+
+def _id_fields(data: bytes | memoryview, layout: Layout) -> tuple[int, bytes]:
+    """Image type and SG thumbprint, read straight from the checked section table."""
+    (image_type,) = _IMAGE_TYPE.unpack_from(data, layout.spans[_IDENTITY][0])
+    (thumb,) = _THUMBPRINT.unpack_from(data, layout.spans[_SIGNATURE][0])
+    return image_type, thumb
+
+
+def authenticate(
+    data: bytes | memoryview, keyring: Keyring, layout: Layout | None = None
+) -> Layout:
+    """Locate the metadata and verify the signature with a key allowed for the image type.
+
+    Only the trailer, the section table, the image type and the thumbprint are read first.
+    `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
+    """
+    view = memoryview(data)
+    if layout is None:
+        layout = locate(view)
+    end = layout.metadata_end
+    image_type, thumb = _id_fields(view, layout)
+    verify_with(keyring.trusted(thumb, image_type).verifier, view[:end], view[end:])
+    return layout
+
+
+def verify_image(
+    data: bytes, keyring: Keyring, expected_type: int | None = None, layout: Layout | None = None
+) -> ImagePackage:
+    """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`.
+    `layout`, if given, must be `locate(data)`."""
+    image = parse_package(data, authenticate(data, keyring, layout))
+    if expected_type is not None and image.image_type != expected_type:
+        raise WrongImageTypeError(
+            f"expected a {image_type_name(expected_type)} image, got {image.image_type_name}"
+        )
+    return image
+
+
+def _check_issued_by_root(signer: LoadedCertificate, root: ec.EllipticCurvePublicKey) -> None:
+    certificate = signer.certificate
+    try:
+        algorithm = certificate.signature_hash_algorithm
+        if algorithm is None:
+            raise UntrustedSignerError("keystore signer certificate names no hash algorithm")
+        root.verify(certificate.signature, signer.tbs_certificate, ec.ECDSA(algorithm))
+    except (InvalidSignature, UnsupportedAlgorithm):
+        raise UntrustedSignerError("keystore signer is not certified by the root key") from None
+
+
+def open_keystore(
+    data: bytes, fused_root_hash: bytes, layout: Layout | None = None
+) -> tuple[ImagePackage, Keystore]:
+    """Authenticate a keystore image against the fused root-key hash and return its keys.
+
+    Checks, in order: envelope, image type, root key against the fuses, signer certificate
+    issued by that root, SG thumbprint naming that certificate, the image signature.
+    `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
+    """
+    view = memoryview(data)
+    if layout is None:
+        layout = locate(view)
+    image_type, thumb = _id_fields(view, layout)
+    if image_type != ImageType.TrustedKeystore:
+        raise WrongImageTypeError(
+            f"expected a TrustedKeystore image, got {image_type_name(image_type)}"
+        )
+    payload = view[: layout.metadata_start]
+    header = read_header(payload)
+    if header.root_hash != fused_root_hash:
+        raise UntrustedSignerError("keystore root key does not match the fused root-key hash")
+    signer = header.signer
+    _check_issued_by_root(signer, header.root_public_key)
+    if signer.thumbprint != thumb:
+        raise UntrustedSignerError("keystore is not signed by the certificate it carries")
+    signer_key = signer.certificate.public_key()
+    if not isinstance(signer_key, ec.EllipticCurvePublicKey):
+        raise UntrustedSignerError("keystore signer key is not an EC key")
+    end = layout.metadata_end
+    verify_with(verifier(signer_key), view[:end], view[end:])
+    image = parse_package(data, layout)
+    keys = read_keys(payload, header.keys_start)
+    return image, Keystore(header.root_public_key, signer.certificate, keys)
