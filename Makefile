@@ -49,11 +49,11 @@ demo: $(VENV)/.stamp images
 	$(PY) tools/demo.py --images images/build
 
 bench: $(VENV)/.stamp oracle
-	$(PY) bench/verify.py
-	$(PY) bench/machine_snapshot.py
-	$(PY) bench/serial_link.py
-	$(PY) bench/update.py
-	$(PY) bench/audit.py
+	$(PY) -m bench.verify
+	$(PY) -m bench.machine_snapshot
+	$(PY) -m bench.serial_link
+	$(PY) -m bench.update
+	$(PY) -m bench.audit
 
 clean:
 	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis

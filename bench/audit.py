@@ -17,21 +17,17 @@ endpoint by endpoint with the baseline (so load from elsewhere hits them alike),
 and the whole run: `run_audit` over the 1,000 endpoints (fastest of 7), loading both stores
 and parsing the 1,000 arguments included, per endpoint.
 
-Run: .venv/bin/python bench/audit.py
+Run: .venv/bin/python -m bench.audit
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import certifi
 from cryptography import x509

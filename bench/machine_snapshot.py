@@ -4,7 +4,7 @@ Baseline: copying the whole 16 MiB flash back (what a plain bytes snapshot costs
 the machine's restore, which copies back only the sectors changed since the snapshot. The
 work between snapshot and restore is a typical update step: erase 64 KiB, program 64 KiB.
 
-Run: .venv/bin/python bench/machine_snapshot.py
+Run: .venv/bin/python -m bench.machine_snapshot
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How fast the serial board link moves flash data, against the line it runs on.
 
-    python bench/serial_link.py [--mib N] [--runs N] [--paced-kib N]
+    python -m bench.serial_link [--mib N] [--runs N] [--paced-kib N]
 
 (a) Programming throughput: `SerialMachine.flash.program` into `python -m hal.emulator --pty`
     (a separate process), against a raw byte copy of the same size over the same kind of pty
@@ -23,26 +23,21 @@ import dataclasses
 import os
 import random
 import select
-import subprocess
 import sys
 import tempfile
 import time
 import tty
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import serial
 
-import serial  # noqa: E402
-
-from hal.emulator.agent import BoardAgent  # noqa: E402
-from hal.errors import HalError  # noqa: E402
-from hal.interfaces import FlashGeometry  # noqa: E402
-from hal.serial.framing import (  # noqa: E402
+from hal.emulator.agent import BoardAgent
+from hal.emulator.launcher import launch, launch_board
+from hal.errors import HalError
+from hal.interfaces import FlashGeometry
+from hal.serial.framing import (
     MAX_DATA,
     Flag,
     Frame,
@@ -51,8 +46,8 @@ from hal.serial.framing import (  # noqa: E402
     encode_frame,
     pack_program,
 )
-from hal.serial.machine import SerialMachine  # noqa: E402
-from hal.soft.machine import SoftwareMachine  # noqa: E402
+from hal.serial.machine import SerialMachine
+from hal.soft.machine import SoftwareMachine
 
 PROGRAM_TARGET = 0.8
 LINE_TARGET = 0.9
@@ -133,9 +128,11 @@ def raw_sink(size: int, runs: int) -> int:
 
 def raw_copy_rate(size: int, runs: int) -> Measured:
     """Bytes/s of a plain pyserial write of `size` bytes through a pty to another process."""
-    command = [sys.executable, __file__, "--raw-sink", str(size), "--runs", str(runs)]
-    with spawned(command) as (process, path):
-        port = serial.serial_for_url(path, baudrate=115_200, timeout=10)
+    command = [sys.executable, "-m", "bench.serial_link", "--raw-sink", str(size), "--runs",
+               str(runs)]
+    with tempfile.TemporaryDirectory() as folder, \
+            launch(command, Path(folder) / "sink.stderr") as sink:
+        port = serial.serial_for_url(sink.url, baudrate=115_200, timeout=10)
         data = random.Random(0).randbytes(size)
 
         def once(_run: int) -> None:
@@ -144,7 +141,7 @@ def raw_copy_rate(size: int, runs: int) -> Measured:
                 raise HalError("the raw sink did not acknowledge")
 
         try:
-            return measure(runs, size, once, process.pid)
+            return measure(runs, size, once, sink.pid)
         finally:
             port.close()
 
@@ -152,24 +149,18 @@ def raw_copy_rate(size: int, runs: int) -> Measured:
 # --- through the link -------------------------------------------------------------------------
 
 
-def emulator_command(flash: Path, *extra: str) -> list[str]:
-    """The emulator on a pty; it stops when this process dies (its stdin is our pipe)."""
-    return [sys.executable, "-m", "hal.emulator", "--flash", str(flash), "--pty",
-            "--exit-with-parent", *extra]
-
-
 def program_rate(flash: Path, size: int, runs: int, *extra: str) -> Measured:
     """Bytes/s of `SerialMachine.flash.program` of `size` bytes into a fresh region per run
     (the emulated flash is made large enough), with the retries the link needed."""
     data = random.Random(1).randbytes(size)
     flash_size = str(max(16 * MIB, runs * size))
-    with spawned(emulator_command(flash, "--size", flash_size, *extra)) as (process, url), \
-            SerialMachine(url) as board:
+    with launch_board(flash, options=["--size", flash_size, *extra]) as agent, \
+            SerialMachine(agent.url) as board:
 
         def once(run: int) -> None:
             board.flash.program(run * size, data)
 
-        measured = measure(runs, size, once, process.pid)
+        measured = measure(runs, size, once, agent.pid)
         return dataclasses.replace(measured, retries=board.link_stats.retries)
 
 
@@ -208,8 +199,8 @@ def in_process_program_rate(size: int, runs: int) -> float:
 
 def paced_read_rate(flash: Path, size: int, runs: int) -> tuple[float, int]:
     """Payload bytes/s of `flash.read` from an emulator paced at PACED_BAUD; and retries."""
-    with spawned(emulator_command(flash, "--baud", str(PACED_BAUD))) as (_process, url), \
-            SerialMachine(url) as board:
+    with launch_board(flash, options=["--baud", str(PACED_BAUD)]) as agent, \
+            SerialMachine(agent.url) as board:
         data = random.Random(2).randbytes(runs * size)  # escapes as often as real images
         board.flash.program(0, data)  # the board's receiver is not paced: this is quick
         board.flash.read(0, 1024)  # warm up: the first request pays for nothing else
@@ -221,29 +212,6 @@ def paced_read_rate(flash: Path, size: int, runs: int) -> tuple[float, int]:
 
         rate = best(runs, once)
         return rate, board.link_stats.retries
-
-
-@contextmanager
-def spawned(command: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run `command`; yield it and the last word of its first stdout line; stop it after."""
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
-        line = process.stdout.readline() if ready else ""
-        if not line.strip():
-            errors = process.stderr.read() if process.stderr else ""
-            raise HalError(f"{' '.join(command[1:3])} printed no port: {errors.strip()}")
-        yield process, line.split()[-1]
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -310,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except (HalError, OSError, serial.SerialException) as exc:
-        print(f"bench/serial_link.py: error: {exc}", file=sys.stderr)
+        print(f"bench.serial_link: error: {exc}", file=sys.stderr)
         return 1
     return 0
 

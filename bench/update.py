@@ -1,6 +1,6 @@
 """How fast a whole update runs on the software machine, and what the power-cut sweep costs.
 
-    .venv/bin/python bench/update.py [--budget SECONDS]
+    .venv/bin/python -m bench.update [--budget SECONDS]
 
 Builds the project's images into a temporary folder (`tools.build_images.build_all`, no
 network) and updates from their Retail channel, held in memory (`MemoryFeed`: no disk reads
@@ -44,24 +44,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.timing import ROUNDS, per_op, verdict  # noqa: E402
-from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name  # noqa: E402
-from firmware_model.agent.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update  # noqa: E402
-from firmware_model.device.flash_layout import Component, FlashLayout, sectors_for  # noqa: E402
-from firmware_model.device.model import Device, UpdateOutcome  # noqa: E402
-from firmware_model.device.provision import FactoryImages  # noqa: E402
-from firmware_model.device.tls import DeviceStore  # noqa: E402
-from firmware_model.image.keystore import Keyring  # noqa: E402
-from firmware_model.image.manifest import read_manifest  # noqa: E402
-from firmware_model.image.package import parse_package  # noqa: E402
-from firmware_model.trust.chain import authenticate, open_keystore  # noqa: E402
-from hal.interfaces import FlashGeometry  # noqa: E402
-from hal.soft.machine import MT3620_GEOMETRY, SoftwareMachine  # noqa: E402
-from tools.build_images import build_all  # noqa: E402
+from bench.timing import ROUNDS, per_op, verdict
+from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name
+from firmware_model.agent.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update
+from firmware_model.agent.updater import UpdateOutcome, Updater
+from firmware_model.device.flash_layout import FlashLayout, sectors_for
+from firmware_model.device.model import Device
+from firmware_model.device.provision import FactoryImages
+from firmware_model.device.tls import DeviceStore
+from firmware_model.image.keystore import Keyring
+from firmware_model.image.manifest import read_manifest
+from firmware_model.image.package import parse_package
+from firmware_model.trust.chain import authenticate, open_keystore
+from firmware_model.trust.components import Component
+from hal.interfaces import FlashGeometry
+from hal.soft.machine import MT3620_GEOMETRY, SoftwareMachine
+from tools.build_images import build_all
 
 UPDATE_TARGET = 1.5  # x the sum of the unavoidable work
 SWEEP_TARGET = 1.5  # x one plain update, per cut point
@@ -103,7 +101,7 @@ class Bench:
         self.machine.restore(self.snap)
         self.device.ram = self.ram
         self.device.bus.sent.clear()
-        result = self.device.check_for_update(self.update.feed)
+        result = Updater(self.device).check_for_update(self.update.feed)
         assert result.outcome is UpdateOutcome.INSTALLED
 
     def close(self) -> None:
@@ -251,7 +249,8 @@ def bench_sweep(images: SweepImages, update: Update, budget: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="bench/update.py", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(prog="python -m bench.update",
+                                  description=(__doc__ or "").splitlines()[0])
     top.add_argument("--budget", type=float, default=2.0,
                      help="seconds spent timing each of the two figures (default 2.0)")
     args = top.parse_args(argv)

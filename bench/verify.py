@@ -1,6 +1,6 @@
 """How fast an image is authenticated, against the floor and against Microsoft's library.
 
-    python bench/verify.py [--budget SECONDS]
+    python -m bench.verify [--budget SECONDS]
 
 For a 24 KiB store image, the whole-Mozilla store (certifi, ~150 roots) and a 1 MiB image:
 - ours:  `keystore.authenticate(data, keyring)` (locate the metadata, check the section table,
@@ -29,26 +29,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import certifi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-import certifi  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, utils  # noqa: E402
-
-from bench.timing import per_op, verdict  # noqa: E402
-from firmware_model.image.build import build_package  # noqa: E402
-from firmware_model.image.certstore import build_store_payload, file_stem, read_store_payload  # noqa: E402
-from firmware_model.image.cramfs import read_cramfs  # noqa: E402
-from firmware_model.image.cramfs.layout import BLOCK_SIZE  # noqa: E402
-from firmware_model.image.keystore import Keyring, TrustedKey  # noqa: E402
-from firmware_model.image.package import locate  # noqa: E402
-from firmware_model.image.sections import ImageType, SectionId  # noqa: E402
-from firmware_model.trust.chain import authenticate  # noqa: E402
-from tests.oracle.msvenv import OracleUnavailable, ask_microsoft, ensure_ms_venv  # noqa: E402
-from tools.pki import LabPki, keygen  # noqa: E402
+from bench.timing import per_op, verdict
+from firmware_model.image.build import build_package
+from firmware_model.image.certstore import build_store_payload, file_stem, read_store_payload
+from firmware_model.image.cramfs import read_cramfs
+from firmware_model.image.cramfs.layout import BLOCK_SIZE
+from firmware_model.image.keystore import Keyring, TrustedKey
+from firmware_model.image.package import locate
+from firmware_model.image.sections import ImageType, SectionId
+from firmware_model.trust.chain import authenticate
+from tests.oracle.msvenv import OracleUnavailable, ask_microsoft, ensure_ms_venv
+from tools.pki import LabPki, keygen
 
 AUTHENTICATE_TARGET = 1.15  # x floor
 FULL_LOAD_TARGET = 2.0  # x floor
@@ -209,7 +205,8 @@ def bench_full_load(case: Case, keyring: Keyring, key: ec.EllipticCurvePublicKey
 
 
 def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="bench/verify.py", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(prog="python -m bench.verify",
+                                  description=(__doc__ or "").splitlines()[0])
     top.add_argument("--budget", type=float, default=1.0,
                      help="seconds spent timing each figure (default 1.0)")
     args = top.parse_args(argv)

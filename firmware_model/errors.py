@@ -1,14 +1,20 @@
-"""The typed errors callers branch on. Library code raises these; only the CLIs print."""
+"""The typed errors callers branch on. Library code raises these; only the command lines print.
+
+Each error is of one kind of `policy.errors` (inherited beside `FwModelError`), and the kind
+alone decides the exit code (`policy.cli`). `FwModelError` itself is only the common base.
+"""
 
 from __future__ import annotations
 
 from hal.errors import LinkError
+from policy.errors import BadInput, HardwareFault, Refused, Unavailable
 
 __all__ = [
     "BootError",
     "FeedError",
     "FwModelError",
     "ImageFormatError",
+    "LayoutError",
     "LinkError",
     "ManifestMismatchError",
     "NotProvisionedError",
@@ -24,26 +30,16 @@ __all__ = [
     "WrongImageTypeError",
 ]
 
-EXIT_OK = 0
-EXIT_TRUST = 1
-EXIT_FORMAT = 2
-EXIT_FEED = 3
-EXIT_HAL = 4
-
 
 class FwModelError(Exception):
-    """Base of every error the device model raises."""
-
-    exit_code = EXIT_FORMAT
+    """Base of every error the device model raises (never raised itself)."""
 
 
-class ImageFormatError(FwModelError):
+class ImageFormatError(FwModelError, BadInput):
     """Bytes that are not a well-formed image package or payload.
 
     `offset` is where in the input the problem sits (None where no single offset applies).
     """
-
-    exit_code = EXIT_FORMAT
 
     def __init__(self, message: str, offset: int | None = None) -> None:
         where = f" at offset {offset:#x}" if offset is not None else ""
@@ -55,10 +51,13 @@ class SizeLimitError(ImageFormatError):
     """An image or manifest larger than the device accepts."""
 
 
-class TrustError(FwModelError):
-    """Well-formed input that the device must not trust."""
+class LayoutError(FwModelError, BadInput):
+    """The device's flash or fuse bank cannot hold what the model keeps there, or a value does
+    not fit its place (a security version past the counter)."""
 
-    exit_code = EXIT_TRUST
+
+class TrustError(FwModelError, Refused):
+    """Well-formed input that the device must not trust."""
 
 
 class SignatureError(TrustError):
@@ -93,25 +92,17 @@ class TlsError(TrustError):
     """A TLS connection made from the device failed (handshake, chain at the device's clock)."""
 
 
-class FeedError(FwModelError):
+class FeedError(FwModelError, Unavailable):
     """The update feed could not be reached or served incomplete data."""
 
-    exit_code = EXIT_FEED
 
-
-class NotProvisionedError(FwModelError):
+class NotProvisionedError(FwModelError, BadInput):
     """The device has no fused root-key hash or no valid boot record: provision it first."""
 
-    exit_code = EXIT_FORMAT
 
-
-class ProvisioningError(FwModelError):
+class ProvisioningError(FwModelError, BadInput):
     """Provisioning refused: the device is provisioned already, or with another root."""
 
-    exit_code = EXIT_FORMAT
 
-
-class ReadbackError(FwModelError):
+class ReadbackError(FwModelError, HardwareFault):
     """What reads back from flash is not what was written (a hardware fault)."""
-
-    exit_code = EXIT_HAL

@@ -1,9 +1,12 @@
-"""Typed errors raised by the hardware abstraction layer."""
+"""Typed errors raised by the hardware abstraction layer (each of a `policy.errors` kind:
+hardware, unless it says otherwise)."""
 
 from __future__ import annotations
 
+from policy.errors import BadInput, Busy, HardwareFault
 
-class HalError(Exception):
+
+class HalError(HardwareFault):
     """Base of every error the HAL raises."""
 
 
@@ -15,7 +18,7 @@ class OtpError(HalError):
     """An OTP operation addressed a word that does not exist."""
 
 
-class StateFileError(HalError):
+class StateFileError(HalError, BadInput):
     """A file keeping a software machine's state is missing where it must exist already, or
     holds the wrong size or content (the message names the file)."""
 
@@ -26,6 +29,14 @@ class FlashFileError(StateFileError, FlashError):
 
 class OtpFileError(StateFileError, OtpError):
     """The fuse file is missing (and not to be created) or not the size of the fuse bank."""
+
+
+class NoDeviceError(StateFileError):
+    """There is no device at a flash path (only provisioning creates one)."""
+
+
+class DeviceBusyError(HalError, Busy):
+    """Another process holds the device (its flash file is locked, or a board's port is open)."""
 
 
 class PowerLoss(HalError):

@@ -30,13 +30,8 @@ reasons (column `reason`; "before: ...; after: ..." when the two differ):
   unreachable: connection refused | timed out | cannot resolve the host | handshake dropped
   unresolvable wildcard: ...    no saved chain HOST_PORT.pem    bad chain: ...
 `anchor_before` and `anchor_after` name the root a verified path ends at in each store.
-exit codes:
-  0  nothing that worked with the store before fails with the store after
-  1  something breaks: an endpoint is ok before and fail after
-  2  bad input: bad options, a store that cannot be read or fails authentication, or
-     nothing could be judged while something was wrong (a bad input, an endpoint
-     without a chain)
-each bad input gets one line on stderr; the rest of the audit goes on.
+Also installed as the console script `audit-endpoints`. Each bad input gets one line on
+stderr; the rest of the audit goes on. The exit codes end `--help`.
 """
 
 from __future__ import annotations
@@ -45,27 +40,29 @@ import argparse
 import datetime as dt
 import json
 import sys
-import typing
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from firmware_model.cliutil import run_guarded
+from policy.cli import ExitCode, OneLineParser, epilog, fail, run_guarded
 from tools.audit.chains import parse_resolve
 from tools.audit.endpoints import Endpoint
 from tools.audit.errors import BadInputError
-from tools.audit.report import EXIT_INPUT, render_table
+from tools.audit.report import render_table
 from tools.audit.runner import AuditRequest, run_audit
 from tools.audit.stores import store_keyring
 
 PROG = "audit_endpoints"
-# --help ends with the docstring's reference part: verdicts, reasons, exit codes
-EPILOG = "verdicts" + (__doc__ or "").partition("\nverdicts")[2]
+# --help ends with the docstring's reference part (verdicts, reasons), then the exit codes
+EPILOG = "verdicts" + (__doc__ or "").partition("\nverdicts")[2].partition("\nAlso installed")[0] \
+    + "\n" + epilog({
+        ExitCode.OK: "nothing that worked with the store before fails with the store after",
+        ExitCode.REFUSED: "something breaks: an endpoint is ok before and fail after",
+        ExitCode.BAD_INPUT: "also a store that fails authentication, or nothing could be judged "
+                            "while something was wrong (a bad input, an endpoint without a chain)",
+    }, codes=[ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED])
 
 
 def parse_time(text: str) -> dt.datetime:
@@ -95,19 +92,11 @@ def _resolve(text: str) -> tuple[Endpoint, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with usage errors on one line (exit 2)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(EXIT_INPUT, f"{self.prog}: error: {' '.join(message.split())}\n")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog=PROG,
         description="Audit TLS endpoints against the certificate store before and after.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("hosts", nargs="*", metavar="ENDPOINT",
                    help="an endpoint named directly: HOST[:PORT] or a URL")
@@ -158,9 +147,9 @@ def _audit(argv: Sequence[str] | None) -> int:
     args = p.parse_args(argv)
     _check_trust_options(p, args)
     if not (args.hosts or args.app or args.elf or args.manifest):
-        return _fail("nothing to audit: name HOST[:PORT], --app, --elf or --manifest")
+        return _bad_input("nothing to audit: name HOST[:PORT], --app, --elf or --manifest")
     if args.chains is not None and not args.chains.is_dir():
-        return _fail(f"{args.chains}: not a folder of saved chains")
+        return _bad_input(f"{args.chains}: not a folder of saved chains")
     try:
         keyring = store_keyring(args.store_cert, args.store_keystore, args.root_pubkey)
         result = run_audit(AuditRequest(
@@ -169,7 +158,7 @@ def _audit(argv: Sequence[str] | None) -> int:
             resolve=dict(args.resolve), timeout=args.timeout, keyring=keyring,
         ))
     except BadInputError as error:
-        return _fail(str(error))
+        return _bad_input(str(error))
     if result.unauthenticated:
         print(f"{PROG}: note: store images read without checking their signatures: "
               f"{', '.join(result.unauthenticated)} (authenticate them with --store-cert or "
@@ -183,9 +172,8 @@ def _audit(argv: Sequence[str] | None) -> int:
     return result.exit_code
 
 
-def _fail(message: str) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
-    return EXIT_INPUT
+def _bad_input(message: str) -> int:
+    return fail(PROG, message, ExitCode.BAD_INPUT)
 
 
 if __name__ == "__main__":

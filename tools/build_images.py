@@ -16,12 +16,9 @@ import shutil
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from firmware_model.cliutil import run_guarded
 from firmware_model.image.manifest import read_manifest
 from firmware_model.image.package import parse_package
+from policy.cli import run_guarded
 from tools.pki import keygen
 from tools.recipes import build_from_recipe
 

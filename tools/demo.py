@@ -29,13 +29,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from cryptography import x509
 
 from firmware_model.cli import fwmodel
-from firmware_model.cliutil import run_guarded
+from policy.cli import run_guarded
 from tools.build_images import build_all, publish_feed
 from tools.pki import issue, new_key, write_certificate, write_private_key
 from tools.recipes import build_from_recipe

@@ -6,9 +6,8 @@
     python tools/imagetool.py show IMAGE [--json]
     python tools/imagetool.py verify IMAGE (--cert CERT.pem | --keystore KS --root-pubkey ROOT.pem)
 
-Exit codes: 0 success (verify: valid); 1 signature bad or signer not trusted for that image
-type; 2 malformed input (the error names the offset) or unreadable file. Errors are one line
-on stderr; nothing is written when the input is bad.
+Also installed as the console script `imagetool`. Exit codes: see `--help` (policy.cli).
+Errors are one line on stderr; nothing is written when the input is bad.
 """
 
 from __future__ import annotations
@@ -18,27 +17,22 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from firmware_model.cliutil import OneLineParser, run_guarded
 from firmware_model.image.build import resign
 from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
 from firmware_model.image.package import parse_package
 from firmware_model.trust.chain import open_keystore, verify_image
+from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.errors import UsageError
 from tools.describe import describe, render_text
 from tools.files import write_atomic
 from tools.pki import keygen, load_certificate, load_public_key, load_signer
 from tools.recipes import build_from_recipe
 
 PROG = "imagetool"
-EXIT_CODES = """\
-exit codes:
-  0  success (verify: the image is valid and its signer may sign its type)
-  1  trust: bad signature, signer unknown, revoked or not allowed this image type
-  2  malformed input (the error names the offset), an unreadable file, bad usage,
-     or keygen refusing to replace an existing lab PKI
-errors are one line on stderr; nothing is written when the input is bad."""
+EPILOG = epilog({
+    ExitCode.OK: "verify: the image is valid and its signer may sign its type",
+    ExitCode.BAD_INPUT: "also keygen refusing to replace an existing lab PKI",
+}, codes=[ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED])
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -78,17 +72,14 @@ def _keyring(args: argparse.Namespace) -> Keyring:
 
 def _verify(args: argparse.Namespace) -> int:
     if args.keystore and not args.root_pubkey:
-        print(f"{PROG}: error: --keystore needs --root-pubkey", file=sys.stderr)
-        return 2
+        raise UsageError("--keystore needs --root-pubkey")
     image = verify_image(Path(args.image).read_bytes(), _keyring(args))
     print(f"{args.image}: valid {image.image_type_name} image signed by {image.thumbprint.hex()}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    top = OneLineParser(prog=PROG, description=__doc__.splitlines()[0],
-                                  epilog=EXIT_CODES,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = OneLineParser(prog=PROG, description=(__doc__ or "").splitlines()[0], epilog=EPILOG)
     sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("keygen", help="create a lab PKI")
     p.add_argument("--out", required=True)

@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from firmware_model.errors import FwModelError, ImageFormatError
+from firmware_model.errors import ImageFormatError
 from firmware_model.image.certstore import BAD_CERTIFICATE
 from firmware_model.image.keystore import root_key_hash
 from firmware_model.image.signing import Signer
+from policy.errors import UsageError
 from tools.files import write_atomic
 
 ROOT = "root"
@@ -116,11 +117,11 @@ def keygen(folder: Path, *, force: bool = False) -> LabPki:
 
     Also writes the root public key (`root.pub.pem`) and the hash a device fuses
     (`root.hash`, hex). Refuses (FwModelError, nothing written) to replace an existing lab
-    PKI unless `force`: devices may have fused that root already.
+    PKI unless `force` (UsageError, nothing written): devices may have fused that root already.
     """
     existing = [name for name in KEYGEN_FILES if (folder / name).exists()]
     if existing and not force:
-        raise FwModelError(f"{folder / existing[0]} exists: keygen would replace a lab PKI "
+        raise UsageError(f"{folder / existing[0]} exists: keygen would replace a lab PKI "
                            "whose root a device may have fused (use --force to replace it)")
     folder.mkdir(parents=True, exist_ok=True)
     root_key = new_key()

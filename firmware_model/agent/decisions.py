@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import struct
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from firmware_model.device.flash_layout import INSTALL_ORDER, Component
+from firmware_model.device.boot import InstalledImage
 from firmware_model.errors import (
     FeedError,
     ImageFormatError,
@@ -37,11 +36,13 @@ from firmware_model.errors import (
     SizeLimitError,
     WrongImageTypeError,
 )
+from firmware_model.image import derive
 from firmware_model.image.keystore import Keyring, Keystore
 from firmware_model.image.manifest import ManifestEntry, read_manifest
 from firmware_model.image.package import ImagePackage, Layout, locate
-from firmware_model.image.sections import ImageType, SectionId, image_type_name
+from firmware_model.image.sections import SECTION_FORMATS, ImageType, SectionId, image_type_name
 from firmware_model.trust.chain import open_keystore, verify_image
+from firmware_model.trust.components import INSTALL_ORDER, Component
 
 MANIFEST_LIMIT = 64 * 1024
 
@@ -55,7 +56,8 @@ class Identity:
     image_id: uuid.UUID
 
 
-_IDENTITY = struct.Struct("<H2x16s16s")
+# the ID section as stored (GUIDs raw: `_guid` turns them into UUIDs, memoized)
+_IDENTITY = derive.run(SECTION_FORMATS[SectionId.Identity]).struct
 
 
 @functools.lru_cache(maxsize=64)
@@ -68,42 +70,14 @@ def peek(data: bytes) -> tuple[Identity, Layout]:
     """The ID section of an image package and the package's layout (`locate(data)`, for the
     authentication that follows); ImageFormatError if the envelope is malformed."""
     layout = locate(data)
-    image_type, component, image = _IDENTITY.unpack_from(data, layout.spans[SectionId.Identity][0])
+    image_type, _reserved, component, image = _IDENTITY.unpack_from(
+        data, layout.spans[SectionId.Identity][0])
     return Identity(image_type, _guid(component), _guid(image)), layout
 
 
 def peek_identity(data: bytes) -> Identity:
     """The ID section of an image package (ImageFormatError if the envelope is malformed)."""
     return peek(data)[0]
-
-
-@dataclass(frozen=True)
-class InstalledImage:
-    """An image the device runs, as the agent compares updates against it."""
-
-    component: Component
-    image_id: uuid.UUID
-    component_id: uuid.UUID
-    security_version: int
-    name: str
-    length: int
-    digest: bytes
-
-    @classmethod
-    def of(
-        cls, component: Component, image: ImagePackage, digest: bytes | None = None
-    ) -> InstalledImage:
-        """`image` as installed; `digest`, if given, must be the SHA-256 of its bytes."""
-        if digest is None:
-            digest = hashlib.sha256(image.data).digest()
-        return cls(component, image.image_id, image.component_id, image.security_version,
-                   image.name, len(image.data), digest)
-
-    def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "image_id": str(self.image_id),
-                "component_id": str(self.component_id),
-                "security_version": self.security_version, "length": self.length,
-                "sha256": self.digest.hex()}
 
 
 @dataclass(frozen=True)

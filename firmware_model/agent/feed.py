@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Protocol
 
 from firmware_model.errors import FeedError, SizeLimitError
+from policy.network import LOOPBACK_HOSTS
 
 CHANNELS = ("Retail", "RetailEval")
 DEFAULT_CHANNEL = "Retail"
 MANIFEST_NAME = "manifest.imagepackage"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 FETCH_TIMEOUT = 10.0
 
 

@@ -20,7 +20,7 @@ check
 
 Each cut point costs a snapshot restore (only the sectors written since are copied back), the
 install up to the cut, and one or two boots; nothing is re-provisioned or re-read from disk,
-and the update is fetched and accepted once (`Device.fetch_update`): its checks touch no flash
+and the update is fetched and accepted once (`Updater.fetch_update`): its checks touch no flash
 and depend only on the snapshot's state, so at every cut point they would decide the same.
 """
 
@@ -34,17 +34,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware_model.agent.feed import MemoryFeed, channel_location
+from firmware_model.agent.updater import AcceptedUpdate, Updater
 from firmware_model.device.boot import Booted
 from firmware_model.device.bootrecord import RecordState
-from firmware_model.device.flash_layout import Component, complement
-from firmware_model.device.model import AcceptedUpdate, Device, DeviceFactory
+from firmware_model.device.flash_layout import complement
+from firmware_model.device.model import Device, DeviceFactory
 from firmware_model.device.provision import FactoryImages
 from firmware_model.errors import FwModelError
+from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors
 from hal.errors import PowerLoss
 from hal.interfaces import FlashGeometry
 from hal.soft.machine import Snapshot, SoftwareMachine
 from hal.soft.power_cuts import CutMode, CutPoint, FlashOp
+from policy.errors import UsageError
 
 #: The sweep's flash: big enough for the layout, small enough to hash at every cut point.
 SWEEP_GEOMETRY = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
@@ -213,18 +216,20 @@ def sweep_update(
     geometry: FlashGeometry = SWEEP_GEOMETRY,
     modes: Iterable[CutMode] = tuple(CutMode),
     device_factory: DeviceFactory = Device,
+    agent_factory: Callable[[Device], Updater] = Updater,
     progress: Progress | None = None,
 ) -> SweepReport:
     """Cut the power at every flash operation of a full update; see the module doc.
 
-    `device_factory` builds the device model on the sweep's machine (tests pass a broken one
-    to show the sweep catches it). `progress(done, total)` is called after each cut point.
-    Each mode is swept once however often `modes` names it; FwModelError if it names none.
+    `device_factory` builds the device model on the sweep's machine, `agent_factory` its update
+    agent (tests pass broken ones to show the sweep catches them). `progress(done, total)` is
+    called after each cut point. Each mode is swept once however often `modes` names it;
+    UsageError if it names none.
     """
     started = time.perf_counter()
     mode_list = tuple(dict.fromkeys(modes))
     if not mode_list:
-        raise FwModelError("a sweep needs at least one cut mode (before, after, torn)")
+        raise UsageError("a sweep needs at least one cut mode (before, after, torn)")
     machine = SoftwareMachine(None, geometry)
     device = device_factory(machine)
     device.provision(images.factory)
@@ -233,13 +238,14 @@ def sweep_update(
     base_floors, base_otp = floors(machine.otp), machine.otp.words()
     old_pair, outside_hashes = _pair(device), _outside_hashes(machine, spans)
     start = machine.faults.op_count
-    accepted = device.fetch_update(images.feed)
+    agent = agent_factory(device)
+    accepted = agent.fetch_update(images.feed)
     if accepted is not None:
-        device.install(accepted)
+        agent.install(accepted)
     ops = machine.faults.op_count - start
     base = Baseline(old_pair, _pair(device), base_floors, base_otp, spans, outside_hashes)
     report = SweepReport(ops, tuple(m.value for m in mode_list))
-    run = _CutRun(machine, device, _Checker(machine, device, base), accepted, snap, ram)
+    run = _CutRun(machine, device, agent, _Checker(machine, device, base), accepted, snap, ram)
     total = ops * len(mode_list)
     try:
         for op in range(ops):
@@ -261,6 +267,7 @@ class _CutRun:
 
     machine: SoftwareMachine
     device: Device
+    agent: Updater
     checker: _Checker
     update: AcceptedUpdate | None
     snap: Snapshot
@@ -274,7 +281,7 @@ class _CutRun:
         machine.faults.arm_point(point)
         with contextlib.suppress(PowerLoss):
             if self.update is not None:
-                device.install(self.update)
+                self.agent.install(self.update)
         report.cut_points += 1
         if machine.powered:
             machine.faults.disarm()

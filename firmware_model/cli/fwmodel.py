@@ -1,15 +1,14 @@
 """`fwmodel`: provision, inspect, update and connect a device model; sweep power cuts.
 
-Each command opens the machine `--hal` names, attaches the device model to it (booting it
-from what its flash and fuses hold), does its work and closes the machine. Library errors
-become one line on stderr and the exit code of their kind (see EPILOG).
+Each command opens the machine `--hal` names (`hal.backends`), attaches the device model to it
+(booting it from what its flash and fuses hold), does its work and closes the machine. Errors
+become one line on stderr and the exit code of their kind (`policy.cli`, see the epilog).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -18,38 +17,36 @@ from pathlib import Path
 from typing import TextIO
 
 from firmware_model.agent.feed import CHANNELS, open_feed
-from firmware_model.agent.sweep import SweepImages, SweepReport, sweep_update
-from firmware_model.agent.sysevent import DeferringApp, SysEventInfo
-from firmware_model.cliutil import run_guarded
-from firmware_model.device.flash_layout import Component
-from firmware_model.device.model import Device, UpdateResult
+from firmware_model.agent.sweep import SweepImages, sweep_update
+from firmware_model.agent.updater import Updater
+from firmware_model.cli import render
+from firmware_model.device.model import Device
 from firmware_model.device.provision import (
     KEYSTORE_FILE,
     STORE_FILE,
     FactoryImages,
     parse_root_hash,
 )
-from firmware_model.device.tls import iso
-from firmware_model.errors import EXIT_TRUST, FwModelError, ImageFormatError
-from firmware_model.machines import DEFAULT_FLASH, open_machine, parse_hal
+from firmware_model.device.status import device_status
+from firmware_model.device.sysevent import DeferringApp
+from firmware_model.errors import FwModelError, ImageFormatError
+from firmware_model.trust.components import Component
+from hal.backends import DEFAULT_FLASH, GRAMMAR, open_machine, parse_hal
 from hal.errors import HalError
 from hal.soft.power_cuts import CutMode
+from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.errors import UsageError
 
 PROG = "fwmodel"
 DEFAULT_IMAGES = "images/build"
 
-EPILOG = """\
-exit codes:
-  0  success (connect: the handshake held; sweep: no invariant violated)
-  1  trust: bad signature, untrusted or revoked signer, rollback, wrong or mismatched image,
-     a device that does not boot, a TLS connection that fails; sweep: a violated invariant
-  2  malformed input or unreadable file, an image or manifest over its size limit, no device
-     at FLASH (only provision creates one) or a device file of the wrong size, a device not
-     provisioned (or provisioned already), bad usage
-  3  the update feed is down or served incomplete data (the next check tries again)
-  4  hardware: the HAL failed (the link to the board, a flash read-back)
-errors are one line on stderr; a refused update leaves the device as it was.
-"""
+EPILOG = epilog({
+    ExitCode.OK: "connect: the handshake held; sweep: no invariant violated",
+    ExitCode.REFUSED: "sweep: a violated invariant",
+    ExitCode.BAD_INPUT: "also an image or manifest over its size limit, no device at FLASH "
+                        "(only provision creates one), a device not provisioned (or provisioned "
+                        "already)",
+}, codes=[c for c in ExitCode if c is not ExitCode.BUSY])
 
 
 def _wall(text: str) -> datetime:
@@ -72,11 +69,9 @@ def _minutes(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (`fwmodel --help` shows the exit codes)."""
-    top = argparse.ArgumentParser(
-        prog=PROG, description="A model of an Azure Sphere MT3620 update agent.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    top.add_argument("--hal", default=f"fake:{DEFAULT_FLASH}",
-                     metavar="fake[:FLASH]|emulator[:FLASH]|serial:PORT",
+    top = OneLineParser(prog=PROG, description="A model of an Azure Sphere MT3620 update agent.",
+                        epilog=EPILOG)
+    top.add_argument("--hal", default=f"fake:{DEFAULT_FLASH}", metavar=GRAMMAR,
                      help="the machine the device runs on (default: %(default)s)")
     top.add_argument("--at", type=_wall, metavar="DATETIME",
                      help="set the device's clock first (ISO 8601, UTC; software machines, "
@@ -133,83 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     return top
 
 
-# -- output ------------------------------------------------------------------------------------
-
-
-def _print_json(value: object, out: TextIO) -> None:
-    json.dump(value, out, indent=2)
-    out.write("\n")
-
-
-def _status_text(status: dict[str, object]) -> list[str]:
-    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}"]
-    if not status.get("booted"):
-        lines.append("not booted: " + str(status.get("problem") or "not provisioned"))
-        return lines
-    slots = status["slots"]
-    versions = status["security_versions"]
-    assert isinstance(slots, dict) and isinstance(versions, dict)
-    for component in Component:
-        slot, fuse = slots[component.value], versions[component.value]
-        image = slot["image"]
-        lines.append(f"{component.value}: slot {slot['active']}, {image['name']} "
-                     f"(security version {image['security_version']}, fused {fuse['fused']})")
-    store = status["store"]
-    assert isinstance(store, dict)
-    for cert in store["certificates"]:
-        expired = "" if cert["valid_at_device_time"] else " (not valid at device time)"
-        lines.append(f"  root {cert['name']}: until {cert['not_after']}{expired}")
-    return lines
-
-
-def _event_text(info: SysEventInfo) -> str:
-    allowance = (f", may defer up to {info.max_deferral_minutes} min"
-                 if info.max_deferral_minutes else "")
-    when = iso(datetime.fromtimestamp(info.at, UTC))
-    return f"{when} {info.event.value} ({info.status.value}{allowance})"
-
-
-def _update_text(result: UpdateResult) -> list[str]:
-    lines = [_event_text(info) for info in result.events]
-    if result.deferred_minutes:
-        lines.append(f"install deferred by {result.deferred_minutes:g} minutes")
-    if result.images:
-        lines.append("installed: " + ", ".join(
-            f"{i.component.value} {i.name} (security version {i.security_version})"
-            for i in result.images))
-    if result.boot is not None:
-        boot = result.boot
-        state = "reverted to the previous images" if boot.reverted else "trial confirmed"
-        lines.append(f"rebooted (cause {boot.cause.name}): {state}")
-    lines.append(f"outcome: {result.outcome.value}")
-    return lines
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal stream."""
-
-    def __init__(self, out: TextIO, width: int = 40) -> None:
-        self.out, self.width = out, width
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // max(total, 1)
-        self.out.write(f"\rsweep [{'#' * filled}{'.' * (self.width - filled)}] "
-                       f"{done}/{total} cut points")
-        if done >= total:
-            self.out.write("\n")
-        self.out.flush()
-
-
-def _sweep_text(report: SweepReport) -> list[str]:
-    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(report.outcomes.items()))
-    lines = [f"{report.ops} flash operations x {len(report.modes)} modes "
-             f"({', '.join(report.modes)}) = {report.cut_points} cut points",
-             f"outcomes: {outcomes}", f"violations: {len(report.violations)}"]
-    lines += [f"  invariant {v.invariant} at cut {v.point}: {v.detail}" for v in report.violations]
-    lines.append(f"{report.seconds:.2f} s")
-    return lines
-
-
 # -- commands ----------------------------------------------------------------------------------
 
 
@@ -234,11 +152,11 @@ def _provision(device: Device, args: argparse.Namespace, out: TextIO) -> int:
 def _status(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     with contextlib.suppress(FwModelError):
         device.start()  # status reports a device that does not boot; it does not fail on one
-    status = device.status()
+    status = device_status(device)
     if args.json:
-        _print_json(status, out)
+        render.print_json(status, out)
     else:
-        out.write("\n".join(_status_text(status)) + "\n")
+        out.write("\n".join(render.status_text(status)) + "\n")
     return 0
 
 
@@ -249,11 +167,12 @@ def _update(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     context = None
     if str(args.feed).startswith("https:"):
         context = _feed_context(args.feed_ca) if args.feed_ca else device.ssl_context()
-    result = device.check_for_update(open_feed(args.feed, args.channel, ssl_context=context))
+    feed = open_feed(args.feed, args.channel, ssl_context=context)
+    result = Updater(device).check_for_update(feed)
     if args.json:
-        _print_json(result.to_json(), out)
+        render.print_json(result.to_json(), out)
     else:
-        out.write("\n".join(_update_text(result)) + "\n")
+        out.write("\n".join(render.update_text(result)) + "\n")
     return 0
 
 
@@ -271,12 +190,12 @@ def _feed_context(cafile: Path) -> ssl.SSLContext:
 
 
 def _address(text: str) -> tuple[str, int]:
-    """HOST and PORT (1..65535) from `HOST:PORT` (`[v6]:PORT` too); FwModelError (usage)."""
+    """HOST and PORT (1..65535) from `HOST:PORT` (`[v6]:PORT` too); UsageError."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise FwModelError(f"{text!r} is not HOST:PORT")
+        raise UsageError(f"{text!r} is not HOST:PORT")
     if not 0 < int(port) < 65536:
-        raise FwModelError(f"{text!r}: the port must be 1..65535")
+        raise UsageError(f"{text!r}: the port must be 1..65535")
     return host.strip("[]"), int(port)
 
 
@@ -285,7 +204,7 @@ def _connect(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     device.start()
     session = device.connect(host, port, args.server_name)
     if args.json:
-        _print_json(session.to_json(), out)
+        render.print_json(session.to_json(), out)
     else:
         out.write(f"connected to {session.describe()}\n")
     return 0
@@ -301,26 +220,26 @@ def _revoke(device: Device, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cut_modes(text: str) -> list[CutMode]:
-    """The cut modes a comma-separated --modes names, each once; FwModelError if none."""
+    """The cut modes a comma-separated --modes names, each once; UsageError if none."""
     try:
         modes = [CutMode(m.strip()) for m in text.split(",") if m.strip()]
     except ValueError:
-        raise FwModelError(f"--modes {text!r}: expected before, after, torn") from None
+        raise UsageError(f"--modes {text!r}: expected before, after, torn") from None
     if not modes:
-        raise FwModelError(f"--modes {text!r}: name at least one of before, after, torn")
+        raise UsageError(f"--modes {text!r}: name at least one of before, after, torn")
     return list(dict.fromkeys(modes))
 
 
 def _sweep(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     modes = _cut_modes(str(args.modes))
-    progress = ProgressBar(err) if not args.json and err.isatty() else None
+    progress = render.ProgressBar(err) if not args.json and err.isatty() else None
     report = sweep_update(SweepImages.from_build(args.images, args.channel), modes=modes,
                           progress=progress)
     if args.json:
-        _print_json(report.to_json(), out)
+        render.print_json(report.to_json(), out)
     else:
-        out.write("\n".join(_sweep_text(report)) + "\n")
-    return 0 if report.ok else EXIT_TRUST
+        out.write("\n".join(render.sweep_text(report)) + "\n")
+    return ExitCode.OK if report.ok else ExitCode.REFUSED
 
 
 DeviceCommand = Callable[[Device, argparse.Namespace, TextIO], int]

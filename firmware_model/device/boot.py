@@ -16,13 +16,13 @@ On every reset:
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from firmware_model.agent.decisions import InstalledImage
 from firmware_model.device.bootrecord import BootRecord, RecordArea, RecordState, SlotRef, SlotSet
-from firmware_model.device.flash_layout import Component, FlashLayout, slot_name
+from firmware_model.device.flash_layout import FlashLayout, slot_name
 from firmware_model.device.tls import DeviceStore, as_utc, iso
 from firmware_model.errors import (
     BootError,
@@ -36,8 +36,38 @@ from firmware_model.image.keystore import Keystore
 from firmware_model.image.package import ImagePackage
 from firmware_model.image.sections import ImageType
 from firmware_model.trust.chain import open_keystore, verify_image
+from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, raise_floor, read_root_hash
 from hal.interfaces import Flash, Machine, ResetCause
+
+
+@dataclass(frozen=True)
+class InstalledImage:
+    """An image the device runs, as the agent compares updates against it."""
+
+    component: Component
+    image_id: uuid.UUID
+    component_id: uuid.UUID
+    security_version: int
+    name: str
+    length: int
+    digest: bytes
+
+    @classmethod
+    def of(
+        cls, component: Component, image: ImagePackage, digest: bytes | None = None
+    ) -> InstalledImage:
+        """`image` as installed; `digest`, if given, must be the SHA-256 of its bytes."""
+        if digest is None:
+            digest = hashlib.sha256(image.data).digest()
+        return cls(component, image.image_id, image.component_id, image.security_version,
+                   image.name, len(image.data), digest)
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "image_id": str(self.image_id),
+                "component_id": str(self.component_id),
+                "security_version": self.security_version, "length": self.length,
+                "sha256": self.digest.hex()}
 
 
 @dataclass(frozen=True)

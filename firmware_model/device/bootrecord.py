@@ -39,8 +39,9 @@ from construct import (
     this,
 )
 
-from firmware_model.device.flash_layout import Component, FlashLayout, slot_name
+from firmware_model.device.flash_layout import FlashLayout, slot_name
 from firmware_model.image import derive
+from firmware_model.trust.components import Component
 from hal.interfaces import Flash
 
 MAGIC = b"FWBR"

@@ -13,41 +13,16 @@ boot-record copy that does not hold the newest record (see `staging_regions`).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from firmware_model.errors import FwModelError
-from firmware_model.image.sections import ImageType
+from firmware_model.errors import LayoutError
+from firmware_model.trust.components import Component
 from hal.interfaces import FlashGeometry
 
 KEYSTORE_SLOT_SIZE = 16 * 1024
 STORE_SLOT_SIZE = 256 * 1024
 SLOT_NAMES = ("A", "B")
-
-
-class Component(enum.Enum):
-    """What the device keeps in A/B slots, each with its own anti-rollback counter."""
-
-    KEYSTORE = "keystore"
-    STORE = "store"
-
-    @property
-    def image_type(self) -> ImageType:
-        """The image type a slot of this component holds."""
-        if self is Component.KEYSTORE:
-            return ImageType.TrustedKeystore
-        return ImageType.UpdateCertStore
-
-    @classmethod
-    def for_image_type(cls, image_type: int) -> Component | None:
-        """The component that holds images of `image_type`, or None if the device keeps none."""
-        return next((c for c in cls if c.image_type == image_type), None)
-
-
-#: The order in which an update verifies and writes components: a new keystore first, since
-#: the other images of the update are verified with the keys it carries.
-INSTALL_ORDER = (Component.KEYSTORE, Component.STORE)
 
 
 @dataclass(frozen=True)
@@ -78,7 +53,7 @@ class FlashLayout:
         keystore_slot_size: int = KEYSTORE_SLOT_SIZE,
         store_slot_size: int = STORE_SLOT_SIZE,
     ) -> FlashLayout:
-        """Lay the regions out from offset 0; FwModelError if the flash is too small."""
+        """Lay the regions out from offset 0; LayoutError if the flash is too small."""
         sector = geometry.sector_size
         cursor = 0
 
@@ -96,7 +71,7 @@ class FlashLayout:
                                     (Component.STORE, store_slot_size))
         }
         if cursor > geometry.size:
-            raise FwModelError(
+            raise LayoutError(
                 f"the flash layout needs {cursor:#x} bytes; the flash has {geometry.size:#x}"
             )
         return cls(geometry, records, slots)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_model.device.bootrecord import RecordArea, SlotRef, SlotSet, first_record
-from firmware_model.device.flash_layout import Component, FlashLayout
+from firmware_model.device.flash_layout import FlashLayout
 from firmware_model.device.slots import write_slot
 from firmware_model.device.tls import DeviceStore
 from firmware_model.errors import ProvisioningError, SizeLimitError
 from firmware_model.image.sections import ImageType
 from firmware_model.trust.chain import open_keystore, verify_image
+from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import fuse_root_hash, raise_floor, read_root_hash
 from hal.interfaces import Machine
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from firmware_model.device.flash_layout import Component, FlashLayout, sectors_for, slot_name
+from firmware_model.device.flash_layout import FlashLayout, sectors_for, slot_name
 from firmware_model.errors import ReadbackError, SizeLimitError
+from firmware_model.trust.components import Component
 from hal.interfaces import Flash
 
 

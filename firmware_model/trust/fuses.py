@@ -17,8 +17,8 @@ confirmed image already satisfies (`firmware_model.device.model.Device.revoke`).
 
 from __future__ import annotations
 
-from firmware_model.device.flash_layout import Component
-from firmware_model.errors import FwModelError, ProvisioningError
+from firmware_model.errors import LayoutError, ProvisioningError
+from firmware_model.trust.components import Component
 from hal.interfaces import Otp
 
 ROOT_HASH_WORDS = 8
@@ -32,7 +32,7 @@ FUSE_WORDS_NEEDED = max(COUNTER_WORDS.values()) + COUNTER_WIDTH
 
 def _check_bank(otp: Otp) -> None:
     if otp.word_count < FUSE_WORDS_NEEDED:
-        raise FwModelError(
+        raise LayoutError(
             f"the fuse map needs {FUSE_WORDS_NEEDED} OTP words; the device has {otp.word_count}"
         )
 
@@ -76,10 +76,10 @@ def security_floor(otp: Otp, component: Component) -> int:
 def raise_floor(otp: Otp, component: Component, version: int) -> bool:
     """Raise `component`'s counter to `version` (never lowers it); True if fuses were blown.
 
-    FwModelError if `version` does not fit in the counter.
+    LayoutError if `version` does not fit in the counter.
     """
     if not 0 <= version <= MAX_SECURITY_VERSION:
-        raise FwModelError(
+        raise LayoutError(
             f"security version {version} does not fit the {MAX_SECURITY_VERSION}-bit counter"
         )
     if security_floor(otp, component) >= version:

@@ -3,14 +3,17 @@
 Every argument is checked before anything is created: a bad value, a port outside 0..65535, a
 host that is not loopback, or a flash or state file that cannot be used is one line on stderr
 and exit code 2, and no file is left behind. Files made for a new device are removed again if
-the emulator fails before it serves (a port that cannot be opened: exit code 1).
+the emulator fails before it serves (a port that cannot be opened: exit code 4). The device's
+wall clock goes on from where FLASH.clock left it (`--at` sets it first) and is saved there
+when the emulator stops.
 
 With ``--exit-with-parent`` the emulator also stops when its stdin reaches end of file: a
 launcher gives it a pipe as stdin and keeps the other end, so when the launcher dies (even by
 SIGKILL) the pipe closes and the emulator stops instead of serving on forever.
 
-Exit codes: 0 stopped by SIGTERM or SIGINT (or, with --exit-with-parent, at the end of stdin);
-1 a runtime error (one line on stderr); 2 bad usage or input.
+Exit codes (the project's one policy, `policy.cli`): 0 stopped by SIGTERM or SIGINT (or, with
+--exit-with-parent, at the end of stdin); 2 bad usage or input; 4 the port cannot be opened or
+fails (one line on stderr).
 """
 
 from __future__ import annotations
@@ -25,37 +28,36 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
 
 from hal.emulator.line_noise import FaultRates
-from hal.emulator.server import DEFAULT_REBOOT_DELAY, LOOPBACK_HOSTS, Emulator
+from hal.emulator.server import DEFAULT_REBOOT_DELAY, Emulator
 from hal.errors import FlashError, HalError, StateFileError
 from hal.interfaces import FlashGeometry
+from hal.soft.files import device_files, sidecar
 from hal.soft.flash import check_geometry
-from hal.soft.machine import SoftwareMachine, sidecar
+from hal.soft.machine import SoftwareMachine
+from policy import errors as policy_errors
+from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.network import LOOPBACK_HOSTS
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 #: Most fuse words an emulated board may have (4 bytes each in FLASH.otp).
 MAX_OTP_WORDS = 1 << 20
 _U32_MAX = 0xFFFF_FFFF  # flash size and baud travel as u32 in HELLO
 _PORT_MAX = 0xFFFF
-_STATE_SUFFIXES = (".otp", ".reset")
 _PROG = "hal.emulator"
 
-_EPILOG = """\
-exit codes:
-  0  stopped by SIGTERM or SIGINT, or (--exit-with-parent) at the end of stdin
-  1  runtime error (the port cannot be opened, or fails): one line on stderr
-  2  bad usage or input (an argument, or a flash or state file that cannot be used):
-     one line on stderr, and nothing is created
-"""
+_EPILOG = epilog({
+    ExitCode.OK: "stopped by SIGTERM or SIGINT, or (--exit-with-parent) at the end of stdin",
+    ExitCode.BAD_INPUT: "an argument, or a flash or state file that cannot be used: nothing is "
+                        "created",
+    ExitCode.HARDWARE: "the port cannot be opened, or fails",
+}, codes=[ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.HARDWARE])
 
 
-class BadInput(HalError):
+class BadInput(HalError, policy_errors.BadInput):
     """An argument or an input file the emulator cannot use (exit code 2)."""
 
 
@@ -72,24 +74,17 @@ class Settings:
     seed: int | None
     reboot_delay: float
     exit_with_parent: bool = False
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage block) and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{_PROG}: error: {message}\n")
+    at: datetime | None = None  # set the wall clock first
 
 
 def parser() -> argparse.ArgumentParser:
     """The emulator's argument parser."""
     default = FlashGeometry()
-    cli = _Parser(
-        prog="python -m hal.emulator",
+    cli = OneLineParser(
+        prog=_PROG,
         description="Serve a software machine as a board over the serial protocol. The first "
         "stdout line ends with the port to open.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cli.add_argument("--flash", type=Path, required=True, help="flash file (created if absent)")
     where = cli.add_mutually_exclusive_group(required=True)
@@ -108,6 +103,9 @@ def parser() -> argparse.ArgumentParser:
         cli.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE",
                          help=f"per-byte probability to {kind} a byte (both directions)")
     cli.add_argument("--seed", type=int, default=None, help="seed for the line faults")
+    cli.add_argument("--at", type=_wall, metavar="DATETIME",
+                     help="set the device's wall clock first (ISO 8601; UTC unless it names a "
+                          "zone); otherwise it goes on from FLASH.clock")
     cli.add_argument("--reboot-delay", type=float, default=DEFAULT_REBOOT_DELAY,
                      help="seconds a rebooting board stays silent (default %(default)s)")
     cli.add_argument("--exit-with-parent", action="store_true",
@@ -143,7 +141,15 @@ def parse(argv: Sequence[str] | None) -> Settings:
         check_stdin_can_close()
     check_device_files(args.flash, geometry.size, args.otp_words)
     return Settings(args.flash, geometry, args.otp_words, tcp, args.baud or 0, rates,
-                    args.seed, args.reboot_delay, args.exit_with_parent)
+                    args.seed, args.reboot_delay, args.exit_with_parent, args.at)
+
+
+def _wall(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def check_stdin_can_close() -> None:
@@ -197,12 +203,14 @@ def check_device_files(flash: Path, size: int, otp_words: int) -> None:
 
 
 def run(settings: Settings) -> int:
-    """Open the device and the port, print the port, serve until a signal; EXIT_OK."""
-    made = [path for path in state_files(settings.flash) if not path.exists()]
+    """Open the device and the port, print the port, serve until a signal or the end of
+    stdin; ExitCode.OK. Files made for a new device go again if serving never began."""
+    made = [path for path in device_files(settings.flash) if not path.exists()]
     served = False
     try:
-        machine = _open_device(settings)
-        with machine:
+        with _open_device(settings) as machine:
+            if settings.at is not None:
+                machine.clock.set_wall(settings.at)
             emulator = Emulator(machine, baud=settings.baud, rates=settings.rates,
                                 seed=settings.seed, reboot_delay=settings.reboot_delay)
             try:
@@ -219,18 +227,13 @@ def run(settings: Settings) -> int:
         if not served:  # nothing has touched the device: leave no new file behind
             for path in made:
                 path.unlink(missing_ok=True)
-    return EXIT_OK
-
-
-def state_files(flash: Path) -> list[Path]:
-    """The files a software machine on `flash` keeps its state in."""
-    paths = [flash, *(sidecar(flash, suffix) for suffix in _STATE_SUFFIXES)]
-    return [path for path in paths if path is not None]
+    return ExitCode.OK
 
 
 def _open_device(settings: Settings) -> SoftwareMachine:
     try:
-        return SoftwareMachine(settings.flash, settings.geometry, settings.otp_words)
+        return SoftwareMachine(settings.flash, settings.geometry, settings.otp_words,
+                               keep_clock=True)
     except StateFileError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
@@ -259,18 +262,7 @@ def _stop_at_end_of_stdin(emulator: Emulator) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The emulator CLI; returns the exit code (see the module docstring)."""
-    try:
-        return run(parse(argv))
-    except BadInput as exc:
-        return _fail(exc, EXIT_USAGE)
-    except (HalError, ValueError, OSError) as exc:
-        return _fail(exc, EXIT_ERROR)
-
-
-def _fail(exc: Exception, code: int) -> int:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    print(f"{_PROG}: error: {text}", file=sys.stderr)
-    return code
+    return run_guarded(_PROG, lambda: run(parse(argv)))
 
 
 if __name__ == "__main__":

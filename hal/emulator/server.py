@@ -32,6 +32,7 @@ from hal.emulator.line_noise import FaultCounts, FaultRates, LineFaults
 from hal.errors import HalError
 from hal.interfaces import Closeable, Machine
 from hal.serial.framing import Frame, encode_frame
+from policy.network import LOOPBACK_HOSTS
 
 #: Seconds a rebooting board stays silent before its banner.
 DEFAULT_REBOOT_DELAY = 0.05
@@ -43,8 +44,6 @@ _READ_SIZE = 1 << 16
 #: Most bytes taken from the line before the board works on them (a pty gives <= 4 KiB a read).
 _DRAIN_LIMIT = 1 << 18
 _IDLE_WAIT = 0.1
-#: The hosts the emulator listens on (loopback only).
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass
@@ -188,8 +187,12 @@ class Emulator(Closeable):
     # -- ports --------------------------------------------------------------------------------
 
     def open_pty(self) -> str:
-        """Open a pseudo-terminal pair in raw mode; return the path a host opens."""
-        master, slave = os.openpty()
+        """Open a pseudo-terminal pair in raw mode; return the path a host opens (HalError if
+        the system has none to give)."""
+        try:
+            master, slave = os.openpty()
+        except OSError as exc:
+            raise HalError(f"cannot open a pseudo-terminal: {exc.strerror}") from exc
         tty.setraw(slave)
         os.set_blocking(master, False)
         self._master, self._slave = master, slave  # keeping the slave open: no EIO on close

@@ -29,13 +29,13 @@ StateFileError (FlashFileError, OtpFileError) like a file of the wrong size; not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from hal.errors import StateFileError
 from hal.interfaces import BootHook, Closeable, FlashGeometry, ResetCause
 from hal.soft.clock import DEFAULT_WALL_START, ClockState, VirtualClock
 from hal.soft.console import Echo, LineConsole
+from hal.soft.files import CLOCK, OTP, RESET, load_wall, save_wall, sidecar
 from hal.soft.flash import NorFlash
 from hal.soft.memory_map import MemoryMap
 from hal.soft.otp import FuseBank
@@ -67,41 +67,6 @@ class Snapshot:
     token: object = field(default_factory=object, compare=False, repr=False)
 
 
-def sidecar(flash_path: Path | None, suffix: str) -> Path | None:
-    """The file beside the flash file that keeps another part of the device's state."""
-    return None if flash_path is None else flash_path.with_name(flash_path.name + suffix)
-
-
-def load_wall(path: Path) -> float | None:
-    """The wall time (epoch seconds) saved in `path`, None if there is no such file.
-
-    StateFileError if it does not hold an ISO 8601 date-time with a time zone.
-    """
-    try:
-        text = path.read_bytes().decode("ascii", errors="replace").strip()
-    except FileNotFoundError:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise StateFileError(f"{path}: {text[:40]!r} is not an ISO 8601 time with a time zone")
-    return when.timestamp()
-
-
-def save_wall(path: Path, wall: float) -> None:
-    """Save the wall time `wall` (epoch seconds) to `path`, for `load_wall`.
-
-    StateFileError if `wall` is outside the years 1..9999 that ISO 8601 writes.
-    """
-    try:
-        text = datetime.fromtimestamp(wall, UTC).isoformat()
-    except (ValueError, OverflowError, OSError):
-        raise StateFileError(f"{path}: the wall time {wall!r} is outside years 1..9999") from None
-    path.write_text(text + "\n", encoding="ascii")
-
-
 class SoftwareMachine(Closeable):
     """An in-process device implementing :class:`hal.interfaces.Machine`, plus test controls.
 
@@ -121,7 +86,7 @@ class SoftwareMachine(Closeable):
         keep_clock: bool = False,
     ) -> None:
         path = None if flash_path is None else Path(flash_path)
-        clock_file = sidecar(path, ".clock") if keep_clock else None
+        clock_file = sidecar(path, CLOCK) if keep_clock else None
         self._clock_file: Path | None = None  # set once the machine is built: close() saves
         self._rail = PowerRail()
         self._hook: BootHook | None = None
@@ -131,8 +96,8 @@ class SoftwareMachine(Closeable):
         self.console = LineConsole(echo)
         self.flash = NorFlash(geometry, self._rail, self.faults, path, create=create)
         try:
-            self.otp = FuseBank(otp_words, self._rail, sidecar(path, ".otp"), create=create)
-            self._cause = ResetCauseRegister(sidecar(path, ".reset"), create=create)
+            self.otp = FuseBank(otp_words, self._rail, sidecar(path, OTP), create=create)
+            self._cause = ResetCauseRegister(sidecar(path, RESET), create=create)
         except BaseException:
             self.close()
             raise

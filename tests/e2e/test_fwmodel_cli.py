@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from firmware_model.device.provision import KEYSTORE_FILE, ROOT_HASH_FILE, STORE_FILE
 from hal.soft.machine import SoftwareMachine
+from policy.cli import MEANINGS, ExitCode
 from tests.firmware_model.devicelab import Lab
 from tests.firmware_model.tlslab import Authority, feed_server, server_context, tls_server
 
@@ -61,8 +62,9 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, text: st
 def test_help_documents_the_exit_codes() -> None:
     result = fwmodel("--help")
     assert result.returncode == 0
-    for code in ("0  success", "1  trust", "2  malformed", "3  the update feed", "4  hardware"):
-        assert code in result.stdout
+    for code in (ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.UNAVAILABLE,
+                 ExitCode.HARDWARE, ExitCode.INTERRUPTED):
+        assert f"  {int(code):<4} {MEANINGS[code]}" in result.stdout
     connect = fwmodel("connect", "--help")
     assert connect.returncode == 0
     assert "1: it failed; 2: HOST:PORT is not an address" in " ".join(connect.stdout.split())

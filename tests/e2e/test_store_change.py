@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from firmware_model.agent.feed import MANIFEST_NAME, image_file_name, open_feed
-from firmware_model.agent.sysevent import DeferringApp
-from firmware_model.device.model import Device, UpdateOutcome
+from firmware_model.agent.updater import UpdateOutcome, Updater
+from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
+from firmware_model.device.sysevent import DeferringApp
 from firmware_model.errors import TlsError
 from firmware_model.image.package import parse_package
 from hal.soft.machine import SoftwareMachine
@@ -50,7 +51,7 @@ def test_the_baltimore_style_endpoint_breaks_and_the_other_keeps_working(
         assert device.connect("127.0.0.1", old_port).root_name == "LabBaltimore"
         assert device.connect("127.0.0.1", new_port).root_name == "LabDigiCertG2"
         with feed_server(tmp_path / "feeds") as url:
-            result = device.check_for_update(open_feed(url, "Retail"))
+            result = Updater(device).check_for_update(open_feed(url, "Retail"))
         assert result.outcome is UpdateOutcome.INSTALLED and result.deferred_minutes == 60
         with pytest.raises(TlsError, match="unable to get local issuer"):
             device.connect("127.0.0.1", old_port)

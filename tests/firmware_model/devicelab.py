@@ -13,8 +13,9 @@ from cryptography import x509
 
 from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name
 from firmware_model.device.flash_layout import complement
-from firmware_model.device.model import AgentSettings, Device
+from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
+from firmware_model.device.status import device_status
 from firmware_model.image.build import build_package
 from firmware_model.image.certstore import build_store_payload, read_store_payload
 from firmware_model.image.keystore import TrustedKey, build_keystore_payload
@@ -99,9 +100,9 @@ class Lab:
                              signer=signer or self.signer(), name="lab-manifest")
 
 
-def small_device(lab: Lab | None = None, settings: AgentSettings | None = None) -> Device:
+def small_device(lab: Lab | None = None) -> Device:
     """A device on an in-memory software machine of SMALL geometry, provisioned from `lab`."""
-    device = Device(SoftwareMachine(None, SMALL), settings=settings or AgentSettings())
+    device = Device(SoftwareMachine(None, SMALL))
     if lab is not None:
         device.provision(lab.factory)
     return device
@@ -143,7 +144,7 @@ class Outside:
         flash, otp = device.machine.flash, device.machine.otp
         size = flash.geometry.size
         spans = complement(size, device.staging())
-        return cls(device.status(),
+        return cls(device_status(device),
                    tuple(flash.hash(start, end - start) for start, end in spans),
                    flash.hash(0, size),
                    tuple(otp.read_word(i) for i in range(otp.word_count)))

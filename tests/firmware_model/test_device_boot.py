@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from firmware_model.agent.sysevent import EventHandle, EventStatus, SysEventInfo
+from firmware_model.agent.updater import UpdateOutcome, Updater
 from firmware_model.device.bootrecord import SlotRef
-from firmware_model.device.flash_layout import Component
-from firmware_model.device.model import Device, UpdateOutcome
+from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
 from firmware_model.device.slots import write_slot
+from firmware_model.device.status import device_status
+from firmware_model.device.sysevent import EventHandle, EventStatus, SysEventInfo
 from firmware_model.errors import (
     BootError,
     NotProvisionedError,
@@ -19,6 +20,7 @@ from firmware_model.errors import (
     RevokedError,
     UntrustedSignerError,
 )
+from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, read_root_hash
 from hal.interfaces import Machine, ResetCause
 from hal.soft.machine import SoftwareMachine
@@ -55,7 +57,7 @@ def hook_before_boot(device: Device, action: Callable[[], None]) -> None:
 def test_provisioning_fuses_the_root_and_boots_the_pre_2025_store(
     device: Device, device_lab: Lab
 ) -> None:
-    status = device.status()
+    status = device_status(device)
     assert read_root_hash(device.machine.otp) == device_lab.factory.root_hash
     assert status["boot_record"] == {"sequence": 1, "state": "confirmed"}
     slots = status["slots"]
@@ -99,7 +101,7 @@ def test_a_device_never_provisioned_does_not_boot() -> None:
     device = small_device()
     with pytest.raises(NotProvisionedError):
         device.boot()
-    assert device.status()["provisioned"] is False
+    assert device_status(device)["provisioned"] is False
 
 
 # --- trial, confirm, counters --------------------------------------------------------------
@@ -114,7 +116,7 @@ def test_counters_rise_only_after_the_trial_boot_confirmed_the_new_store(device_
             seen.append(floors(device.machine.otp))
 
     device.bus.register(app)
-    result = device.check_for_update(device_lab.feed())
+    result = Updater(device).check_for_update(device_lab.feed())
     assert seen == [{Component.KEYSTORE: 1, Component.STORE: 1}]
     assert result.boot is not None and result.boot.confirmed
     assert dict(result.boot.raised) == {"store": 2}
@@ -128,7 +130,7 @@ def test_counters_rise_only_after_the_trial_boot_confirmed_the_new_store(device_
 def test_a_trial_that_does_not_authenticate_falls_back_to_the_old_set(device_lab: Lab) -> None:
     device = small_device(device_lab)
     hook_before_boot(device, lambda: corrupt(device, Component.STORE))
-    result = device.check_for_update(device_lab.feed())
+    result = Updater(device).check_for_update(device_lab.feed())
     assert result.outcome is UpdateOutcome.REVERTED
     assert result.boot is not None and result.boot.used == "fallback"
     assert "store slot B does not hold the committed image" in str(result.boot.problem)
@@ -164,15 +166,15 @@ def test_a_device_with_no_set_that_authenticates_halts(device_lab: Lab) -> None:
 
     hook_before_boot(device, break_both)
     with pytest.raises(BootError, match="fallback fails"):
-        device.check_for_update(device_lab.feed())
-    status = device.status()
+        Updater(device).check_for_update(device_lab.feed())
+    status = device_status(device)
     assert status["provisioned"] is True and status["booted"] is False
     assert "fallback fails" in str(status["problem"])
 
 
 def test_once_confirmed_an_older_store_cannot_be_fallen_back_to(device_lab: Lab) -> None:
     device = small_device(device_lab)
-    device.check_for_update(device_lab.feed())
+    Updater(device).check_for_update(device_lab.feed())
     corrupt(device, Component.STORE)  # the confirmed new store rots; the old one is sv 1 < 2
     with pytest.raises(BootError, match="RollbackError"):
         device.boot()
@@ -184,7 +186,7 @@ def test_once_confirmed_an_older_store_cannot_be_fallen_back_to(device_lab: Lab)
 def test_each_boot_reports_its_reset_cause(device_lab: Lab) -> None:
     device = small_device(device_lab)
     assert device.running.report.cause is ResetCause.POWER_ON
-    device.check_for_update(device_lab.feed())
+    Updater(device).check_for_update(device_lab.feed())
     assert device.running.report.cause is ResetCause.SOFTWARE
     machine = device.machine
     assert isinstance(machine, SoftwareMachine)
@@ -194,14 +196,14 @@ def test_each_boot_reports_its_reset_cause(device_lab: Lab) -> None:
     machine.watchdog.start(5)
     machine.clock.advance(6)
     assert device.running.report.cause is ResetCause.WATCHDOG
-    assert device.status()["last_reset_cause"] == "WATCHDOG"
+    assert device_status(device)["last_reset_cause"] == "WATCHDOG"
 
 
 def test_revoking_versions_below_the_running_one_raises_the_counter(device_lab: Lab) -> None:
     device = small_device(device_lab)
     with pytest.raises(RevokedError, match="would revoke the running image"):
         device.revoke(Component.STORE, 2)
-    device.check_for_update(device_lab.feed())
+    Updater(device).check_for_update(device_lab.feed())
     assert not device.revoke(Component.STORE, 2)  # the confirm already raised it
     assert device.revoke(Component.KEYSTORE, 1) is False
     before = floors(device.machine.otp)

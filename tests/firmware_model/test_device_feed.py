@@ -19,10 +19,10 @@ from firmware_model.agent.feed import (
     image_file_name,
     open_feed,
 )
-from firmware_model.device.model import Device, UpdateOutcome
+from firmware_model.agent.updater import UpdateOutcome, Updater
+from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
 from firmware_model.errors import (
-    EXIT_FEED,
     FeedError,
     FwModelError,
     ImageFormatError,
@@ -31,6 +31,8 @@ from firmware_model.errors import (
 from firmware_model.image.manifest import ManifestEntry
 from firmware_model.image.package import parse_package
 from hal.soft.machine import SoftwareMachine
+from policy.cli import ExitCode
+from policy.cli import exit_code as exit_code_of
 from tests.firmware_model.devicelab import SMALL, Lab, Outside, small_device
 from tests.firmware_model.tlslab import Authority, FeedFaults, feed_server, server_context
 
@@ -52,9 +54,9 @@ def refused_then_retried(device: Device, bad: Feed, good: Feed,
     """`bad` is refused with `error` and changes nothing; `good`, the next check, installs."""
     before = Outside.of(device)
     with pytest.raises(error):
-        device.check_for_update(bad)
+        Updater(device).check_for_update(bad)
     assert Outside.of(device) == before
-    result = device.check_for_update(good)
+    result = Updater(device).check_for_update(good)
     assert result.outcome is UpdateOutcome.INSTALLED
 
 
@@ -94,10 +96,11 @@ def test_a_missing_feed_folder_is_a_feed_error_and_the_next_check_works(
 ) -> None:
     location = tmp_path / "feeds"
     with pytest.raises(FeedError) as down:
-        device.check_for_update(open_feed(str(location)))
-    assert down.value.exit_code == EXIT_FEED
+        Updater(device).check_for_update(open_feed(str(location)))
+    assert exit_code_of(down.value) == ExitCode.UNAVAILABLE
     copy_feed(device_lab, location)
-    assert device.check_for_update(open_feed(str(location))).outcome is UpdateOutcome.INSTALLED
+    result = Updater(device).check_for_update(open_feed(str(location)))
+    assert result.outcome is UpdateOutcome.INSTALLED
 
 
 def test_a_half_written_image_file_is_a_feed_error(device_lab: Lab, tmp_path: Path) -> None:
@@ -108,10 +111,11 @@ def test_a_half_written_image_file_is_a_feed_error(device_lab: Lab, tmp_path: Pa
     image.write_bytes(whole[: len(whole) // 2])
     before = Outside.of(device)
     with pytest.raises(FeedError, match="served with 2146 of its 4292 bytes"):
-        device.check_for_update(DirectoryFeed(folder))
+        Updater(device).check_for_update(DirectoryFeed(folder))
     assert Outside.of(device) == before
     image.write_bytes(whole)
-    assert device.check_for_update(DirectoryFeed(folder)).outcome is UpdateOutcome.INSTALLED
+    result = Updater(device).check_for_update(DirectoryFeed(folder))
+    assert result.outcome is UpdateOutcome.INSTALLED
 
 
 @pytest.mark.parametrize("manifest", [b"", b"not an image package", b"\0" * 400])
@@ -124,10 +128,11 @@ def test_a_malformed_manifest_is_refused_and_the_next_check_works(
     (folder / MANIFEST_NAME).write_bytes(manifest)
     before = Outside.of(device)
     with pytest.raises(ImageFormatError):
-        device.check_for_update(DirectoryFeed(folder))
+        Updater(device).check_for_update(DirectoryFeed(folder))
     assert Outside.of(device) == before
     (folder / MANIFEST_NAME).write_bytes(good)
-    assert device.check_for_update(DirectoryFeed(folder)).outcome is UpdateOutcome.INSTALLED
+    result = Updater(device).check_for_update(DirectoryFeed(folder))
+    assert result.outcome is UpdateOutcome.INSTALLED
 
 
 def test_an_image_smaller_than_its_manifest_entry_is_refused(device_lab: Lab) -> None:
@@ -153,10 +158,10 @@ def test_a_feed_server_that_is_down_is_a_feed_error(device_lab: Lab) -> None:
     device = small_device(device_lab)
     before = Outside.of(device)
     with pytest.raises(FeedError, match="cannot fetch"):
-        device.check_for_update(open_feed(f"http://127.0.0.1:{free_port()}/Retail"))
+        Updater(device).check_for_update(open_feed(f"http://127.0.0.1:{free_port()}/Retail"))
     assert Outside.of(device) == before
     with feed_server(device_lab.folder / "feeds") as url:
-        result = device.check_for_update(open_feed(url + "Retail"))
+        result = Updater(device).check_for_update(open_feed(url + "Retail"))
     assert result.outcome is UpdateOutcome.INSTALLED
 
 
@@ -169,10 +174,10 @@ def test_a_half_served_response_is_a_feed_error_and_the_next_check_works(
         feed = open_feed(url + "Retail")
         before = Outside.of(device)
         with pytest.raises(FeedError, match="cut short"):
-            device.check_for_update(feed)
+            Updater(device).check_for_update(feed)
         assert Outside.of(device) == before
         faults.half.clear()
-        assert device.check_for_update(feed).outcome is UpdateOutcome.INSTALLED
+        assert Updater(device).check_for_update(feed).outcome is UpdateOutcome.INSTALLED
     assert faults.served.count(store_file(device_lab)) == 2
 
 
@@ -181,7 +186,7 @@ def test_a_file_the_server_does_not_have_is_a_feed_error(device_lab: Lab) -> Non
     faults = FeedFaults(missing={MANIFEST_NAME})
     with feed_server(device_lab.folder / "feeds", faults=faults) as url, \
             pytest.raises(FeedError, match="HTTP 404"):
-        device.check_for_update(open_feed(url + "Retail"))
+        Updater(device).check_for_update(open_feed(url + "Retail"))
 
 
 def test_an_https_feed_is_trusted_through_the_device_store(device_lab: Lab, tmp_path: Path) -> None:
@@ -202,8 +207,8 @@ def test_an_https_feed_is_trusted_through_the_device_store(device_lab: Lab, tmp_
     with feed_server(folder.parent, context) as url:
         stranger = small_device(device_lab)  # trusts only the real roots: not the lab feed
         with pytest.raises(FeedError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify"):
-            stranger.check_for_update(open_feed(url + "Retail",
+            Updater(stranger).check_for_update(open_feed(url + "Retail",
                                                 ssl_context=stranger.ssl_context()))
         feed = open_feed(url + "Retail", ssl_context=device.ssl_context())
-        assert device.check_for_update(feed).outcome is UpdateOutcome.INSTALLED
+        assert Updater(device).check_for_update(feed).outcome is UpdateOutcome.INSTALLED
     assert "DigiCert_Global_Root_G2" in device.store.names

@@ -16,8 +16,9 @@ from firmware_model.device.bootrecord import (
     encode_record,
     first_record,
 )
-from firmware_model.device.flash_layout import Component, FlashLayout, complement, staging_regions
+from firmware_model.device.flash_layout import FlashLayout, complement, staging_regions
 from firmware_model.errors import FwModelError, ProvisioningError
+from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import (
     MAX_SECURITY_VERSION,
     floors,

@@ -11,11 +11,9 @@ from dataclasses import replace
 import pytest
 
 from firmware_model.agent.feed import MemoryFeed
-from firmware_model.device.flash_layout import Component
+from firmware_model.agent.updater import Updater
 from firmware_model.device.model import Device
 from firmware_model.errors import (
-    EXIT_FORMAT,
-    EXIT_TRUST,
     FwModelError,
     ManifestMismatchError,
     RevokedError,
@@ -29,6 +27,9 @@ from firmware_model.image.keystore import TrustedKey
 from firmware_model.image.manifest import ManifestEntry
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
+from firmware_model.trust.components import Component
+from policy.cli import ExitCode
+from policy.cli import exit_code as exit_code_of
 from tests.firmware_model.devicelab import (
     SIGNABLE,
     Lab,
@@ -138,27 +139,27 @@ def image_over_entry(lab: Lab, device: Device) -> MemoryFeed:
 
 def rollback(lab: Lab, device: Device) -> MemoryFeed:
     """After the 2025 store (security version 2) is confirmed, the 2024 store (1) again."""
-    device.check_for_update(lab.feed())
+    Updater(device).check_for_update(lab.feed())
     old = lab.image("certstore-2024")
     return feed_of(lab.manifest([old]), [old])
 
 
 CASES: list[tuple[Case, type[FwModelError], int, str]] = [
-    (tampered, SignatureError, EXIT_TRUST, "signature does not verify"),
-    (wrong_type, WrongImageTypeError, EXIT_TRUST, "TrustedKeystore image where the manifest"),
-    (store_as_manifest, WrongImageTypeError, EXIT_TRUST, "not a BaseSystemUpdateManifest"),
-    (manifest_of_an_app, WrongImageTypeError, EXIT_TRUST, "lists a Applications image"),
-    (not_in_manifest, ManifestMismatchError, EXIT_TRUST, "is not in the manifest"),
-    (version_mismatch, ManifestMismatchError, EXIT_TRUST, "the manifest says 3"),
-    (other_component, ManifestMismatchError, EXIT_TRUST, "this device's is"),
-    (keystore_not_certified, UntrustedSignerError, EXIT_TRUST, "not certified by the root"),
-    (revoked_signer, RevokedError, EXIT_TRUST, "is revoked"),
-    (untrusted_signer, UntrustedSignerError, EXIT_TRUST, "is not in the keystore"),
-    (untrusted_manifest, UntrustedSignerError, EXIT_TRUST, "is not in the keystore"),
-    (manifest_over_limit, SizeLimitError, EXIT_FORMAT, "larger than its limit of 65536"),
-    (image_over_slot, SizeLimitError, EXIT_FORMAT, "its slot holds"),
-    (image_over_entry, SizeLimitError, EXIT_FORMAT, "larger than its limit of 4000"),
-    (rollback, RollbackError, EXIT_TRUST, "requires at least 2"),
+    (tampered, SignatureError, ExitCode.REFUSED, "signature does not verify"),
+    (wrong_type, WrongImageTypeError, ExitCode.REFUSED, "TrustedKeystore image where the manifest"),
+    (store_as_manifest, WrongImageTypeError, ExitCode.REFUSED, "not a BaseSystemUpdateManifest"),
+    (manifest_of_an_app, WrongImageTypeError, ExitCode.REFUSED, "lists a Applications image"),
+    (not_in_manifest, ManifestMismatchError, ExitCode.REFUSED, "is not in the manifest"),
+    (version_mismatch, ManifestMismatchError, ExitCode.REFUSED, "the manifest says 3"),
+    (other_component, ManifestMismatchError, ExitCode.REFUSED, "this device's is"),
+    (keystore_not_certified, UntrustedSignerError, ExitCode.REFUSED, "not certified by the root"),
+    (revoked_signer, RevokedError, ExitCode.REFUSED, "is revoked"),
+    (untrusted_signer, UntrustedSignerError, ExitCode.REFUSED, "is not in the keystore"),
+    (untrusted_manifest, UntrustedSignerError, ExitCode.REFUSED, "is not in the keystore"),
+    (manifest_over_limit, SizeLimitError, ExitCode.BAD_INPUT, "larger than its limit of 65536"),
+    (image_over_slot, SizeLimitError, ExitCode.BAD_INPUT, "its slot holds"),
+    (image_over_entry, SizeLimitError, ExitCode.BAD_INPUT, "larger than its limit of 4000"),
+    (rollback, RollbackError, ExitCode.REFUSED, "requires at least 2"),
 ]
 
 
@@ -171,8 +172,8 @@ def test_a_refused_update_leaves_the_device_as_it_was(
     feed = case(device_lab, device)
     before = Outside.of(device)
     with pytest.raises(error, match=reason) as refused:
-        device.check_for_update(feed)
-    assert type(refused.value) is error and refused.value.exit_code == exit_code
+        Updater(device).check_for_update(feed)
+    assert type(refused.value) is error and exit_code_of(refused.value) == exit_code
     assert Outside.of(device) == before
     last = device.machine.console.lines()[-1]
     assert f"refused ({error.__name__})" in last and reason in last
@@ -180,7 +181,7 @@ def test_a_refused_update_leaves_the_device_as_it_was(
 
 def test_the_device_still_updates_after_a_refusal(device: Device, device_lab: Lab) -> None:
     with pytest.raises(SignatureError):
-        device.check_for_update(tampered(device_lab, device))
-    result = device.check_for_update(device_lab.feed())
+        Updater(device).check_for_update(tampered(device_lab, device))
+    result = Updater(device).check_for_update(device_lab.feed())
     assert result.boot is not None and result.boot.confirmed
     assert "Baltimore_CyberTrust_Root" not in device.store.names

@@ -9,13 +9,15 @@ import pytest
 
 from firmware_model.agent.decisions import StagedImage
 from firmware_model.agent.sweep import SWEEP_GEOMETRY, SweepImages, sweep_update
+from firmware_model.agent.updater import Updater
 from firmware_model.device.bootrecord import BootRecord, RecordArea, SlotRef, encode_record
-from firmware_model.device.flash_layout import Component, FlashLayout
+from firmware_model.device.flash_layout import FlashLayout
 from firmware_model.device.model import Device
-from firmware_model.errors import FwModelError
+from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import raise_floor
 from hal.interfaces import Flash, Machine
 from hal.soft.power_cuts import CutMode
+from policy.errors import UsageError
 from tests.firmware_model.devicelab import Lab
 
 RECORD_OPS = 2  # a commit erases the standby copy's sector and programs one page
@@ -54,7 +56,7 @@ def test_the_retail_eval_channel_sweeps_clean_with_torn_cuts_only(device_lab: La
 
 def test_a_sweep_needs_a_cut_mode_and_sweeps_each_mode_once(device_lab: Lab) -> None:
     images = SweepImages.from_build(device_lab.folder)
-    with pytest.raises(FwModelError, match="at least one cut mode"):
+    with pytest.raises(UsageError, match="at least one cut mode"):
         sweep_update(images, modes=[])
     report = sweep_update(images, modes=[CutMode.BEFORE, CutMode.BEFORE])
     assert report.modes == ("before",) and report.cut_points == report.ops
@@ -79,23 +81,24 @@ def in_place_device(machine: Machine) -> Device:
     return Device(machine, records=InPlaceRecord(FlashLayout.for_geometry(machine.flash.geometry)))
 
 
-class EagerCounters(Device):
+class EagerCounters(Updater):
     """Raises the anti-rollback counters as soon as the new images are written."""
 
     def _stage(self, staged: list[StagedImage]) -> dict[Component, SlotRef]:
         refs = super()._stage(staged)
         for image in staged:
-            raise_floor(self.machine.otp, image.component, image.image.security_version)
+            raise_floor(self.device.machine.otp, image.component, image.image.security_version)
         return refs
 
 
-class Scribbler(Device):
+class Scribbler(Updater):
     """Keeps a download log in flash outside the staging area."""
 
     def _stage(self, staged: list[StagedImage]) -> dict[Component, SlotRef]:
-        log_at = self.flash_layout.regions()[-1].end
-        self.machine.flash.erase(log_at, self.flash_layout.geometry.sector_size)
-        self.machine.flash.program(log_at, b"downloaded")
+        layout, flash = self.device.flash_layout, self.device.machine.flash
+        log_at = layout.regions()[-1].end
+        flash.erase(log_at, layout.geometry.sector_size)
+        flash.program(log_at, b"downloaded")
         return super()._stage(staged)
 
 
@@ -108,13 +111,13 @@ def test_the_sweep_catches_a_boot_record_written_in_place(device_lab: Lab) -> No
 
 
 def test_the_sweep_catches_counters_raised_before_the_confirm(device_lab: Lab) -> None:
-    report = sweep_update(SweepImages.from_build(device_lab.folder), device_factory=EagerCounters)
+    report = sweep_update(SweepImages.from_build(device_lab.folder), agent_factory=EagerCounters)
     assert not report.ok
     assert 2 in {v.invariant for v in report.violations}
     assert any("store counter moved before" in v.detail for v in report.violations)
 
 
 def test_the_sweep_catches_writes_outside_the_staging_area(device_lab: Lab) -> None:
-    report = sweep_update(SweepImages.from_build(device_lab.folder), device_factory=Scribbler)
+    report = sweep_update(SweepImages.from_build(device_lab.folder), agent_factory=Scribbler)
     assert not report.ok and {v.invariant for v in report.violations} == {3}
     assert report.outcomes["old"] > 0 and report.outcomes["none"] == 0

@@ -11,6 +11,7 @@ import pytest
 
 from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
+from firmware_model.device.status import device_status
 from firmware_model.errors import TlsError
 from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import SMALL, Lab
@@ -87,7 +88,7 @@ def test_an_expired_root_fails_at_the_device_clock_not_the_host_clock(
         set_clock(device, JUNE_2025)
         with pytest.raises(TlsError, match=r"unable to get local issuer.*2025-06-01"):
             device.connect("127.0.0.1", port)
-    assert device.status()["store"] == {"certificates": [
+    assert device_status(device)["store"] == {"certificates": [
         {**device.store.roots[0].to_json(JUNE_2025), "valid_at_device_time": False}]}
 
 

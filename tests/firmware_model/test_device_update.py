@@ -8,7 +8,10 @@ import pytest
 
 from firmware_model.agent.decisions import Limits, TrustState, UpdateSession
 from firmware_model.agent.feed import MemoryFeed
-from firmware_model.agent.sysevent import (
+from firmware_model.agent.updater import AgentSettings, CheckResult, UpdateOutcome, Updater
+from firmware_model.device.model import Device
+from firmware_model.device.status import device_status
+from firmware_model.device.sysevent import (
     DeferringApp,
     EventHandle,
     EventStatus,
@@ -16,9 +19,8 @@ from firmware_model.agent.sysevent import (
     SysEventInfo,
     UpdateType,
 )
-from firmware_model.device.flash_layout import Component
-from firmware_model.device.model import AgentSettings, CheckResult, Device, UpdateOutcome
 from firmware_model.errors import FeedError, ManifestMismatchError
+from firmware_model.trust.components import Component
 from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import Lab, feed_of, small_device
 
@@ -37,7 +39,7 @@ def test_an_update_tells_the_apps_then_installs_through_a_reset(
 ) -> None:
     app = DeferringApp(0)
     device.bus.register(app)
-    result = device.check_for_update(device_lab.feed("RetailEval"))
+    result = Updater(device).check_for_update(device_lab.feed("RetailEval"))
     assert result.outcome is UpdateOutcome.INSTALLED
     assert [(i.event, i.status) for i in app.seen] == [
         (SysEvent.UPDATE_STARTED, EventStatus.PENDING),
@@ -47,7 +49,7 @@ def test_an_update_tells_the_apps_then_installs_through_a_reset(
     assert app.seen[1].max_deferral_minutes == 1440
     assert [(i.component, i.name) for i in result.images] == [
         (Component.KEYSTORE, "keystore-2025-02"), (Component.STORE, "certstore-2025-02")]
-    status = device.status()
+    status = device_status(device)
     assert status["last_reset_cause"] == "SOFTWARE"
     assert status["boot_record"] == {"sequence": 3, "state": "confirmed"}
     slots = status["slots"]
@@ -58,21 +60,21 @@ def test_an_update_tells_the_apps_then_installs_through_a_reset(
 
 
 def test_a_feed_with_nothing_new_sends_no_update_available(device: Device, device_lab: Lab) -> None:
-    device.check_for_update(device_lab.feed())
-    before = device.status()
+    Updater(device).check_for_update(device_lab.feed())
+    before = device_status(device)
     app = DeferringApp(60)
     device.bus.register(app)
-    result = device.check_for_update(device_lab.feed())
+    result = Updater(device).check_for_update(device_lab.feed())
     assert result.outcome is UpdateOutcome.NO_UPDATE
     assert [(i.event, i.status) for i in app.seen] == [
         (SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)]
-    assert device.status() == before
+    assert device_status(device) == before
 
 
 def test_a_store_only_update_keeps_the_keystore_slot(device_lab: Lab) -> None:
     device = small_device(device_lab)
     store = device_lab.image("certstore-2025-02")
-    result = device.check_for_update(feed_of(device_lab.manifest([store]), [store]))
+    result = Updater(device).check_for_update(feed_of(device_lab.manifest([store]), [store]))
     assert [i.component for i in result.images] == [Component.STORE]
     active = device.running.record.active
     assert (active.keystore.slot, active.store.slot) == (0, 1)
@@ -94,7 +96,7 @@ def test_deferral_delays_the_reboot_on_the_device_clock(
 ) -> None:
     app = DeferringApp(asked, resume_after)
     device.bus.register(app)
-    result = device.check_for_update(device_lab.feed())
+    result = Updater(device).check_for_update(device_lab.feed())
     pending, final = app.seen[1], app.seen[2]
     assert app.granted == [min(asked, 1440)]
     assert result.deferred_minutes == waited_minutes
@@ -108,7 +110,7 @@ def test_the_install_waits_for_the_longest_deferral_of_all_apps(device_lab: Lab)
     for minutes in (60, 600, 120):
         device.bus.register(DeferringApp(minutes))
     start = device.machine.clock.monotonic()
-    result = device.check_for_update(device_lab.feed())
+    result = Updater(device).check_for_update(device_lab.feed())
     assert result.deferred_minutes == 600
     assert device.machine.clock.monotonic() - start == 600 * 60
 
@@ -145,11 +147,12 @@ class FlakyFeed:
 
 @pytest.mark.parametrize("hours", [20.0, 24.0])
 def test_a_failed_check_is_retried_one_check_interval_later(device_lab: Lab, hours: float) -> None:
-    device = small_device(device_lab, AgentSettings(check_interval_hours=hours))
+    device = small_device(device_lab)
     machine = device.machine
     assert isinstance(machine, SoftwareMachine)
     feed = FlakyFeed(device_lab.feed(), down=1, clock=machine)
-    results: list[CheckResult] = device.run_checks(feed, 3)
+    agent = Updater(device, AgentSettings(check_interval_hours=hours))
+    results: list[CheckResult] = agent.run_checks(feed, 3)
     assert isinstance(results[0], FeedError)
     assert not isinstance(results[1], Exception) and results[1].outcome is UpdateOutcome.INSTALLED
     assert not isinstance(results[2], Exception) and results[2].outcome is UpdateOutcome.NO_UPDATE
@@ -161,7 +164,7 @@ def test_a_failed_check_is_retried_one_check_interval_later(device_lab: Lab, hou
 
 
 def test_a_session_accepts_the_images_it_wants_in_order(device: Device, device_lab: Lab) -> None:
-    trust: TrustState = device.trust_state()
+    trust: TrustState = Updater(device).trust_state()
     session = UpdateSession(trust, Limits({c: 1 << 20 for c in Component}))
     feed = device_lab.feed()
     wanted = session.accept_manifest(feed.files["manifest.imagepackage"])

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hal.emulator.cli import EXIT_ERROR, EXIT_USAGE, main
+from hal.emulator.cli import main
+from policy.cli import ExitCode
+
+EXIT_USAGE, EXIT_PORT = ExitCode.BAD_INPUT, ExitCode.HARDWARE
 
 SMALL = ["--size", str(64 * 1024), "--sector-size", "4096", "--page-size", "256"]
 
@@ -100,7 +103,7 @@ def test_a_port_it_cannot_open_is_a_runtime_error_and_leaves_no_new_device(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], busy_port: int
 ) -> None:
     args = ["--flash", str(tmp_path / "dev.flash"), "--tcp", f"127.0.0.1:{busy_port}", *SMALL]
-    assert main(args) == EXIT_ERROR
+    assert main(args) == EXIT_PORT
     assert "cannot listen" in one_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
 
@@ -109,7 +112,7 @@ def test_help_documents_the_exit_codes() -> None:
     done = run_cli("--help")
     assert done.returncode == 0
     codes = done.stdout[done.stdout.index("exit codes:"):]
-    for expected in ("0  stopped by", "1  runtime error", "2  bad usage or input"):
+    for expected in ("0    success (stopped by", "2    bad input", "4    hardware"):
         assert expected in codes
 
 

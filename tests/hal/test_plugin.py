@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from hal.pytest_plugin import HalChoice, parse_hal_option
+from hal.backends import HalSpec
+from hal.pytest_plugin import parse_hal_option
 
 SAMPLE = textwrap.dedent(
     """
@@ -53,20 +54,26 @@ def run_pytest(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("value", "choice"),
     [
-        ("fake", HalChoice("fake")),
-        ("emulator", HalChoice("emulator")),
-        ("serial:/dev/ttyUSB0", HalChoice("serial", "/dev/ttyUSB0")),
-        ("serial:socket://127.0.0.1:5000", HalChoice("serial", "socket://127.0.0.1:5000")),
+        ("fake", HalSpec("fake")),
+        ("emulator", HalSpec("emulator")),
+        ("serial:/dev/ttyUSB0", HalSpec("serial", "/dev/ttyUSB0")),
+        ("serial:socket://127.0.0.1:5000", HalSpec("serial", "socket://127.0.0.1:5000")),
     ],
 )
-def test_hal_option_values(value: str, choice: HalChoice) -> None:
+def test_hal_option_values(value: str, choice: HalSpec) -> None:
     assert parse_hal_option(value) == choice
     assert str(choice) == value
 
 
 @pytest.mark.parametrize("value", ["", "qemu", "serial:", "serial"])
 def test_hal_option_refuses_other_values(value: str) -> None:
-    with pytest.raises(pytest.UsageError, match="expected fake, emulator or serial:PORT"):
+    with pytest.raises(pytest.UsageError, match=r"expected fake\[:FLASH\]\|emulator"):
+        parse_hal_option(value)
+
+
+@pytest.mark.parametrize("value", ["fake:dev.flash", "emulator:/tmp/x.flash"])
+def test_hal_option_refuses_a_flash_file(value: str) -> None:
+    with pytest.raises(pytest.UsageError, match="fresh device in its tmp_path"):
         parse_hal_option(value)
 
 
@@ -93,7 +100,7 @@ def test_board_run_skips_in_process_and_fresh_machine_tests(tmp_path: Path) -> N
 def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
     done = run_pytest(tmp_path, "--hal", "qemu")
     assert done.returncode == 4
-    assert "--hal 'qemu': expected fake, emulator or serial:PORT" in done.stderr
+    assert "--hal 'qemu': expected fake[:FLASH]|emulator[:FLASH]|serial:PORT" in done.stderr
 
 
 HANGS_ON_THE_EMULATOR = textwrap.dedent(

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from policy.cli import ExitCode
 from tools.audit.endpoints import Endpoint, Source
 from tools.audit.judge import Verdict
 
 OK, FAIL, UNKNOWN = "ok", "fail", "unknown"
-EXIT_OK, EXIT_BREAKS, EXIT_INPUT = 0, 1, 2
-COLUMNS = ("endpoint", "source", "before", "after", "anchor_before", "anchor_after", "reason")
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,10 @@ def exit_code(rows: Sequence[Row], problems: Sequence[str]) -> int:
     """1 when something breaks; else 2 when nothing could be judged and something was
     wrong (a bad input, an endpoint without a chain); else 0."""
     if any(row.breaks for row in rows):
-        return EXIT_BREAKS
+        return ExitCode.REFUSED
     if not any(row.judged for row in rows) and (problems or rows):
-        return EXIT_INPUT
-    return EXIT_OK
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK
 
 
 def render_table(rows: Sequence[Row]) -> str:

@@ -79,6 +79,9 @@ Fsid = Struct(
     "files" / Int32ul,
 )
 
+#: A regular file's data starts with one of these per block: where the block's zlib stream ends.
+BlockPointer = Int32ul
+
 Superblock = Struct(
     "magic" / Const(CRAMFS_MAGIC, Int32ul),
     "size" / Int32ul,
@@ -121,6 +124,7 @@ class SuperblockFields(NamedTuple):
 # The decoders, derived from the declarations above.
 _INODE_NAMES, _inode_bits = derive.bit_fields(Inode)
 _INODE_ORDER = [_INODE_NAMES.index(name) for name in InodeFields._fields]
+POINTER = derive.run(BlockPointer, "block pointer").struct
 _SUPERBLOCK_HEAD = derive.fields(Superblock, "magic", "size", "flags", "future", "signature",
                                  "fsid", "name")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import zlib
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ from firmware_model.image.cramfs.layout import (
     FLAG_SORTED_DIRS,
     INODE_SIZE,
     PAD_SIZE,
+    POINTER,
     ROOT_INODE_OFFSET,
     S_IFDIR,
     S_IFLNK,
@@ -33,7 +33,6 @@ from firmware_model.image.cramfs.layout import (
 __all__ = ["DEFAULT_MAX_OUTPUT", "read_cramfs"]
 
 DEFAULT_MAX_OUTPUT = 64 << 20  # a store or an app is far smaller; this bounds a zip bomb
-_POINTER = struct.Struct("<I")  # a block-end pointer in a file's block table
 
 
 class _Node(NamedTuple):
@@ -201,7 +200,7 @@ def _file_data(data: memoryview, node: _Node, data_start: int) -> bytes:
     blocks: list[bytes] = []
     current = table_end
     for index, at in enumerate(range(offset, table_end, 4)):
-        (pointer,) = _POINTER.unpack_from(data, at)
+        (pointer,) = POINTER.unpack_from(data, at)
         if not current <= pointer <= image_end:
             raise ImageFormatError(f"block pointer {pointer:#x} out of range", at)
         if pointer - current > 2 * BLOCK_SIZE:

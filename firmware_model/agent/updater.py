@@ -1,0 +1,239 @@
+"""The update agent's I/O, around its pure decisions (`decisions.UpdateSession`), like
+python-tuf's Updater beside its TrustedMetadataSet.
+
+    device.bus.register(DeferringApp(60))             # an app that defers updates by an hour
+    result = Updater(device).check_for_update(open_feed("images/build/feeds", "Retail"))
+
+A check is two halves: `fetch_update` (fetch the manifest and each image it lists, accept them
+step by step; nothing is written) and `install` (write the free slots and read them back, offer
+the install to the apps and wait out their deferral on the device's clock, commit the trial
+boot record, ask the HAL for a reset). Every refusal happens in the first half, so a refused
+update leaves the device as it was.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from firmware_model.agent.decisions import (
+    MANIFEST_LIMIT,
+    Limits,
+    StagedImage,
+    TrustState,
+    UpdateSession,
+)
+from firmware_model.agent.feed import MANIFEST_NAME, Feed, image_file_name
+from firmware_model.device.boot import Booted, BootReport, InstalledImage
+from firmware_model.device.bootrecord import SlotRef
+from firmware_model.device.flash_layout import slot_name
+from firmware_model.device.model import Device
+from firmware_model.device.slots import write_slot
+from firmware_model.device.sysevent import (
+    MAX_SYSTEM_DEFERRAL_MINUTES,
+    EventHandle,
+    EventStatus,
+    SysEvent,
+    SysEventBus,
+    SysEventInfo,
+    UpdateType,
+    deferral_minutes,
+)
+from firmware_model.errors import BootError, FwModelError
+from firmware_model.trust.components import Component
+from firmware_model.trust.fuses import floors, read_root_hash
+from hal.interfaces import ResetCause
+
+#: How often a device checks its feed: every 20 hours on current devices (24 in older docs).
+CHECK_INTERVAL_HOURS = 20.0
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The update agent's tunables."""
+
+    check_interval_hours: float = CHECK_INTERVAL_HOURS
+    max_deferral_minutes: int = MAX_SYSTEM_DEFERRAL_MINUTES
+    manifest_limit: int = MANIFEST_LIMIT
+
+
+class UpdateOutcome(enum.Enum):
+    """How a check for updates ended (refusals raise instead)."""
+
+    NO_UPDATE = "no-update"
+    INSTALLED = "installed"
+    REVERTED = "reverted"  # installed, but the new set failed its trial boot
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """What one check for updates did."""
+
+    outcome: UpdateOutcome
+    feed: str
+    images: tuple[InstalledImage, ...] = ()
+    events: tuple[SysEventInfo, ...] = ()
+    deferred_minutes: float = 0.0
+    boot: BootReport | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"outcome": self.outcome.value, "feed": self.feed,
+                "images": [image.to_json() for image in self.images],
+                "events": [event.to_json() for event in self.events],
+                "deferred_minutes": self.deferred_minutes,
+                "boot": None if self.boot is None else self.boot.to_json()}
+
+
+CheckResult = UpdateResult | FwModelError
+
+
+@dataclass(frozen=True)
+class AcceptedUpdate:
+    """An update fetched and accepted while the device ran `booted`: every check done, nothing
+    written yet. `Updater.install` installs it as long as the device still runs that boot."""
+
+    location: str
+    staged: tuple[StagedImage, ...]
+    booted: Booted
+
+
+@dataclass
+class Updater:
+    """The update agent of `device` (see module doc); it reaches the apps on `device.bus`."""
+
+    device: Device
+    settings: AgentSettings = field(default_factory=AgentSettings)
+
+    @property
+    def bus(self) -> SysEventBus:
+        return self.device.bus
+
+    def trust_state(self) -> TrustState:
+        """What the running device trusts, for the agent's decisions."""
+        running = self.device.running
+        otp = self.device.machine.otp
+        fused = read_root_hash(otp)
+        assert fused is not None
+        return TrustState(fused, running.loaded.keystore.keyring, floors(otp),
+                          running.loaded.installed())
+
+    @property
+    def limits(self) -> Limits:
+        layout = self.device.flash_layout
+        return Limits({c: layout.capacity(c) for c in Component}, self.settings.manifest_limit)
+
+    def check_for_update(self, feed: Feed) -> UpdateResult:
+        """Check `feed`; install what it offers through a reset (see module doc).
+
+        Returns NO_UPDATE, INSTALLED or REVERTED. A refusal raises its typed error (after
+        logging it on the console) with the device unchanged: every check happens before the
+        first flash write.
+        """
+        first_event = len(self.bus.sent)
+        accepted = self.fetch_update(feed)
+        if accepted is None:
+            return UpdateResult(UpdateOutcome.NO_UPDATE, feed.location,
+                                events=tuple(self.bus.sent[first_event:]))
+        return self._install(accepted, first_event)
+
+    def fetch_update(self, feed: Feed) -> AcceptedUpdate | None:
+        """Fetch and accept what `feed` offers, writing nothing (the first half of a check).
+
+        None, after NoUpdateAvailable, when there is nothing to install; otherwise the update
+        with every image authenticated and checked against the manifest (the apps were told
+        UpdateStarted). A refusal raises its typed error after logging it on the console.
+        """
+        running = self.device.running
+        session = UpdateSession(self.trust_state(), self.limits)
+        try:
+            wanted = session.accept_manifest(feed.fetch(MANIFEST_NAME, self.limits.manifest))
+            if not wanted:
+                self._send(SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)
+                self.device.log(f"[agent] {feed.location}: no update available")
+                return None
+            self._send(SysEvent.UPDATE_STARTED, EventStatus.PENDING)
+            for entry in wanted:
+                session.accept_image(entry, feed.fetch(image_file_name(entry.image_id),
+                                                       entry.size))
+        except FwModelError as error:
+            self.device.log(f"[agent] update from {feed.location} refused "
+                            f"({type(error).__name__}): {error}")
+            raise
+        return AcceptedUpdate(feed.location, tuple(session.staged), running)
+
+    def install(self, update: AcceptedUpdate) -> UpdateResult:
+        """Install an update `fetch_update` accepted: the second half of a check (write the
+        free slots, offer the install to the apps, commit, reset; INSTALLED or REVERTED).
+
+        ValueError if the device has booted since the update was accepted: what it was
+        checked against (the running keystore, the counters, the installed images) may differ.
+        """
+        return self._install(update, len(self.bus.sent))
+
+    def _install(self, update: AcceptedUpdate, first_event: int) -> UpdateResult:
+        device = self.device
+        if device.ram is None or device.ram is not update.booted:
+            raise ValueError(f"the update from {update.location} was accepted before the "
+                             "device's last boot; fetch it again")
+        staged = update.staged
+        refs = self._stage(list(staged))
+        deferred = self._offer_install()
+        trial = device.running.record.trial(refs)
+        device.record_area.commit(device.machine.flash, trial)
+        device.log(f"[agent] record {trial.sequence} committed (trial); requesting a reset")
+        events = tuple(self.bus.sent[first_event:])
+        device.machine.reset.request_reset(ResetCause.SOFTWARE)
+        if device.ram is None:
+            raise device.boot_failure or BootError("the device did not come back after the reset")
+        report = device.ram.report
+        outcome = UpdateOutcome.REVERTED if report.reverted else UpdateOutcome.INSTALLED
+        images = tuple(InstalledImage.of(s.component, s.image, s.digest) for s in staged)
+        return UpdateResult(outcome, update.location, images, events, deferred, report)
+
+    def _stage(self, staged: list[StagedImage]) -> dict[Component, SlotRef]:
+        """Write each accepted image to its component's inactive slot and read it back."""
+        device = self.device
+        active = device.running.record.active
+        refs = {}
+        for image in staged:
+            current = active[image.component].slot
+            index = 1 if current is None else 1 - current
+            digest = write_slot(device.machine.flash, device.flash_layout, image.component, index,
+                                image.data, image.digest)
+            refs[image.component] = SlotRef(index, len(image.data), digest)
+            device.log(f"[agent] {image.component.value} {image.image.name} written to slot "
+                       f"{slot_name(index)} and read back")
+        return refs
+
+    def _offer_install(self) -> float:
+        """Pending to the apps, wait out their deferral on the device clock, then Final."""
+        handles = self._send(SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.PENDING,
+                             self.settings.max_deferral_minutes)
+        minutes = deferral_minutes(handles)
+        if minutes > 0:
+            self.device.log(f"[agent] install deferred by {minutes:g} minutes")
+            self.device.machine.clock.sleep(minutes * 60)
+        self._send(SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.FINAL)
+        return minutes
+
+    def _send(
+        self, event: SysEvent, status: EventStatus, max_deferral: int = 0
+    ) -> list[EventHandle]:
+        info = SysEventInfo(event, status, UpdateType.SYSTEM, max_deferral,
+                            self.device.machine.clock.wall())
+        return self.bus.send(info)
+
+    def run_checks(self, feed: Feed, checks: int) -> list[CheckResult]:
+        """Check `feed` `checks` times, one check interval apart on the device clock.
+
+        A refused or failed check is recorded and the next one tries again.
+        """
+        results: list[CheckResult] = []
+        for index in range(checks):
+            if index:
+                self.device.machine.clock.sleep(self.settings.check_interval_hours * 3600)
+            try:
+                results.append(self.check_for_update(feed))
+            except FwModelError as error:
+                results.append(error)
+        return results

@@ -1,0 +1,87 @@
+"""How `fwmodel`'s results read as text (their JSON is each result's `to_json`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TextIO
+
+from firmware_model.agent.sweep import SweepReport
+from firmware_model.agent.updater import UpdateResult
+from firmware_model.device.sysevent import SysEventInfo
+from firmware_model.device.tls import iso
+from firmware_model.trust.components import Component
+
+
+def print_json(value: object, out: TextIO) -> None:
+    json.dump(value, out, indent=2)
+    out.write("\n")
+
+
+def status_text(status: dict[str, object]) -> list[str]:
+    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}"]
+    if not status.get("booted"):
+        lines.append("not booted: " + str(status.get("problem") or "not provisioned"))
+        return lines
+    slots = status["slots"]
+    versions = status["security_versions"]
+    assert isinstance(slots, dict) and isinstance(versions, dict)
+    for component in Component:
+        slot, fuse = slots[component.value], versions[component.value]
+        image = slot["image"]
+        lines.append(f"{component.value}: slot {slot['active']}, {image['name']} "
+                     f"(security version {image['security_version']}, fused {fuse['fused']})")
+    store = status["store"]
+    assert isinstance(store, dict)
+    for cert in store["certificates"]:
+        expired = "" if cert["valid_at_device_time"] else " (not valid at device time)"
+        lines.append(f"  root {cert['name']}: until {cert['not_after']}{expired}")
+    return lines
+
+
+def event_text(info: SysEventInfo) -> str:
+    allowance = (f", may defer up to {info.max_deferral_minutes} min"
+                 if info.max_deferral_minutes else "")
+    when = iso(datetime.fromtimestamp(info.at, UTC))
+    return f"{when} {info.event.value} ({info.status.value}{allowance})"
+
+
+def update_text(result: UpdateResult) -> list[str]:
+    lines = [event_text(info) for info in result.events]
+    if result.deferred_minutes:
+        lines.append(f"install deferred by {result.deferred_minutes:g} minutes")
+    if result.images:
+        lines.append("installed: " + ", ".join(
+            f"{i.component.value} {i.name} (security version {i.security_version})"
+            for i in result.images))
+    if result.boot is not None:
+        boot = result.boot
+        state = "reverted to the previous images" if boot.reverted else "trial confirmed"
+        lines.append(f"rebooted (cause {boot.cause.name}): {state}")
+    lines.append(f"outcome: {result.outcome.value}")
+    return lines
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal stream."""
+
+    def __init__(self, out: TextIO, width: int = 40) -> None:
+        self.out, self.width = out, width
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // max(total, 1)
+        self.out.write(f"\rsweep [{'#' * filled}{'.' * (self.width - filled)}] "
+                       f"{done}/{total} cut points")
+        if done >= total:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def sweep_text(report: SweepReport) -> list[str]:
+    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(report.outcomes.items()))
+    lines = [f"{report.ops} flash operations x {len(report.modes)} modes "
+             f"({', '.join(report.modes)}) = {report.cut_points} cut points",
+             f"outcomes: {outcomes}", f"violations: {len(report.violations)}"]
+    lines += [f"  invariant {v.invariant} at cut {v.point}: {v.detail}" for v in report.violations]
+    lines.append(f"{report.seconds:.2f} s")
+    return lines

@@ -1,0 +1,126 @@
+"""The machines a device can run on, named by one `--hal` grammar (fwmodel and the pytest plugin):
+
+    fake[:FLASH]        the software machine on the flash file FLASH, in this process (fuses,
+                        reset cause and wall clock in FLASH.otp, FLASH.reset and FLASH.clock
+                        beside it), so a device keeps its state, and its time moves on, from
+                        one run to the next
+    emulator[:FLASH]    the same device served by the Python board agent in a process of its
+                        own (`python -m hal.emulator`), driven over the serial protocol on a pty
+    serial:PORT         a board on a serial port (a device path or a pyserial URL)
+
+FLASH defaults to `device.flash` (fwmodel) or a file the caller names (the pytest plugin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hal.errors import NoDeviceError
+from hal.interfaces import Machine
+from hal.soft.files import device_files
+from hal.soft.machine import SoftwareMachine
+from policy.errors import UsageError
+
+DEFAULT_FLASH = "device.flash"
+KINDS = ("fake", "emulator", "serial")
+GRAMMAR = "fake[:FLASH]|emulator[:FLASH]|serial:PORT"
+
+
+@dataclass(frozen=True)
+class HalSpec:
+    """A parsed `--hal` value: the kind of machine, and its flash file or port (None: the
+    caller's default)."""
+
+    kind: str
+    target: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.target is None else f"{self.kind}:{self.target}"
+
+    @property
+    def is_board(self) -> bool:
+        """True when the machine is a board this process does not own (no clock to set)."""
+        return self.kind == "serial"
+
+    def flash(self, default: str | Path = DEFAULT_FLASH) -> Path:
+        """The flash file of a software device (`target`, else `default`)."""
+        return Path(self.target or default)
+
+
+def parse_hal(text: str) -> HalSpec:
+    """Parse a `--hal` value (see the module doc); UsageError for anything else."""
+    kind, _, target = text.partition(":")
+    if kind in ("fake", "emulator"):
+        return HalSpec(kind, target or None)
+    if kind == "serial" and target:
+        return HalSpec(kind, target)
+    raise UsageError(f"--hal {text!r}: expected {GRAMMAR}")
+
+
+@contextlib.contextmanager
+def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = False,
+                 default_flash: str | Path = DEFAULT_FLASH) -> Iterator[Machine]:
+    """The machine `spec` names, closed (and its agent stopped) on exit.
+
+    A software device's wall clock resumes where the last run left it (FLASH.clock); `wall`
+    sets it first (UsageError for a board: its clock is its own). A software device's flash
+    file must exist (NoDeviceError "no device at FLASH (run provision first)") unless
+    `create`: then the files made for a new device are removed again if the body fails before
+    anything was written to the device.
+    """
+    if spec.is_board:
+        if wall is not None:
+            raise UsageError("--at needs a software machine (fake or emulator); a board keeps "
+                             "its own time")
+        with _serial(str(spec.target)) as board:
+            yield board
+        return
+    flash = spec.flash(default_flash)
+    new = not flash.exists()
+    if new and not create:
+        raise NoDeviceError(f"no device at {flash} (run provision first)")
+    made = [path for path in device_files(flash) if not path.exists()]
+    try:
+        if spec.kind == "fake":
+            with SoftwareMachine(flash, create=new, keep_clock=True) as soft:
+                if wall is not None:
+                    soft.clock.set_wall(wall)
+                yield soft
+        else:
+            with _emulated(flash, wall) as board:
+                yield board
+    except BaseException:
+        if made and _untouched(flash):
+            for path in made:
+                path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _emulated(flash: Path, wall: datetime | None) -> Iterator[Machine]:
+    from hal.emulator.launcher import launch_board  # a process: imported only when used
+
+    options = ["--at", wall.astimezone(UTC).isoformat()] if wall is not None else []
+    with launch_board(flash, options=options) as agent, _serial(agent.url) as board:
+        yield board
+
+
+def _serial(port: str) -> contextlib.AbstractContextManager[Machine]:
+    from hal.serial.machine import SerialMachine  # pyserial is imported only when used
+
+    return SerialMachine(port)
+
+
+def _untouched(flash: Path) -> bool:
+    """True if the device at `flash` is as new: its flash erased and its fuses all zero."""
+    files = device_files(flash)
+    try:
+        if files[0].read_bytes().strip(b"\xff") or files[1].read_bytes().strip(b"\0"):
+            return False
+    except FileNotFoundError:
+        pass
+    return True

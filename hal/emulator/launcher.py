@@ -1,0 +1,117 @@
+"""Starting a board agent as a process of its own, and stopping it: the one launcher that
+`--hal emulator`, the pytest plugin, the benches and the tests use.
+
+    with launch_board(Path("dev.flash")) as board:   # python -m hal.emulator ... --pty
+        machine = SerialMachine(board.url)
+
+The agent runs with `--exit-with-parent` and a pipe from this process as its stdin: if this
+process dies, even by SIGKILL, the pipe closes and the agent stops instead of serving on. Its
+first stdout line ends with the port to open (the pty path, or `socket://127.0.0.1:PORT`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hal.errors import HalError
+from hal.interfaces import Closeable
+
+#: Seconds an agent may take to print the line naming its port.
+START_TIMEOUT = 15.0
+#: Seconds an agent is given to stop after its stdin closes, then after SIGTERM.
+STOP_GRACE = 5.0
+
+
+class LaunchError(HalError):
+    """The agent did not start: it printed no port (its stderr, and exit code, say why)."""
+
+
+def agent_command(flash: Path, transport: str = "pty", options: Sequence[str] = ()) -> list[str]:
+    """The command line of the Python board agent (`python -m hal.emulator`) on `flash`."""
+    where = ["--pty"] if transport == "pty" else ["--tcp", "127.0.0.1:0"]
+    return [sys.executable, "-m", "hal.emulator", "--flash", str(flash), *where,
+            "--exit-with-parent", *options]
+
+
+@dataclass
+class LaunchedBoard(Closeable):
+    """A running agent process and the URL its port is at."""
+
+    process: subprocess.Popen[str]
+    url: str
+    lines: list[str] = field(default_factory=list)  # what it printed on stdout
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> int | None:
+        """Stop the agent: close its stdin (it exits on its own), then SIGTERM, then SIGKILL.
+        Its exit code (None if it had to be killed)."""
+        process = self.process
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        for ask in (process.terminate, process.kill):
+            if process.poll() is not None:
+                return process.returncode
+            try:
+                return process.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                ask()
+        process.wait()
+        return None
+
+    def close(self) -> None:
+        self.stop()
+
+
+def launch(command: Sequence[str], stderr_path: Path, *, timeout: float = START_TIMEOUT,
+           cwd: Path | None = None) -> LaunchedBoard:
+    """Start an agent `command` (one that follows the emulator's contract); its stderr goes to
+    `stderr_path`. LaunchError, the agent stopped, if no port line comes within `timeout`."""
+    with stderr_path.open("w") as stderr:
+        process = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True, cwd=cwd)
+    lines, first = _drain_stdout(process)
+    board = LaunchedBoard(process, "", lines)
+    first.wait(timeout)
+    if not lines or not lines[0].strip():
+        code = board.stop()
+        problem = stderr_path.read_text(errors="replace").strip()
+        raise LaunchError(f"{command[0]}: the agent printed no port within {timeout:g} s (exit "
+                          f"code {code}): {problem[-500:] or 'no message'}")
+    board.url = lines[0].split()[-1]
+    return board
+
+
+def launch_board(flash: Path, *, transport: str = "pty", options: Sequence[str] = (),
+                 timeout: float = START_TIMEOUT) -> LaunchedBoard:
+    """Start the Python board agent on `flash` (stderr in FLASH.stderr beside it)."""
+    return launch(agent_command(flash, transport, options),
+                  flash.with_name(flash.name + ".stderr"), timeout=timeout)
+
+
+def _drain_stdout(process: subprocess.Popen[str]) -> tuple[list[str], threading.Event]:
+    """Collect the agent's stdout lines in a daemon thread (so a chatty agent never blocks);
+    the event is set at the first line, or when stdout ends without one."""
+    lines: list[str] = []
+    first = threading.Event()
+    stdout = process.stdout
+    assert stdout is not None
+
+    def drain() -> None:
+        with stdout:
+            for line in stdout:
+                lines.append(line)
+                first.set()
+        first.set()
+
+    threading.Thread(target=drain, name="agent-stdout", daemon=True).start()
+    return lines, first

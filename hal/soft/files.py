@@ -1,0 +1,65 @@
+"""The files a software machine keeps a device in, beside its flash file FLASH: one list of them.
+
+    FLASH           the flash bytes (erased = 0xFF)
+    FLASH.otp       the fuse words, little-endian u32 each
+    FLASH.reset     the last reset cause's name, left-justified to 15 characters, then a newline
+    FLASH.clock     the wall clock, ISO 8601 UTC (`datetime.isoformat()`), then a newline
+
+The board agents in C read and write the same files (docs/board.md), so any agent can serve
+any device.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hal.errors import StateFileError
+
+OTP, RESET, CLOCK = ".otp", ".reset", ".clock"
+#: Every file beside FLASH, in the order they are made.
+SUFFIXES = (OTP, RESET, CLOCK)
+
+
+def device_files(flash: Path) -> list[Path]:
+    """FLASH and every file beside it that keeps part of the device (present or not)."""
+    return [flash, *(flash.with_name(flash.name + suffix) for suffix in SUFFIXES)]
+
+
+def sidecar(flash_path: Path | None, suffix: str) -> Path | None:
+    """The file beside the flash file that keeps another part of the device's state."""
+    return None if flash_path is None else flash_path.with_name(flash_path.name + suffix)
+
+
+def load_wall(path: Path) -> float | None:
+    """The wall time (epoch seconds) saved in `path`, None if there is no such file.
+
+    StateFileError if it does not hold an ISO 8601 date-time with a time zone.
+    """
+    try:
+        text = path.read_bytes().decode("ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise StateFileError(f"{path}: {text[:40]!r} is not an ISO 8601 time with a time zone")
+    return when.timestamp()
+
+
+def save_wall(path: Path, wall: float) -> None:
+    """Save the wall time `wall` (epoch seconds) to `path`, for `load_wall`: written beside it
+    and renamed over it, so an interrupted save leaves the old time, never a torn file.
+
+    StateFileError if `wall` is outside the years 1..9999 that ISO 8601 writes.
+    """
+    try:
+        text = datetime.fromtimestamp(wall, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        raise StateFileError(f"{path}: the wall time {wall!r} is outside years 1..9999") from None
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text + "\n", encoding="ascii")
+    os.replace(temp, path)
