@@ -37,16 +37,9 @@ from hal.emulator.agent import BoardAgent
 from hal.emulator.launcher import launch, launch_board
 from hal.errors import HalError
 from hal.interfaces import FlashGeometry
-from hal.serial.framing import (
-    MAX_DATA,
-    Flag,
-    Frame,
-    FrameDecoder,
-    Op,
-    encode_frame,
-    pack_program,
-)
+from hal.serial.framing import Flag, Frame, FrameDecoder, encode_frame
 from hal.serial.machine import SerialMachine
+from hal.serial.messages import MAX_DATA, Op, pack_program
 from hal.soft.machine import SoftwareMachine
 
 PROGRAM_TARGET = 0.8

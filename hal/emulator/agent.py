@@ -9,42 +9,31 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 import random
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from hal.emulator.handlers import Handlers, Refusal
 from hal.errors import FlashError, HalError, OtpError, PowerLoss
 from hal.interfaces import Machine, ResetCause
 from hal.serial.framing import (
-    F64,
-    GEOMETRY,
-    HASH_SIZE,
-    MAX_DATA,
-    MAX_LINE,
-    MAX_PAYLOAD,
-    OTP_BLOW,
     PROTOCOL_VERSION,
-    QUERY_SEEN,
-    RANGE,
-    U8,
-    U16,
-    U32,
     UNSOLICITED_SEQ,
-    BoardStats,
-    BootBanner,
-    ErrorCode,
     Flag,
     Frame,
     FrameDecoder,
-    Hello,
-    Op,
     Reject,
+)
+from hal.serial.messages import (
+    MAX_LINE,
+    U32,
+    BoardStats,
+    BootBanner,
+    ErrorCode,
+    Op,
     pack_error,
-    pack_lines,
 )
 
 #: Requests a host may have in flight at once (announced in HELLO).
@@ -75,14 +64,6 @@ class PowerCycling(Protocol):
     def power_on(self) -> None: ...
 
 
-class Refusal(HalError):
-    """A request the agent refuses before touching the machine: an error code and why."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 @dataclass
 class AgentCounters:
     """Running counters behind the STATS reply (the link layer fills in the decoder's)."""
@@ -91,9 +72,6 @@ class AgentCounters:
     errors: int = 0
     ignored: int = 0  # frames that were not requests (replies, unsolicited) - dropped
     by_opcode: dict[int, int] = field(default_factory=dict)
-
-
-Handler = Callable[[bytes], bytes]
 
 
 class BoardAgent:
@@ -123,7 +101,7 @@ class BoardAgent:
         self._cache: OrderedDict[int, tuple[int, Frame]] = OrderedDict()
         self._booted = False
         self._console_pushed = len(machine.console.lines())
-        self._handlers = self._handler_table()
+        self._handlers = Handlers(self).table()
         machine.set_boot_hook(self._on_boot)
 
     # -- requests ---------------------------------------------------------------------------
@@ -181,7 +159,7 @@ class BoardAgent:
 
     def banner_frame(self) -> Frame:
         """The unsolicited BOOT_BANNER for the current boot."""
-        cause = self._last_cause()
+        cause = self.last_cause()
         banner = BootBanner(self.boot_count, int(cause), self.session,
                             f"sphere-fwmodel board agent v{PROTOCOL_VERSION}: boot "
                             f"{self.boot_count}, cause {cause.name}")
@@ -258,191 +236,16 @@ class BoardAgent:
         self.boot_count += 1
         self._booted = True
 
-    def _last_cause(self) -> ResetCause:
+    def cached_reply(self, seq: int) -> Frame | None:
+        """The reply cached for `seq`, if any (QUERY)."""
+        cached = self._cache.get(seq)
+        return None if cached is None else cached[1]
+
+    def last_cause(self) -> ResetCause:
         try:
             return self.machine.reset.last_cause()
         except PowerLoss:
             return ResetCause.POWER_LOSS
-
-    def _handler_table(self) -> dict[int, Handler]:
-        return {
-            Op.HELLO: self._hello,
-            Op.PING: lambda payload: payload,
-            Op.QUERY: self._query,
-            Op.STATS: self._stats,
-            Op.FLASH_GEOMETRY: self._geometry,
-            Op.FLASH_READ: self._read,
-            Op.FLASH_PROGRAM: self._program,
-            Op.FLASH_ERASE: self._erase,
-            Op.FLASH_HASH: self._hash,
-            Op.OTP_WORD_COUNT: self._otp_count,
-            Op.OTP_READ: self._otp_read,
-            Op.OTP_BLOW: self._otp_blow,
-            Op.RESET_REQUEST: self._reset,
-            Op.RESET_LAST_CAUSE: self._cause,
-            Op.CLOCK_WALL: lambda p: self._clock_reading(p, self.machine.clock.wall),
-            Op.CLOCK_MONOTONIC: lambda p: self._clock_reading(p, self.machine.clock.monotonic),
-            Op.CLOCK_SLEEP: self._sleep,
-            Op.CONSOLE_LOG: self._log,
-            Op.CONSOLE_LINES: self._lines,
-            Op.WATCHDOG_START: self._watchdog_start,
-            Op.WATCHDOG_KICK: lambda p: self._no_args(p, self.machine.watchdog.kick),
-            Op.WATCHDOG_STOP: lambda p: self._no_args(p, self.machine.watchdog.stop),
-        }
-
-    def _hello(self, payload: bytes) -> bytes:
-        _expect(payload, 0, "HELLO")
-        geometry = self.machine.flash.geometry
-        return Hello(
-            PROTOCOL_VERSION, MAX_PAYLOAD, self.window, self.baud, geometry.size,
-            geometry.sector_size, geometry.page_size, self._otp_words(), self.boot_count,
-            int(self._last_cause()), self.session,
-        ).pack()
-
-    def _otp_words(self) -> int:
-        try:
-            return self.machine.otp.word_count
-        except PowerLoss:
-            return 0
-
-    def _query(self, payload: bytes) -> bytes:
-        (target,) = U16.unpack(_expect(payload, U16.size, "QUERY"))
-        cached = self._cache.get(target)
-        if cached is None:
-            return U8.pack(0)
-        reply = cached[1]
-        return QUERY_SEEN.pack(1, int(reply.flags), reply.opcode) + reply.payload
-
-    def _stats(self, payload: bytes) -> bytes:
-        _expect(payload, 0, "STATS")
-        return self.stats().pack()
-
-    def _geometry(self, payload: bytes) -> bytes:
-        _expect(payload, 0, "FLASH_GEOMETRY")
-        geometry = self.machine.flash.geometry
-        return GEOMETRY.pack(geometry.size, geometry.sector_size, geometry.page_size)
-
-    def _range(self, payload: bytes, what: str) -> tuple[int, int]:
-        offset, length = RANGE.unpack(_expect(payload, RANGE.size, what))
-        self._check_flash_range(what, offset, length)
-        return offset, length
-
-    def _check_flash_range(self, what: str, offset: int, length: int) -> None:
-        size = self.machine.flash.geometry.size
-        if offset + length > size:
-            raise Refusal(ErrorCode.OUT_OF_RANGE,
-                          f"{what} of {length:#x} bytes at {offset:#x} is outside the "
-                          f"{size:#x}-byte flash")
-
-    def _read(self, payload: bytes) -> bytes:
-        offset, length = self._range(payload, "FLASH_READ")
-        if length > MAX_DATA:
-            raise Refusal(ErrorCode.BAD_LENGTH,
-                          f"FLASH_READ of {length} bytes exceeds {MAX_DATA} per request")
-        return self.machine.flash.read(offset, length)
-
-    def _program(self, payload: bytes) -> bytes:
-        if len(payload) < U32.size:
-            raise Refusal(ErrorCode.BAD_LENGTH, "FLASH_PROGRAM needs an offset")
-        (offset,) = U32.unpack_from(payload)
-        data = payload[U32.size:]
-        if len(data) > MAX_DATA:
-            raise Refusal(ErrorCode.BAD_LENGTH,
-                          f"FLASH_PROGRAM of {len(data)} bytes exceeds {MAX_DATA} per request")
-        self._check_flash_range("FLASH_PROGRAM", offset, len(data))
-        self.machine.flash.program(offset, data)
-        return b""
-
-    def _erase(self, payload: bytes) -> bytes:
-        offset, length = self._range(payload, "FLASH_ERASE")
-        self.machine.flash.erase(offset, length)
-        return b""
-
-    def _hash(self, payload: bytes) -> bytes:
-        offset, length = self._range(payload, "FLASH_HASH")
-        digest = self.machine.flash.hash(offset, length)
-        assert len(digest) == HASH_SIZE
-        return digest
-
-    def _otp_count(self, payload: bytes) -> bytes:
-        _expect(payload, 0, "OTP_WORD_COUNT")
-        return U32.pack(self.machine.otp.word_count)
-
-    def _otp_read(self, payload: bytes) -> bytes:
-        (index,) = U32.unpack(_expect(payload, U32.size, "OTP_READ"))
-        self._check_otp_index(index)
-        return U32.pack(self.machine.otp.read_word(index))
-
-    def _otp_blow(self, payload: bytes) -> bytes:
-        index, bits = OTP_BLOW.unpack(_expect(payload, OTP_BLOW.size, "OTP_BLOW"))
-        self._check_otp_index(index)
-        self.machine.otp.blow(index, bits)
-        return b""
-
-    def _check_otp_index(self, index: int) -> None:
-        count = self.machine.otp.word_count
-        if index >= count:
-            raise Refusal(ErrorCode.OUT_OF_RANGE,
-                          f"no OTP word {index}: the bank has words 0..{count - 1}")
-
-    def _reset(self, payload: bytes) -> bytes:
-        (raw,) = U8.unpack(_expect(payload, U8.size, "RESET_REQUEST"))
-        try:
-            cause = ResetCause(raw)
-        except ValueError:
-            raise Refusal(ErrorCode.BAD_ARGUMENT, f"no reset cause {raw}") from None
-        self.machine.reset.request_reset(cause)
-        return b""
-
-    def _cause(self, payload: bytes) -> bytes:
-        _expect(payload, 0, "RESET_LAST_CAUSE")
-        return U8.pack(int(self.machine.reset.last_cause()))
-
-    def _clock_reading(self, payload: bytes, read: Callable[[], float]) -> bytes:
-        _expect(payload, 0, "clock reading")
-        return F64.pack(read())
-
-    def _sleep(self, payload: bytes) -> bytes:
-        (seconds,) = F64.unpack(_expect(payload, F64.size, "CLOCK_SLEEP"))
-        if not math.isfinite(seconds) or seconds < 0:
-            raise Refusal(ErrorCode.BAD_ARGUMENT, f"cannot sleep {seconds!r} seconds")
-        self.machine.clock.sleep(seconds)
-        return b""
-
-    def _log(self, payload: bytes) -> bytes:
-        if len(payload) > MAX_LINE:
-            raise Refusal(ErrorCode.BAD_LENGTH,
-                          f"console line of {len(payload)} bytes exceeds {MAX_LINE}")
-        try:
-            line = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Refusal(ErrorCode.BAD_ARGUMENT, "console line is not UTF-8") from None
-        self.machine.console.log(line)
-        return b""
-
-    def _lines(self, payload: bytes) -> bytes:
-        (first,) = U32.unpack(_expect(payload, U32.size, "CONSOLE_LINES"))
-        lines = self.machine.console.lines()
-        reply, _count = pack_lines(len(lines), lines[first:])
-        return reply
-
-    def _watchdog_start(self, payload: bytes) -> bytes:
-        (timeout_s,) = F64.unpack(_expect(payload, F64.size, "WATCHDOG_START"))
-        self.machine.watchdog.start(timeout_s)
-        return b""
-
-    def _no_args(self, payload: bytes, action: Callable[[], None]) -> bytes:
-        _expect(payload, 0, "request")
-        action()
-        return b""
-
-
-def _expect(payload: bytes, size: int, what: str) -> bytes:
-    if len(payload) != size:
-        raise Refusal(ErrorCode.BAD_LENGTH,
-                      f"{what} payload is {len(payload)} bytes, expected {size}")
-    return payload
-
 
 def _fingerprint(frame: Frame) -> int:
     """What identifies a request beyond its sequence number: opcode, length and CRC (the CRC it

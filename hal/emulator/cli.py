@@ -32,8 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from hal.emulator.line import DEFAULT_REBOOT_DELAY
 from hal.emulator.line_noise import FaultRates
-from hal.emulator.server import DEFAULT_REBOOT_DELAY, Emulator
+from hal.emulator.server import Emulator
 from hal.errors import FlashError, HalError, StateFileError
 from hal.interfaces import FlashGeometry
 from hal.soft.files import device_files, sidecar

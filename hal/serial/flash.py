@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from hal.errors import FlashError, RemoteError
 from hal.interfaces import FlashGeometry
-from hal.serial.framing import HASH_SIZE, RANGE, ErrorCode, MalformedPayload, Op, pack_program
-from hal.serial.link import BoardLink, Recovery, Request
+from hal.serial.framing import MalformedPayload
+from hal.serial.link import BoardLink
+from hal.serial.messages import HASH_SIZE, RANGE, ErrorCode, Op, pack_program
+from hal.serial.requests import Recovery, Request
 
 Progress = Callable[[int, int], None]
 

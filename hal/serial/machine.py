@@ -20,7 +20,8 @@ from collections.abc import Callable
 from hal.errors import HalError, OtpError, RemoteError
 from hal.interfaces import BootHook, Closeable, ResetCause
 from hal.serial.flash import SerialFlash
-from hal.serial.framing import (
+from hal.serial.link import BoardLink
+from hal.serial.messages import (
     F64,
     MAX_LINE,
     OTP_BLOW,
@@ -34,7 +35,7 @@ from hal.serial.framing import (
     unpack_ints,
     unpack_lines,
 )
-from hal.serial.link import BoardLink, LinkStats
+from hal.serial.requests import LinkStats
 
 _OTP_CODES = (ErrorCode.OUT_OF_RANGE, ErrorCode.BAD_ARGUMENT, ErrorCode.BAD_LENGTH)
 _WORD_MAX = 0xFFFF_FFFF

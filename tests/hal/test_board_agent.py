@@ -9,7 +9,8 @@ import pytest
 
 from hal.emulator.agent import BoardAgent, RebootKind
 from hal.interfaces import FlashGeometry, ResetCause
-from hal.serial.framing import (
+from hal.serial.framing import Flag, Frame, encode_frame
+from hal.serial.messages import (
     F64,
     OTP_BLOW,
     QUERY_SEEN,
@@ -20,11 +21,8 @@ from hal.serial.framing import (
     BoardStats,
     BootBanner,
     ErrorCode,
-    Flag,
-    Frame,
     Hello,
     Op,
-    encode_frame,
     pack_program,
     unpack_error,
 )

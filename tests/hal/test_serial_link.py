@@ -29,18 +29,14 @@ from hal.serial.framing import (
     END,
     HEADER,
     MAX_PAYLOAD,
-    BoardStats,
-    ErrorCode,
     Flag,
     Frame,
     FrameDecoder,
-    Op,
     encode_frame,
-    pack_program,
     slip_escape,
-    unpack_error,
 )
 from hal.serial.machine import SerialMachine
+from hal.serial.messages import BoardStats, ErrorCode, Op, pack_program, unpack_error
 from hal.soft.machine import SoftwareMachine
 from hal.soft.power_cuts import CutMode
 

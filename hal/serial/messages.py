@@ -1,0 +1,236 @@
+"""The serial board protocol's messages: opcodes, error codes and the payload layout of each
+request and reply (docs/serial-protocol.md §6-§7). Pure functions and data only, no I/O."""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from hal.serial.framing import MAX_PAYLOAD, MalformedPayload
+
+#: Largest flash data one request or reply carries (program, read), whatever the board's
+#: max_payload (a board with a smaller one takes less: docs §3.1).
+MAX_DATA = 64 * 1024
+#: Longest console line a CONSOLE_LOG request carries (UTF-8 bytes).
+MAX_LINE = 60 * 1024
+
+
+class Op(enum.IntEnum):
+    """Opcodes. A reply carries the opcode of its request; unsolicited frames have their own."""
+
+    HELLO = 0x01
+    PING = 0x02
+    QUERY = 0x03
+    STATS = 0x04
+    FLASH_GEOMETRY = 0x10
+    FLASH_READ = 0x11
+    FLASH_PROGRAM = 0x12
+    FLASH_ERASE = 0x13
+    FLASH_HASH = 0x14
+    OTP_WORD_COUNT = 0x20
+    OTP_READ = 0x21
+    OTP_BLOW = 0x22
+    RESET_REQUEST = 0x30
+    RESET_LAST_CAUSE = 0x31
+    CLOCK_WALL = 0x40
+    CLOCK_MONOTONIC = 0x41
+    CLOCK_SLEEP = 0x42
+    CONSOLE_LOG = 0x50
+    CONSOLE_LINES = 0x51
+    WATCHDOG_START = 0x60
+    WATCHDOG_KICK = 0x61
+    WATCHDOG_STOP = 0x62
+    BOOT_BANNER = 0x70  # unsolicited
+    CONSOLE_LINE = 0x71  # unsolicited
+
+
+class ErrorCode(enum.IntEnum):
+    """First field of an error reply's payload."""
+
+    BAD_VERSION = 0x01
+    UNKNOWN_OPCODE = 0x02
+    BAD_LENGTH = 0x03
+    FLASH_RULE = 0x04
+    OUT_OF_RANGE = 0x05
+    BUSY = 0x06
+    POWER_LOSS = 0x07
+    BAD_ARGUMENT = 0x08
+    INTERNAL = 0x09
+    BAD_CRC = 0x0A  # never sent in a reply (a bad frame is dropped); counted in STATS
+
+
+U8 = struct.Struct("<B")
+U16 = struct.Struct("<H")
+U32 = struct.Struct("<I")
+F64 = struct.Struct("<d")
+RANGE = struct.Struct("<II")  # offset, length: FLASH_READ, FLASH_ERASE, FLASH_HASH
+OTP_BLOW = struct.Struct("<II")  # word index, bits
+GEOMETRY = struct.Struct("<III")  # size, sector_size, page_size
+ERROR_HEAD = struct.Struct("<H")  # code, then a UTF-8 message
+QUERY_SEEN = struct.Struct("<BBB")  # seen (1), cached reply's flags, cached reply's opcode
+BANNER_HEAD = struct.Struct("<IBI")  # boot count, reset cause, session; then UTF-8 text
+LINES_HEAD = struct.Struct("<IH")  # total lines on the board, lines in this reply
+HASH_SIZE = 32
+
+
+def unpack_exact(layout: struct.Struct, payload: bytes, what: str) -> tuple[object, ...]:
+    """Unpack a fixed-size payload; MalformedPayload if its size is wrong."""
+    if len(payload) != layout.size:
+        raise MalformedPayload(f"{what}: payload of {len(payload)} bytes, expected {layout.size}")
+    return layout.unpack(payload)
+
+
+def unpack_ints(layout: struct.Struct, payload: bytes, what: str) -> tuple[int, ...]:
+    """`unpack_exact` for layouts made only of integers."""
+    return tuple(int(v) for v in unpack_exact(layout, payload, what))  # type: ignore[call-overload]
+
+
+def unpack_float(payload: bytes, what: str) -> float:
+    """A single little-endian f64 payload."""
+    (value,) = unpack_exact(F64, payload, what)
+    assert isinstance(value, float)
+    return value
+
+
+def unpack_head(layout: struct.Struct, payload: bytes, what: str) -> tuple[tuple[int, ...], bytes]:
+    """Unpack an integer header and return it with the rest of the payload."""
+    if len(payload) < layout.size:
+        raise MalformedPayload(f"{what}: payload of {len(payload)} bytes, needs {layout.size}+")
+    head = tuple(int(v) for v in layout.unpack_from(payload))
+    return head, payload[layout.size:]
+
+
+def decode_text(raw: bytes, what: str) -> str:
+    """UTF-8 text of a payload; MalformedPayload if it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedPayload(f"{what}: text is not UTF-8 ({exc.reason} at {exc.start})") from exc
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The HELLO reply: who the board is and what it can take."""
+
+    LAYOUT = struct.Struct("<HIHIIIIIIBI")
+
+    version: int
+    max_payload: int
+    window: int
+    baud: int  # the board's line rate in bits/s, 0 if it has none (a virtual line)
+    flash_size: int
+    sector_size: int
+    page_size: int
+    otp_words: int
+    boot_count: int
+    last_cause: int
+    session: int  # random at power-on: a new value means the board was power-cycled
+
+    def pack(self) -> bytes:
+        """The reply payload."""
+        return self.LAYOUT.pack(
+            self.version, self.max_payload, self.window, self.baud, self.flash_size,
+            self.sector_size, self.page_size, self.otp_words, self.boot_count, self.last_cause,
+            self.session)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Hello:
+        """Parse a HELLO reply payload."""
+        return cls(*unpack_ints(cls.LAYOUT, payload, "HELLO reply"))
+
+
+@dataclass(frozen=True)
+class BoardStats:
+    """The STATS reply: the board's own link counters since power-on."""
+
+    LAYOUT = struct.Struct("<IIIIII")
+
+    frames: int  # frames received that checked out
+    dropped: int  # candidates dropped (garbage, bad CRC, bad length, oversize)
+    bad_crc: int  # of which bad CRC
+    duplicates: int  # requests answered from the reply cache
+    errors: int  # error replies sent
+    boots: int  # boots since power-on
+
+    def pack(self) -> bytes:
+        """The reply payload."""
+        return self.LAYOUT.pack(self.frames, self.dropped, self.bad_crc, self.duplicates,
+                                self.errors, self.boots)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> BoardStats:
+        """Parse a STATS reply payload."""
+        return cls(*unpack_ints(cls.LAYOUT, payload, "STATS reply"))
+
+
+@dataclass(frozen=True)
+class BootBanner:
+    """The unsolicited BOOT_BANNER a board sends when it has (re)booted."""
+
+    boot_count: int
+    cause: int
+    session: int
+    text: str
+
+    def pack(self) -> bytes:
+        """The frame payload."""
+        return BANNER_HEAD.pack(self.boot_count, self.cause, self.session) + self.text.encode()
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> BootBanner:
+        """Parse a BOOT_BANNER payload."""
+        (boot_count, cause, session), text = unpack_head(BANNER_HEAD, payload, "BOOT_BANNER")
+        return cls(boot_count, cause, session, decode_text(text, "BOOT_BANNER"))
+
+
+def pack_error(code: ErrorCode, message: str) -> bytes:
+    """An error reply payload: code, then the message (UTF-8, cut to fit)."""
+    return ERROR_HEAD.pack(code) + message.encode("utf-8", "replace")[:1024]
+
+
+def unpack_error(payload: bytes) -> tuple[int, str]:
+    """Code and message of an error reply payload."""
+    (code,), text = unpack_head(ERROR_HEAD, payload, "error reply")
+    return code, text.decode("utf-8", "replace")
+
+
+def pack_program(offset: int, data: bytes) -> bytes:
+    """FLASH_PROGRAM request payload."""
+    return U32.pack(offset) + data
+
+
+def pack_lines(total: int, lines: list[str], limit: int = MAX_PAYLOAD) -> tuple[bytes, int]:
+    """A CONSOLE_LINES reply holding as many of `lines` as fit in `limit` bytes.
+
+    Returns the payload and how many lines it holds. Each line is ``u16 length, UTF-8`` (a line
+    longer than 65,535 bytes is cut).
+    """
+    parts: list[bytes] = []
+    size = LINES_HEAD.size
+    for line in lines:
+        raw = line.encode("utf-8", "replace")[:0xFFFF]
+        if size + U16.size + len(raw) > limit:
+            break
+        parts.append(U16.pack(len(raw)) + raw)
+        size += U16.size + len(raw)
+    return LINES_HEAD.pack(total, len(parts)) + b"".join(parts), len(parts)
+
+
+def unpack_lines(payload: bytes) -> tuple[int, list[str]]:
+    """Total line count and the lines of a CONSOLE_LINES reply."""
+    (total, count), rest = unpack_head(LINES_HEAD, payload, "CONSOLE_LINES reply")
+    lines: list[str] = []
+    pos = 0
+    for _ in range(count):
+        if pos + U16.size > len(rest):
+            raise MalformedPayload("CONSOLE_LINES reply: truncated line length")
+        (length,) = U16.unpack_from(rest, pos)
+        pos += U16.size
+        if pos + length > len(rest):
+            raise MalformedPayload("CONSOLE_LINES reply: line runs past the payload")
+        lines.append(decode_text(rest[pos:pos + length], "CONSOLE_LINES reply"))
+        pos += length
+    if pos != len(rest):
+        raise MalformedPayload("CONSOLE_LINES reply: bytes after the last line")
+    return total, lines
