@@ -34,6 +34,7 @@ images: $(VENV)/.stamp
 
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(VENV)/.stamp
 	$(VENV)/bin/mypy

@@ -1,59 +1,33 @@
-"""Fixtures shared across the test rooms. Keep this small; append, do not rewrite."""
+"""The whole suite: the network guard and nothing that reaches into a room.
+
+Every test process, and every process a test starts, refuses connections off the loopback
+interface (tests/netguard/sitecustomize.py, put on PYTHONPATH here). Fixtures live with the
+rooms that use them (tests/<room>/conftest.py, shared ones in tests/fixtures.py), so that
+`pytest tests/hal` imports neither the device model nor the tools.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from pathlib import Path
 
-import pytest
-
-from firmware_model.device.model import Device
-from firmware_model.errors import ProvisioningError
-from firmware_model.trust.fuses import read_root_hash
-from hal.interfaces import Machine
-from tests.firmware_model.devicelab import Lab as DeviceLab
-from tests.oracle.msvenv import OracleUnavailable, ensure_ms_venv
-from tools.pki import LabPki, keygen
+GUARD = Path(__file__).resolve().parent / "netguard"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(GUARD), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 
-@pytest.fixture(scope="session")
-def lab_pki(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
-    """One lab PKI (root, keystore-signing, image-signing; P-256) for the whole session."""
-    return keygen(tmp_path_factory.mktemp("lab-pki"))
+def _guard_this_process() -> None:
+    """Load the guard here too (pytest itself did not start with it on PYTHONPATH)."""
+    loaded = sys.modules.get("sitecustomize")
+    if loaded is not None and Path(str(loaded.__file__)).parent == GUARD:
+        return
+    spec = importlib.util.spec_from_file_location("sitecustomize", GUARD / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["sitecustomize"] = module
 
 
-@pytest.fixture(scope="session")
-def ms_python() -> Path:
-    """The python of `.venv-ms`, holding Microsoft's azuresphere-imagemetadata (the oracle).
-
-    Created on first use with the commands of `make oracle`; a failure fails the test, it
-    does not skip it: the oracle is part of what the suite proves.
-    """
-    try:
-        return ensure_ms_venv()
-    except OracleUnavailable as error:
-        pytest.fail(f"Microsoft oracle venv (.venv-ms) unavailable: {error}", pytrace=False)
-
-
-# -- the device model (firmware_model) ---------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def device_lab(tmp_path_factory: pytest.TempPathFactory) -> DeviceLab:
-    """The shipped images built once (tools/build_images.py) with their own lab keys."""
-    return DeviceLab.build(tmp_path_factory.mktemp("device-images"))
-
-
-@pytest.fixture
-def device(machine: Machine, device_lab: DeviceLab) -> Device:
-    """A provisioned, booted device model (pre-2025 store) on the `--hal` machine.
-
-    A board that is provisioned already is booted as it is, if it trusts this lab's root.
-    """
-    model = Device(machine)
-    try:
-        model.provision(device_lab.factory)
-    except ProvisioningError:
-        if read_root_hash(machine.otp) != device_lab.factory.root_hash:
-            pytest.skip("the board is provisioned with another root key than this lab's")
-        model.boot()
-    return model
+_guard_this_process()

@@ -75,11 +75,6 @@ def peek(data: bytes) -> tuple[Identity, Layout]:
     return Identity(image_type, _guid(component), _guid(image)), layout
 
 
-def peek_identity(data: bytes) -> Identity:
-    """The ID section of an image package (ImageFormatError if the envelope is malformed)."""
-    return peek(data)[0]
-
-
 @dataclass(frozen=True)
 class TrustState:
     """What the running device trusts: the input to every decision of a session."""

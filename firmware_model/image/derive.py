@@ -204,9 +204,6 @@ class Run:
         raise AssertionError("no field runs past a buffer too short for the run")
 
 
-Span = tuple[int, int]
-
-
 class Reader:
     """A declaration of fixed fields and length-prefixed byte strings, read in order: each run
     of fixed fields (and the prefix that ends it) with one unpack; each string as its span."""

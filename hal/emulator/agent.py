@@ -12,7 +12,7 @@ import enum
 import random
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from hal.emulator.handlers import Handlers, Refusal
@@ -70,8 +70,6 @@ class AgentCounters:
 
     duplicates: int = 0
     errors: int = 0
-    ignored: int = 0  # frames that were not requests (replies, unsolicited) - dropped
-    by_opcode: dict[int, int] = field(default_factory=dict)
 
 
 class BoardAgent:
@@ -124,7 +122,6 @@ class BoardAgent:
     def handle(self, frame: Frame) -> Outcome:
         """The reply (plus pushed console lines) to one checked-out frame from the host."""
         if frame.is_reply or frame.is_unsolicited:
-            self.counters.ignored += 1
             return Outcome([])
         if frame.version != PROTOCOL_VERSION:
             return Outcome([self._error(frame, ErrorCode.BAD_VERSION,
@@ -191,7 +188,6 @@ class BoardAgent:
 
     def _execute(self, frame: Frame) -> tuple[Frame, RebootKind | None]:
         handler = self._handlers.get(frame.opcode)
-        self.counters.by_opcode[frame.opcode] = self.counters.by_opcode.get(frame.opcode, 0) + 1
         if handler is None:
             return self._error(frame, ErrorCode.UNKNOWN_OPCODE,
                                f"unknown opcode {frame.opcode:#04x}"), None

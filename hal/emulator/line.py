@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from hal.emulator.agent import BoardAgent, RebootKind
 from hal.emulator.line_noise import FaultRates, LineFaults
@@ -21,15 +20,6 @@ _PACED_PIECE_S = 0.003
 _MAX_BACKLOG = 4 * 1024 * 1024
 _READ_SIZE = 1 << 16
 _IDLE_WAIT = 0.1
-
-
-@dataclass
-class LineCounters:
-    """What crossed the board's end of the line."""
-
-    received: int = 0
-    sent: int = 0
-    discarded: int = 0  # bytes received while rebooting, or output nobody was connected for
 
 
 class BoardLine:
@@ -53,7 +43,6 @@ class BoardLine:
         self.baud = baud
         self.rx_faults = LineFaults(rates, random.Random(rng.getrandbits(64)))
         self.tx_faults = LineFaults(rates, random.Random(rng.getrandbits(64)))
-        self.counters = LineCounters()
         self._reboot_delay = reboot_delay
         self._out = bytearray()
         self._tx_free = 0.0  # when the line has sent what was written so far
@@ -68,9 +57,7 @@ class BoardLine:
 
     def on_receive(self, data: bytes) -> None:
         """Bytes arrived from the host."""
-        self.counters.received += len(data)
-        if self.rebooting:
-            self.counters.discarded += len(data)
+        if self.rebooting:  # a rebooting board hears nothing
             return
         outcome = self.agent.receive(self.rx_faults.apply(data))
         self.queue(outcome.frames)
@@ -86,7 +73,6 @@ class BoardLine:
         if len(self._out) > _MAX_BACKLOG:
             excess = len(self._out) - _MAX_BACKLOG
             del self._out[:excess]
-            self.counters.discarded += excess
 
     def due(self, now: float) -> float:
         """Advance the reboot sequence; seconds until something is next due (capped)."""
@@ -121,11 +107,9 @@ class BoardLine:
         """`count` bytes of the last piece went out (a paced line stays busy while output is
         queued, so late pieces catch up rather than idle the line)."""
         del self._out[:count]
-        self.counters.sent += count
         if self.baud:
             self._tx_free += count * 10 / self.baud
 
     def drop_output(self) -> None:
         """Nobody is listening: what was queued is lost."""
-        self.counters.discarded += len(self._out)
         self._out.clear()

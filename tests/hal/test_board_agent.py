@@ -33,14 +33,14 @@ GEOMETRY = FlashGeometry(size=64 * 1024, sector_size=4096, page_size=256)
 
 
 @pytest.fixture
-def machine() -> Iterator[SoftwareMachine]:
+def soft() -> Iterator[SoftwareMachine]:
     with SoftwareMachine(None, GEOMETRY) as soft:
         yield soft
 
 
 @pytest.fixture
-def agent(machine: SoftwareMachine) -> BoardAgent:
-    return BoardAgent(machine, session=1234)
+def agent(soft: SoftwareMachine) -> BoardAgent:
+    return BoardAgent(soft, session=1234)
 
 
 def ask(agent: BoardAgent, opcode: int, payload: bytes = b"", seq: int = 1) -> Frame:
@@ -64,31 +64,31 @@ def test_hello_describes_the_machine(agent: BoardAgent) -> None:
     assert hello.last_cause == ResetCause.POWER_ON
 
 
-def test_program_then_read_and_hash(agent: BoardAgent, machine: SoftwareMachine) -> None:
+def test_program_then_read_and_hash(agent: BoardAgent, soft: SoftwareMachine) -> None:
     assert ask(agent, Op.FLASH_PROGRAM, pack_program(100, b"sphere")).payload == b""
     assert ask(agent, Op.FLASH_READ, RANGE.pack(98, 10), seq=2).payload == b"\xff\xffsphere\xff\xff"
     digest = ask(agent, Op.FLASH_HASH, RANGE.pack(0, 4096), seq=3).payload
-    assert digest == hashlib.sha256(machine.flash.read(0, 4096)).digest()
+    assert digest == hashlib.sha256(soft.flash.read(0, 4096)).digest()
 
 
 def test_a_duplicate_is_answered_from_the_cache_not_applied(
-    agent: BoardAgent, machine: SoftwareMachine
+    agent: BoardAgent, soft: SoftwareMachine
 ) -> None:
     request = encode_frame(Frame(Op.FLASH_PROGRAM, 5, Flag.NONE, pack_program(0, b"\x00" * 300)))
     first = agent.receive(request).frames[0]
-    ops = machine.faults.op_count
+    ops = soft.faults.op_count
     again = agent.receive(request).frames[0]
     assert again == first
-    assert machine.faults.op_count == ops
+    assert soft.faults.op_count == ops
     assert agent.stats().duplicates == 1
 
 
 def test_same_seq_with_another_payload_is_a_new_request(
-    agent: BoardAgent, machine: SoftwareMachine
+    agent: BoardAgent, soft: SoftwareMachine
 ) -> None:
     ask(agent, Op.FLASH_PROGRAM, pack_program(0, b"\x0f"), seq=9)
     ask(agent, Op.FLASH_PROGRAM, pack_program(1, b"\x0f"), seq=9)
-    assert machine.flash.read(0, 2) == b"\x0f\x0f"
+    assert soft.flash.read(0, 2) == b"\x0f\x0f"
 
 
 def test_query_tells_seen_from_never_seen(agent: BoardAgent) -> None:
@@ -117,12 +117,12 @@ def test_query_tells_seen_from_never_seen(agent: BoardAgent) -> None:
     ],
 )
 def test_bad_requests_get_an_error_and_change_nothing(
-    agent: BoardAgent, machine: SoftwareMachine, opcode: int, payload: bytes, code: ErrorCode
+    agent: BoardAgent, soft: SoftwareMachine, opcode: int, payload: bytes, code: ErrorCode
 ) -> None:
-    machine.flash.program(0, b"\x00" * 16)
-    before = machine.snapshot()
+    soft.flash.program(0, b"\x00" * 16)
+    before = soft.snapshot()
     assert error_code(ask(agent, opcode, payload)) == code
-    after = machine.snapshot()
+    after = soft.snapshot()
     assert (after.flash, after.otp, after.cause) == (before.flash, before.otp, before.cause)
     assert Hello.unpack(ask(agent, Op.HELLO, seq=2).payload).boot_count == 1  # still serving
 
@@ -145,7 +145,7 @@ def test_replies_and_unsolicited_frames_from_the_host_are_ignored(agent: BoardAg
 
 
 def test_reset_replies_rebooted_then_boots_with_a_banner(
-    agent: BoardAgent, machine: SoftwareMachine
+    agent: BoardAgent, soft: SoftwareMachine
 ) -> None:
     outcome = agent.receive(
         encode_frame(Frame(Op.RESET_REQUEST, 1, Flag.NONE, U8.pack(ResetCause.SOFTWARE)))
@@ -154,7 +154,7 @@ def test_reset_replies_rebooted_then_boots_with_a_banner(
     assert outcome.reboot is RebootKind.RESET
     assert outcome.frames[0].flags == Flag.REPLY | Flag.REBOOTED
     assert all(frame.seq != 2 for frame in outcome.frames)  # dropped: the board went down
-    assert machine.flash.read(0, 1) == b"\xff"
+    assert soft.flash.read(0, 1) == b"\xff"
     banner_frame, *lines = agent.boot_frames(RebootKind.RESET)
     banner = BootBanner.unpack(banner_frame.payload)
     assert (banner.boot_count, banner.cause, banner.session) == (2, ResetCause.SOFTWARE, 1234)
@@ -172,18 +172,18 @@ def test_a_watchdog_bite_during_sleep_flags_the_sleep_reply(agent: BoardAgent) -
 
 
 def test_a_power_cut_is_reported_and_the_board_powers_up_again(
-    agent: BoardAgent, machine: SoftwareMachine
+    agent: BoardAgent, soft: SoftwareMachine
 ) -> None:
-    machine.faults.arm(0, CutMode.TORN)
+    soft.faults.arm(0, CutMode.TORN)
     outcome = agent.receive(
         encode_frame(Frame(Op.FLASH_PROGRAM, 1, Flag.NONE, pack_program(0, b"\x00" * 16)))
     )
     assert outcome.reboot is RebootKind.POWER_CYCLE
     assert error_code(outcome.frames[0]) == ErrorCode.POWER_LOSS
     assert outcome.frames[0].flags & Flag.REBOOTED
-    assert not machine.powered
+    assert not soft.powered
     banner = BootBanner.unpack(agent.boot_frames(RebootKind.POWER_CYCLE)[0].payload)
-    assert machine.powered
+    assert soft.powered
     assert banner.cause == ResetCause.POWER_LOSS and banner.boot_count == 2
 
 
@@ -203,13 +203,13 @@ def test_stats_count_what_the_decoder_dropped(agent: BoardAgent) -> None:
 
 
 def test_hello_starts_a_session_the_cache_does_not_outlive(
-    agent: BoardAgent, machine: SoftwareMachine
+    agent: BoardAgent, soft: SoftwareMachine
 ) -> None:
     program = encode_frame(Frame(Op.FLASH_PROGRAM, 2, Flag.NONE, pack_program(0, b"\x00")))
     ask(agent, Op.HELLO)
     agent.receive(program)
-    machine.flash.erase(0, 4096)
+    soft.flash.erase(0, 4096)
     first_hello = Hello.unpack(ask(agent, Op.HELLO).payload)  # a second host: seq 1 again
     agent.receive(program)  # same seq, same bytes, but a new session: carried out
-    assert machine.flash.read(0, 1) == b"\x00"
+    assert soft.flash.read(0, 1) == b"\x00"
     assert first_hello.boot_count == 1 and agent.stats().duplicates == 0

@@ -51,7 +51,7 @@ def noise(length: int, seed: int = 0) -> bytes:
 
 
 @pytest.fixture
-def machine(tmp_path: Path) -> Iterator[SoftwareMachine]:
+def soft(tmp_path: Path) -> Iterator[SoftwareMachine]:
     with SoftwareMachine(tmp_path / "board.flash", GEOMETRY) as soft:
         yield soft
 
@@ -62,8 +62,8 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def emulator(machine: SoftwareMachine, transport: str) -> Iterator[Emulator]:
-    emu = start_emulator(machine, transport=transport)
+def emulator(soft: SoftwareMachine, transport: str) -> Iterator[Emulator]:
+    emu = start_emulator(soft, transport=transport)
     yield emu
     emu.close()
 
@@ -82,7 +82,7 @@ def record_boots(board: Machine) -> list[ResetCause]:
 # --- every operation, clean line -------------------------------------------------------------
 
 
-def test_flash_operations(emulator: Emulator, machine: SoftwareMachine) -> None:
+def test_flash_operations(emulator: Emulator, soft: SoftwareMachine) -> None:
     progress: list[tuple[int, int]] = []
     with SerialMachine(emulator.url, on_progress=lambda d, t: progress.append((d, t))) as board:
         assert board.flash.geometry == GEOMETRY
@@ -91,7 +91,7 @@ def test_flash_operations(emulator: Emulator, machine: SoftwareMachine) -> None:
         data = noise(300 * 1024 + 5)
         board.flash.program(7, data)
         programmed = list(progress)
-        assert machine.flash.read(7, len(data)) == data
+        assert soft.flash.read(7, len(data)) == data
         assert board.flash.read(7, len(data)) == data
         assert board.flash.hash(7, len(data)) == hashlib.sha256(data).digest()
         assert board.flash.read(GEOMETRY.size, 0) == b""
@@ -106,12 +106,12 @@ def test_flash_operations(emulator: Emulator, machine: SoftwareMachine) -> None:
     assert [done for done, _ in programmed] == sorted(done for done, _ in programmed)
 
 
-def test_otp_reset_clock_console_watchdog(emulator: Emulator, machine: SoftwareMachine) -> None:
+def test_otp_reset_clock_console_watchdog(emulator: Emulator, soft: SoftwareMachine) -> None:
     with SerialMachine(emulator.url) as board:
         assert board.otp.word_count == 64
         board.otp.blow(5, 0b1010)
         board.otp.blow(5, 0b0001)
-        assert board.otp.read_word(5) == 0b1011 == machine.otp.read_word(5)
+        assert board.otp.read_word(5) == 0b1011 == soft.otp.read_word(5)
         with pytest.raises(OtpError):
             board.otp.read_word(64)
         boots = record_boots(board)
@@ -125,7 +125,7 @@ def test_otp_reset_clock_console_watchdog(emulator: Emulator, machine: SoftwareM
         assert board.clock.wall() - wall == pytest.approx(3600)
         board.console.log("over the line: ünïcödé")
         assert board.console.lines()[-1] == "over the line: ünïcödé"
-        assert board.console.lines() == machine.console.lines()
+        assert board.console.lines() == soft.console.lines()
         board.watchdog.start(10)
         board.clock.sleep(6)
         board.watchdog.kick()
@@ -148,8 +148,8 @@ def test_a_closed_machine_refuses_work(emulator: Emulator) -> None:
         board.clock.wall()
 
 
-def test_a_second_host_on_the_same_pty_is_refused(machine: SoftwareMachine) -> None:
-    with start_emulator(machine) as emu, SerialMachine(emu.url) as first:
+def test_a_second_host_on_the_same_pty_is_refused(soft: SoftwareMachine) -> None:
+    with start_emulator(soft) as emu, SerialMachine(emu.url) as first:
         with pytest.raises(LinkError, match="lock"):
             SerialMachine(emu.url)
         assert first.ping(b"still mine") == b"still mine"
@@ -164,14 +164,14 @@ def test_a_port_that_does_not_exist_is_a_link_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "drop", "duplicate"])
-def test_noisy_pty_program_lands_exactly(machine: SoftwareMachine, kind: str) -> None:
-    with start_emulator(machine, rates=FaultRates(**{kind: NOISY}), seed=11) as emu, \
+def test_noisy_pty_program_lands_exactly(soft: SoftwareMachine, kind: str) -> None:
+    with start_emulator(soft, rates=FaultRates(**{kind: NOISY}), seed=11) as emu, \
             SerialMachine(emu.url, timeout=0.5) as board:
         board.flash.erase(0, 256 * 1024)
         data = noise(256 * 1024, seed=1)
         board.flash.program(0, data)
         assert board.flash.hash(0, len(data)) == hashlib.sha256(data).digest()
-        assert machine.flash.read(0, len(data)) == data
+        assert soft.flash.read(0, len(data)) == data
         stats = board.link_stats
         board_stats = board.board_stats()
     faults_rx, faults_tx = emu.fault_counts
@@ -180,9 +180,9 @@ def test_noisy_pty_program_lands_exactly(machine: SoftwareMachine, kind: str) ->
     assert board_stats.dropped > 0 or stats.resyncs > 0
 
 
-def test_noisy_tcp_line_all_faults_at_once(machine: SoftwareMachine) -> None:
+def test_noisy_tcp_line_all_faults_at_once(soft: SoftwareMachine) -> None:
     rates = FaultRates(NOISY, NOISY, NOISY)
-    with start_emulator(machine, transport="tcp", rates=rates, seed=5) as emu, \
+    with start_emulator(soft, transport="tcp", rates=rates, seed=5) as emu, \
             SerialMachine(emu.url, timeout=0.5, retries=12) as board:
         boots = record_boots(board)
         board.flash.erase(0, 128 * 1024)
@@ -222,10 +222,10 @@ class RawHost:
 
 
 def test_garbage_unknown_opcodes_and_oversize_frames_change_nothing(
-    emulator: Emulator, machine: SoftwareMachine
+    emulator: Emulator, soft: SoftwareMachine
 ) -> None:
-    machine.flash.program(0, b"\x00" * 64)
-    before = machine.flash.hash(0, GEOMETRY.size)
+    soft.flash.program(0, b"\x00" * 64)
+    before = soft.flash.hash(0, GEOMETRY.size)
     host = RawHost(emulator.url)
     try:
         host.send(bytes(range(256)) * 8)  # garbage, ENDs and ESCs included
@@ -244,19 +244,19 @@ def test_garbage_unknown_opcodes_and_oversize_frames_change_nothing(
         assert stats.dropped >= 3 and stats.errors == 2
     finally:
         host.close()
-    assert machine.flash.hash(0, GEOMETRY.size) == before
+    assert soft.flash.hash(0, GEOMETRY.size) == before
     with SerialMachine(emulator.url) as board:  # and it keeps serving
         assert board.flash.read(0, 4) == b"\x00" * 4
 
 
 def test_a_program_the_board_did_not_keep_is_caught_by_the_hash(
-    emulator: Emulator, machine: SoftwareMachine
+    emulator: Emulator, soft: SoftwareMachine
 ) -> None:
     data = b"\xff" + noise(200 * 1024)
 
     def tamper(done: int, _total: int) -> None:
         if done < len(data):  # a bit flips in the board's flash behind the link's back
-            machine.flash.program(0, b"\x7f")
+            soft.flash.program(0, b"\x7f")
 
     with SerialMachine(emulator.url, on_progress=tamper) as board:
         with pytest.raises(FlashError, match="does not match the data sent"):
@@ -265,17 +265,17 @@ def test_a_program_the_board_did_not_keep_is_caught_by_the_hash(
 
 
 def test_a_repeated_program_frame_is_applied_once(
-    emulator: Emulator, machine: SoftwareMachine
+    emulator: Emulator, soft: SoftwareMachine
 ) -> None:
     host = RawHost(emulator.url)
     try:
         frame = encode_frame(Frame(Op.FLASH_PROGRAM, 77, Flag.NONE, pack_program(0, b"\x5a")))
         host.send(frame)
         first = host.reply(77)
-        ops = machine.faults.op_count
+        ops = soft.faults.op_count
         host.send(frame)
         assert host.reply(77) == first
-        assert machine.faults.op_count == ops
+        assert soft.faults.op_count == ops
         host.send(encode_frame(Frame(Op.STATS, 78)))
         assert BoardStats.unpack(host.reply(78).payload).duplicates == 1
     finally:
@@ -286,12 +286,12 @@ def test_a_repeated_program_frame_is_applied_once(
 
 
 def test_a_power_cut_on_the_board_raises_power_loss_until_power_on(
-    emulator: Emulator, machine: SoftwareMachine
+    emulator: Emulator, soft: SoftwareMachine
 ) -> None:
     with SerialMachine(emulator.url) as board:
         boots = record_boots(board)
         board.flash.erase(0, 4096)
-        machine.faults.arm(1, CutMode.BEFORE)
+        soft.faults.arm(1, CutMode.BEFORE)
         with pytest.raises(PowerLoss):
             board.flash.program(0, bytes(1024))
         with pytest.raises(PowerLoss):
@@ -380,9 +380,9 @@ def test_an_emulator_that_comes_back_is_reconnected(tmp_path: Path) -> None:
 # --- pacing and the command line -----------------------------------------------------------------
 
 
-def test_a_paced_board_keeps_to_its_line_rate(machine: SoftwareMachine) -> None:
+def test_a_paced_board_keeps_to_its_line_rate(soft: SoftwareMachine) -> None:
     baud = 400_000
-    with start_emulator(machine, baud=baud) as emu, SerialMachine(emu.url) as board:
+    with start_emulator(soft, baud=baud) as emu, SerialMachine(emu.url) as board:
         assert board.hello.baud == baud
         started = time.monotonic()
         board.flash.read(0, 16 * 1024)
