@@ -42,7 +42,7 @@ from hal.serial.messages import (
     unpack_lines,
 )
 
-SPEC = Path(__file__).resolve().parents[2] / "docs" / "serial-protocol.md"
+SPEC = Path(__file__).resolve().parents[3] / "docs" / "serial-protocol.md"
 
 frames = st.builds(
     Frame,
