@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from construct import (
     Array,
@@ -148,9 +148,21 @@ def leaves(fmt: Construct, path: str = "") -> list[Leaf]:
     return [_single(fmt, path)]
 
 
+Unpack = Callable[..., tuple[Any, ...]]
+
+
 class Run:
     """Fields laid out back to back, read with one `unpack_from` when they all fit; the values
-    of the fields that are not hidden, decoded as construct decodes them."""
+    of the fields that are not hidden, decoded as construct decodes them.
+
+    `unpack(buffer, at, what, check=True)` is generated as Python source for the run (one
+    unpack, the constant checks, the decoders, inline), so it runs as fast as one written by
+    hand: the values at `at`; ImageFormatError naming the first field that runs past the
+    buffer or, with `check`, breaks its constant (at that field's start). A decoder's
+    ValueError (a string that is not its encoding) propagates as construct's would.
+    """
+
+    unpack: Unpack
 
     def __init__(self, fields: Sequence[Leaf]) -> None:
         self.leaves = tuple(fields)
@@ -161,37 +173,35 @@ class Run:
         for leaf in self.leaves:
             self._starts.append(offset)
             offset += leaf.size
-        self._consts = [(i, leaf) for i, leaf in enumerate(self.leaves)
-                        if leaf.const is not _NO_CONST]
-        self._decoders = [(i, leaf.decode) for i, leaf in enumerate(self.leaves)
-                          if leaf.decode is not None]
-        self._hidden = {i for i, leaf in enumerate(self.leaves) if leaf.hidden}
+        self.unpack = self._generate()
 
     def index(self, path: str) -> int:
         """Where the field at `path` (the first, for a path an Array repeats) is in the values."""
         visible = [leaf.path for leaf in self.leaves if not leaf.hidden]
         return visible.index(path)
 
-    def unpack(self, buffer: Buffer, at: int, what: str, *, check: bool = True
-               ) -> tuple[Any, ...]:
-        """The values at `at`; ImageFormatError naming the first field that runs past the
-        buffer or, with `check`, breaks its constant (at that field's start). A decoder's
-        ValueError (a string that is not its encoding) propagates as construct's would."""
-        if at + self.size > len(buffer):
-            raise self._first_problem(buffer, at, what, check)
-        values = self.struct.unpack_from(buffer, at)
-        if check:
-            for index, leaf in self._consts:
-                if values[index] != leaf.const:
-                    raise field_error(what, leaf.path, at + self._starts[index])
-        if self._decoders:
-            decoded = list(values)
-            for index, decode in self._decoders:
-                decoded[index] = decode(values[index])
-            values = tuple(decoded)
-        if self._hidden:
-            values = tuple(v for i, v in enumerate(values) if i not in self._hidden)
-        return values
+    def _generate(self) -> Unpack:
+        names = [f"v{i}" for i in range(len(self.leaves))]
+        consts = [f"{name} != c{i}" for i, (name, leaf) in enumerate(zip(names, self.leaves,
+                                                                           strict=True))
+                  if leaf.const is not _NO_CONST]
+        values = [f"d{i}({name})" if leaf.decode is not None else name
+                  for i, (name, leaf) in enumerate(zip(names, self.leaves, strict=True))
+                  if not leaf.hidden]
+        lines = ["def unpack(buffer, at, what, check=True):",
+                 f"    if at + {self.size} > len(buffer):",
+                 "        raise problem(buffer, at, what, check)",
+                 f"    {', '.join(names)}, = unpack_from(buffer, at)"]
+        if consts:
+            lines += [f"    if check and ({' or '.join(consts)}):",
+                      "        raise problem(buffer, at, what, check)"]
+        lines.append(f"    return ({', '.join(values)}{',' if len(values) == 1 else ''})")
+        scope: dict[str, Any] = {"unpack_from": self.struct.unpack_from,
+                                 "problem": self._first_problem}
+        for i, leaf in enumerate(self.leaves):
+            scope[f"c{i}"], scope[f"d{i}"] = leaf.const, leaf.decode
+        exec(compile("\n".join(lines) + "\n", "<derived reader>", "exec"), scope)
+        return cast(Unpack, scope["unpack"])
 
     def _first_problem(self, buffer: Buffer, at: int, what: str, check: bool) -> Exception:
         for start, leaf in zip(self._starts, self.leaves, strict=True):
@@ -276,50 +286,61 @@ def dict_reader(fmt: Struct) -> Callable[[Buffer], dict[str, Any]]:
     keys = names(fmt)
     if len(keys) != len(reader.leaves):
         raise NotDerivable("dict_reader takes single fields only (no nested Struct or Array)")
+    unpack = reader.unpack
+    source = ("def read(data):\n"
+              f"    {', '.join(f'v{i}' for i in range(len(keys)))}, = "
+              "unpack(data, 0, 'section', False)\n"
+              f"    return {{{', '.join(f'{key!r}: v{i}' for i, key in enumerate(keys))}}}\n")
+    scope: dict[str, Any] = {"unpack": unpack}
+    exec(compile(source, "<derived dict reader>", "exec"), scope)
+    return cast(Callable[[Buffer], dict[str, Any]], scope["read"])
 
-    def read(data: Buffer) -> dict[str, Any]:
-        return dict(zip(keys, reader.unpack(data, 0, "section", check=False), strict=True))
 
-    return read
+BitsDecoder = Callable[[Buffer, int], Any]
 
 
-BitsDecoder = Callable[[Buffer, int], tuple[int, ...]]
+def bit_fields(fmt: Construct, order: Sequence[str] | None = None,
+               make: Callable[..., Any] = tuple) -> BitsDecoder:
+    """A decoder of `ByteSwapped(BitStruct(...BitsInteger...))` at an offset of a buffer: its
+    fields in `order` (default: declaration order) passed to `make` (default: a tuple).
 
-
-def bit_fields(fmt: Construct) -> tuple[list[str], BitsDecoder]:
-    """`ByteSwapped(BitStruct(...BitsInteger...))`: its field names and a decoder of the fields
-    (in declaration order) from its bytes at an offset, reading little-endian u32 words when no
-    field straddles two words, else one little-endian integer."""
+    The decoder is generated as Python source from the declaration (one `unpack_from` of
+    little-endian u32 words, then a shift and a mask per field), so it runs as fast as one
+    written by hand; a field that straddles two words reads the bytes as one integer instead.
+    """
     if not (isinstance(fmt, Transformed) and fmt.decodefunc is swapbytes
             and isinstance(fmt.subcon, Transformed) and fmt.subcon.decodefunc is bytes2bits
             and isinstance(fmt.subcon.subcon, Struct)):
         raise NotDerivable("bit_fields takes ByteSwapped(BitStruct(...)) only")
-    size = fmt.decodeamount
-    fields: list[tuple[str, int]] = []
+    size = int(fmt.decodeamount)
+    places: dict[str, tuple[int, int]] = {}  # name -> (shift, width) in the little-endian value
+    top = 8 * size  # swapped bytes read MSB first = the bytes read as one little-endian integer
     for sub in fmt.subcon.subcon.subcons:
         if not (isinstance(sub, Renamed) and isinstance(sub.subcon, BitsInteger)
                 and not sub.subcon.signed):
             raise NotDerivable("bit_fields takes unsigned BitsInteger fields only")
-        fields.append((sub.name, sub.subcon.length))
-    total = 8 * size
-    # swapped bytes read MSB first = the bytes read as one little-endian integer
-    places, top = [], total
-    for _, width in fields:
-        top -= width
-        places.append((top, (1 << width) - 1))
-    return [name for name, _ in fields], _bits_decoder(size, places)
+        top -= sub.subcon.length
+        places[str(sub.name)] = (top, int(sub.subcon.length))
+    wanted = list(order) if order is not None else list(places)
+    return _generate(size, [places[name] for name in wanted], make)
 
 
-def _bits_decoder(size: int, places: list[tuple[int, int]]) -> BitsDecoder:
-    words = struct.Struct(f"<{size // 4}I") if size % 4 == 0 else None
-    by_word = [(shift // 32, shift % 32, mask) for shift, mask in places]
-    if words is not None and all(bit + mask.bit_length() <= 32 for _, bit, mask in by_word):
-        def from_words(buffer: Buffer, at: int) -> tuple[int, ...]:
-            got = words.unpack_from(buffer, at)
-            return tuple((got[word] >> bit) & mask for word, bit, mask in by_word)
-        return from_words
-
-    def from_integer(buffer: Buffer, at: int) -> tuple[int, ...]:
-        value = int.from_bytes(buffer[at : at + size], "little")
-        return tuple((value >> shift) & mask for shift, mask in places)
-    return from_integer
+def _generate(size: int, fields: list[tuple[int, int]], make: Callable[..., Any]) -> BitsDecoder:
+    by_words = size % 4 == 0 and all(shift // 32 == (shift + width - 1) // 32
+                                     for shift, width in fields)
+    parts = []
+    for shift, width in fields:
+        value, bit = (f"w{shift // 32}", shift % 32) if by_words else ("v", shift)
+        shifted = f"({value} >> {bit})" if bit else value
+        parts.append(shifted if by_words and bit + width == 32 else
+                     f"({shifted} & {(1 << width) - 1:#x})")
+    if by_words:
+        words = ", ".join(f"w{i}" for i in range(size // 4))
+        read = f"    {words}, = unpack_from(buffer, at)\n"
+    else:
+        read = f"    v = int.from_bytes(buffer[at : at + {size}], 'little')\n"
+    source = f"def decode(buffer, at):\n{read}    return make({', '.join(parts)})\n"
+    scope: dict[str, Any] = {"unpack_from": struct.Struct(f"<{size // 4}I").unpack_from
+                             if by_words else None, "make": make}
+    exec(compile(source, "<derived bit fields>", "exec"), scope)
+    return cast(BitsDecoder, scope["decode"])

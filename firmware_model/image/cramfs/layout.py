@@ -122,17 +122,12 @@ class SuperblockFields(NamedTuple):
 
 
 # The decoders, derived from the declarations above.
-_INODE_NAMES, _inode_bits = derive.bit_fields(Inode)
-_INODE_ORDER = [_INODE_NAMES.index(name) for name in InodeFields._fields]
+#: `unpack_inode(buffer, at)`: the inode at `at` (12 bytes must be there), as `Inode.parse`
+#: decodes it.
+unpack_inode = derive.bit_fields(Inode, InodeFields._fields, InodeFields)
 POINTER = derive.run(BlockPointer, "block pointer").struct
 _SUPERBLOCK_HEAD = derive.fields(Superblock, "magic", "size", "flags", "future", "signature",
                                  "fsid", "name")
-
-
-def unpack_inode(buffer: bytes | memoryview, at: int) -> InodeFields:
-    """The inode at `at` (12 bytes must be there), decoded as `Inode.parse` would."""
-    values = _inode_bits(buffer, at)
-    return InodeFields(*(values[i] for i in _INODE_ORDER))
 
 
 def unpack_superblock(buffer: bytes | memoryview) -> SuperblockFields:
