@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from types import FrameType
 from typing import NoReturn, TextIO, cast
 
@@ -86,6 +87,17 @@ def epilog(notes: Mapping[ExitCode, str] | None = None,
     if extra:
         lines.append(extra)
     return "\n".join(lines) + "\n"
+
+
+def iso_datetime(text: str) -> datetime:
+    """An argument type: an ISO 8601 date or date-time (`Z` or an offset; without a zone it is
+    UTC), as an aware UTC datetime."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or date-time"
+                                         ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -37,7 +37,6 @@ stderr; the rest of the audit goes on. The exit codes end `--help`.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import warnings
@@ -46,7 +45,7 @@ from pathlib import Path
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-from policy.cli import ExitCode, OneLineParser, epilog, fail, run_guarded
+from policy.cli import ExitCode, OneLineParser, epilog, fail, iso_datetime, run_guarded
 from tools.audit.chains import parse_resolve
 from tools.audit.endpoints import Endpoint
 from tools.audit.errors import BadInputError
@@ -65,13 +64,6 @@ EPILOG = "verdicts" + (__doc__ or "").partition("\nverdicts")[2].partition("\nAl
     }, codes=[ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED])
 
 
-def parse_time(text: str) -> dt.datetime:
-    """ISO 8601 date or date-time; without a zone it is UTC."""
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date") from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def positive_seconds(text: str) -> float:
@@ -106,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", action="append", type=Path, default=[], metavar="FILE")
     p.add_argument("--before", required=True, type=Path, metavar="STORE")
     p.add_argument("--after", required=True, type=Path, metavar="STORE")
-    p.add_argument("--at", type=parse_time, metavar="DATE", help="judge at (default: now)")
+    p.add_argument("--at", type=iso_datetime, metavar="DATE", help="judge at (default: now)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--chains", type=Path, metavar="DIR", help="saved HOST_PORT.pem chains")
     source.add_argument("--resolve", action="append", type=_resolve, default=[],

@@ -12,7 +12,6 @@ import contextlib
 import ssl
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -34,7 +33,7 @@ from firmware_model.trust.components import Component
 from hal.backends import DEFAULT_FLASH, GRAMMAR, open_machine, parse_hal
 from hal.errors import HalError
 from hal.soft.power_cuts import CutMode
-from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.errors import UsageError
 
 PROG = "fwmodel"
@@ -49,12 +48,6 @@ EPILOG = epilog({
 }, codes=[c for c in ExitCode if c is not ExitCode.BUSY])
 
 
-def _wall(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _minutes(text: str) -> float:
@@ -73,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=EPILOG)
     top.add_argument("--hal", default=f"fake:{DEFAULT_FLASH}", metavar=GRAMMAR,
                      help="the machine the device runs on (default: %(default)s)")
-    top.add_argument("--at", type=_wall, metavar="DATETIME",
+    top.add_argument("--at", type=iso_datetime, metavar="DATETIME",
                      help="set the device's clock first (ISO 8601, UTC; software machines, "
                           "whose clock otherwise goes on from the last run)")
     top.add_argument("-v", "--verbose", action="store_true",

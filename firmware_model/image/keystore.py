@@ -233,19 +233,21 @@ def read_header(payload: bytes | memoryview) -> Header:
 
 def read_keys(payload: bytes | memoryview, start: int) -> tuple[TrustedKey, ...]:
     """`KeyList` from `start` to the end of the payload, strictly: every byte accounted for
-    (envelope padding aside), errors at offsets in `payload`."""
+    (envelope padding aside), errors at offsets in `payload`; the layout is read whole before
+    any key is loaded, as a construct parse of the declaration would."""
     what = "keystore key list"
     (count,) = _KEY_COUNT.unpack(payload, start, what)
     at = start + _KEY_COUNT.size
-    keys = []
+    entries = []
     for _ in range(count):
-        (thumb, image_types, flags, (key_start, key_end)), at = _KEY.read(payload, at)
-        keys.append(TrustedKey(thumb, load_ec_key(bytes(payload[key_start:key_end]),
-                                                  "keystore key"),
-                               frozenset(t for t in range(32) if image_types >> t & 1),
-                               bool(flags & FLAG_REVOKED)))
+        entry, at = _KEY.read(payload, at)
+        entries.append(entry)
     check_trailing(payload, at, what)
-    return tuple(keys)
+    return tuple(
+        TrustedKey(thumb, load_ec_key(bytes(payload[key_start:key_end]), "keystore key"),
+                   frozenset(t for t in range(32) if image_types >> t & 1),
+                   bool(flags & FLAG_REVOKED))
+        for thumb, image_types, flags, (key_start, key_end) in entries)
 
 
 def read_keystore_payload(payload: bytes | memoryview) -> Keystore:

@@ -28,7 +28,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -41,7 +41,7 @@ from hal.soft.files import device_files, sidecar
 from hal.soft.flash import check_geometry
 from hal.soft.machine import SoftwareMachine
 from policy import errors as policy_errors
-from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.network import LOOPBACK_HOSTS
 
 #: Most fuse words an emulated board may have (4 bytes each in FLASH.otp).
@@ -104,7 +104,7 @@ def parser() -> argparse.ArgumentParser:
         cli.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE",
                          help=f"per-byte probability to {kind} a byte (both directions)")
     cli.add_argument("--seed", type=int, default=None, help="seed for the line faults")
-    cli.add_argument("--at", type=_wall, metavar="DATETIME",
+    cli.add_argument("--at", type=iso_datetime, metavar="DATETIME",
                      help="set the device's wall clock first (ISO 8601; UTC unless it names a "
                           "zone); otherwise it goes on from FLASH.clock")
     cli.add_argument("--reboot-delay", type=float, default=DEFAULT_REBOOT_DELAY,
@@ -145,12 +145,6 @@ def parse(argv: Sequence[str] | None) -> Settings:
                     args.seed, args.reboot_delay, args.exit_with_parent, args.at)
 
 
-def _wall(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def check_stdin_can_close() -> None:

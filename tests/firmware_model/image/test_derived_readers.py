@@ -447,3 +447,17 @@ def test_sha1_of_the_der_is_the_certificate_thumbprint() -> None:
             der = base64.b64decode(block)
             certificate = x509.load_der_x509_certificate(der)
             assert hashlib.sha1(der).digest() == certificate.fingerprint(hashes.SHA1())
+
+
+def test_a_key_list_is_read_whole_before_its_keys_are_loaded() -> None:
+    """A key blob one byte short leaves one byte over: construct reports the trailing byte
+    (it parses the layout whole), not the key that no longer loads; so does the reader."""
+    payload = bytearray(build_keystore_payload(_ROOT.public_key(), SIGNER.certificate,
+                                               [TrustedKey(b"\1" * 20, POOL[0], frozenset())]))
+    length_at = len(payload) - 91 - 2  # the last key's u16 length, before its 91-byte SPKI
+    assert int.from_bytes(payload[length_at:length_at + 2], "little") == 91
+    payload[length_at] = 90
+    assert_agree(lambda: read_keystore_payload(bytes(payload)),
+                 lambda: construct_keystore_payload(bytes(payload)))
+    with pytest.raises(ImageFormatError, match="1 unexpected trailing bytes"):
+        read_keystore_payload(bytes(payload))
