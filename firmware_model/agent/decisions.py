@@ -39,7 +39,7 @@ from firmware_model.errors import (
 from firmware_model.image import derive
 from firmware_model.image.keystore import Keyring, Keystore
 from firmware_model.image.manifest import ManifestEntry, read_manifest
-from firmware_model.image.package import ImagePackage, Layout, locate
+from firmware_model.image.package import ImagePackage, PackageLayout, locate
 from firmware_model.image.sections import SECTION_FORMATS, ImageType, SectionId, image_type_name
 from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import INSTALL_ORDER, Component
@@ -66,7 +66,7 @@ def _guid(bytes_le: bytes) -> uuid.UUID:
     return uuid.UUID(bytes_le=bytes_le)
 
 
-def peek(data: bytes) -> tuple[Identity, Layout]:
+def peek(data: bytes) -> tuple[Identity, PackageLayout]:
     """The ID section of an image package and the package's layout (`locate(data)`, for the
     authentication that follows); ImageFormatError if the envelope is malformed."""
     layout = locate(data)
@@ -168,7 +168,7 @@ def plan_update(
     return sorted(wanted, key=lambda e: INSTALL_ORDER.index(_component(e.image_type)))
 
 
-def check_claims(entry: ManifestEntry, data: bytes) -> Layout:
+def check_claims(entry: ManifestEntry, data: bytes) -> PackageLayout:
     """Type, GUIDs and size of `data` as `entry` says; raises before any signature is checked.
     Returns the package's layout (`locate(data)`).
 

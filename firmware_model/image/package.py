@@ -62,7 +62,7 @@ Metadata = Struct(
 )
 
 
-class Layout(NamedTuple):
+class PackageLayout(NamedTuple):
     """Where the parts of an image package sit; section data spans by section id.
 
     (A NamedTuple rather than a frozen dataclass: it is made on every authentication, and
@@ -89,7 +89,7 @@ _SIGNING_TYPE = derive.fields(SECTION_FORMATS[SectionId.Signature], "signing_typ
 _SIGNING_TYPE_AT = derive.fields(SECTION_FORMATS[SectionId.Signature], "thumbprint").size
 _IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
 
-def _walk(data: bytes | memoryview, start: int, end: int, sig_size: int) -> Layout:
+def _walk(data: bytes | memoryview, start: int, end: int, sig_size: int) -> PackageLayout:
     """Check the section table between `start` and the trailer at `end - 4`."""
     sections_end = end - TRAILER_SIZE
     _magic, count = _HEADER.unpack_from(data, start)
@@ -119,10 +119,10 @@ def _walk(data: bytes | memoryview, start: int, end: int, sig_size: int) -> Layo
             pos,
         )
     # dicts keep insertion order: the keys are the sections in the order they appear
-    return Layout(start, end, sig_size, spans, tuple(spans))
+    return PackageLayout(start, end, sig_size, spans, tuple(spans))
 
 
-def _candidate(data: bytes | memoryview, sig_size: int) -> Layout:
+def _candidate(data: bytes | memoryview, sig_size: int) -> PackageLayout:
     """The layout if the signature is `sig_size` bytes long; ImageFormatError otherwise."""
     size = len(data)
     if size < sig_size + TRAILER_SIZE + HEADER_SIZE:
@@ -139,7 +139,7 @@ def _candidate(data: bytes | memoryview, sig_size: int) -> Layout:
     return layout
 
 
-def _check_signature_section(data: bytes | memoryview, layout: Layout) -> None:
+def _check_signature_section(data: bytes | memoryview, layout: PackageLayout) -> None:
     spans = layout.spans
     identity, signature = spans.get(_IDENTITY), spans.get(_SIGNATURE)
     if identity is None or signature is None:
@@ -160,7 +160,7 @@ def _check_signature_section(data: bytes | memoryview, layout: Layout) -> None:
         raise ImageFormatError(f"'ID' section is {id_length} bytes, not 36", id_start - 2)
 
 
-def locate(data: bytes | memoryview) -> Layout:
+def locate(data: bytes | memoryview) -> PackageLayout:
     """Find metadata and signature from the trailer and check the section table.
 
     Tries a P-256 (64-byte) signature, then P-384 (96 bytes), as the device does. Raises
@@ -221,7 +221,7 @@ class ImagePackage:
     """A fully parsed image package. Parsing alone proves nothing about who signed it."""
 
     data: bytes
-    layout: Layout
+    layout: PackageLayout
     sections: tuple[Section, ...] = field(repr=False)
 
     def section(self, section_id: int) -> Section | None:
@@ -290,7 +290,7 @@ class ImagePackage:
         return [s for s in self.sections if not s.known]
 
 
-def parse_package(data: bytes, layout: Layout | None = None) -> ImagePackage:
+def parse_package(data: bytes, layout: PackageLayout | None = None) -> ImagePackage:
     """Parse an image package strictly; ImageFormatError names the offset of any problem."""
     layout = layout or locate(data)
     sections = tuple(

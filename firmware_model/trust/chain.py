@@ -23,7 +23,7 @@ from firmware_model.image.keystore import (
     read_header,
     read_keys,
 )
-from firmware_model.image.package import ImagePackage, Layout, locate, parse_package
+from firmware_model.image.package import ImagePackage, PackageLayout, locate, parse_package
 from firmware_model.image.sections import SECTION_FORMATS, ImageType, SectionId, image_type_name
 from firmware_model.image.signing import verifier, verify_with
 
@@ -32,7 +32,7 @@ _THUMBPRINT = derive.fields(SECTION_FORMATS[SectionId.Signature], "thumbprint").
 _IDENTITY, _SIGNATURE = int(SectionId.Identity), int(SectionId.Signature)
 
 
-def _id_fields(data: bytes | memoryview, layout: Layout) -> tuple[int, bytes]:
+def _id_fields(data: bytes | memoryview, layout: PackageLayout) -> tuple[int, bytes]:
     """Image type and SG thumbprint, read straight from the checked section table."""
     (image_type,) = _IMAGE_TYPE.unpack_from(data, layout.spans[_IDENTITY][0])
     (thumb,) = _THUMBPRINT.unpack_from(data, layout.spans[_SIGNATURE][0])
@@ -40,8 +40,8 @@ def _id_fields(data: bytes | memoryview, layout: Layout) -> tuple[int, bytes]:
 
 
 def authenticate(
-    data: bytes | memoryview, keyring: Keyring, layout: Layout | None = None
-) -> Layout:
+    data: bytes | memoryview, keyring: Keyring, layout: PackageLayout | None = None
+) -> PackageLayout:
     """Locate the metadata and verify the signature with a key allowed for the image type.
 
     Only the trailer, the section table, the image type and the thumbprint are read first.
@@ -57,7 +57,10 @@ def authenticate(
 
 
 def verify_image(
-    data: bytes, keyring: Keyring, expected_type: int | None = None, layout: Layout | None = None
+    data: bytes,
+    keyring: Keyring,
+    expected_type: int | None = None,
+    layout: PackageLayout | None = None,
 ) -> ImagePackage:
     """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`.
     `layout`, if given, must be `locate(data)`."""
@@ -81,7 +84,7 @@ def _check_issued_by_root(signer: LoadedCertificate, root: ec.EllipticCurvePubli
 
 
 def open_keystore(
-    data: bytes, fused_root_hash: bytes, layout: Layout | None = None
+    data: bytes, fused_root_hash: bytes, layout: PackageLayout | None = None
 ) -> tuple[ImagePackage, Keystore]:
     """Authenticate a keystore image against the fused root-key hash and return its keys.
 

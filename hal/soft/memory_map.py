@@ -20,7 +20,7 @@ class MappedDevice(Protocol):
 
 
 @dataclass(frozen=True)
-class Region:
+class MappedRegion:
     """`size` bytes at `base`, backed by `device`."""
 
     name: str
@@ -38,11 +38,11 @@ class MemoryMap:
     """Regions that do not overlap, found by name or by address."""
 
     def __init__(self) -> None:
-        self._regions: dict[str, Region] = {}
+        self._regions: dict[str, MappedRegion] = {}
 
-    def add(self, name: str, base: int, size: int, device: MappedDevice) -> Region:
+    def add(self, name: str, base: int, size: int, device: MappedDevice) -> MappedRegion:
         """Map `device` at `base`; HalError if the name is taken or the range overlaps."""
-        region = Region(name, base, size, device)
+        region = MappedRegion(name, base, size, device)
         if name in self._regions:
             raise HalError(f"memory map already has a region called {name!r}")
         if size <= 0 or base < 0:
@@ -53,18 +53,18 @@ class MemoryMap:
         self._regions[name] = region
         return region
 
-    def region(self, name: str) -> Region:
+    def region(self, name: str) -> MappedRegion:
         """The region called `name`; HalError if there is none."""
         try:
             return self._regions[name]
         except KeyError:
             raise HalError(f"memory map has no region called {name!r}") from None
 
-    def regions(self) -> list[Region]:
+    def regions(self) -> list[MappedRegion]:
         """Every region, lowest address first."""
         return sorted(self._regions.values(), key=lambda region: region.base)
 
-    def resolve(self, address: int, length: int = 1) -> tuple[Region, int]:
+    def resolve(self, address: int, length: int = 1) -> tuple[MappedRegion, int]:
         """The region holding `address..address+length` and the offset inside it.
 
         HalError if the range is unmapped or crosses a region's end.
