@@ -14,7 +14,7 @@ FLASH defaults to `device.flash` (fwmodel) or a file the caller names (the pytes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,14 +63,16 @@ def parse_hal(text: str) -> HalSpec:
 
 @contextlib.contextmanager
 def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = False,
-                 default_flash: str | Path = DEFAULT_FLASH) -> Iterator[Machine]:
+                 default_flash: str | Path = DEFAULT_FLASH,
+                 agent_options: Sequence[str] = ()) -> Iterator[Machine]:
     """The machine `spec` names, closed (and its agent stopped) on exit.
 
     A software device's wall clock resumes where the last run left it (FLASH.clock); `wall`
     sets it first (UsageError for a board: its clock is its own). A software device's flash
     file must exist (NoDeviceError "no device at FLASH (run provision first)") unless
     `create`: then the files made for a new device are removed again if the body fails before
-    anything was written to the device.
+    anything was written to the device. `agent_options` go to a board agent this opens (the
+    emulator's command line: `--max-payload 4096`, say).
     """
     if spec.is_board:
         if wall is not None:
@@ -91,7 +93,7 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
                     soft.clock.set_wall(wall)
                 yield soft
         else:
-            with _emulated(flash, wall) as board:
+            with _emulated(flash, wall, agent_options) as board:
                 yield board
     except BaseException:
         if made and _untouched(flash):
@@ -101,10 +103,11 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
 
 
 @contextlib.contextmanager
-def _emulated(flash: Path, wall: datetime | None) -> Iterator[Machine]:
+def _emulated(flash: Path, wall: datetime | None, extra: Sequence[str]) -> Iterator[Machine]:
     from hal.emulator.launcher import launch_board  # a process: imported only when used
 
     options = ["--at", wall.astimezone(UTC).isoformat()] if wall is not None else []
+    options += extra
     with launch_board(flash, options=options) as agent, _serial(agent.url) as board:
         yield board
 

@@ -62,6 +62,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="fake|emulator|serial:PORT",
         help="HAL backend for the `machine` fixture (default: fake)",
     )
+    parser.getgroup("sphere-hal").addoption(
+        "--agent-option", action="append", default=[], metavar="ARG",
+        help="an argument for the board agent --hal emulator starts (repeat it: "
+             "--agent-option=--max-payload --agent-option=4096)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,7 +100,8 @@ def hal_backend(request: pytest.FixtureRequest) -> HalSpec:
 
 
 @pytest.fixture
-def machine(hal_backend: HalSpec, tmp_path: Path) -> Iterator[Machine]:
+def machine(hal_backend: HalSpec, tmp_path: Path, request: pytest.FixtureRequest
+            ) -> Iterator[Machine]:
     """A Machine on the chosen backend (fresh, except a board on a serial port)."""
     if hal_backend.is_board:
         with open_machine(hal_backend) as board:
@@ -103,7 +109,9 @@ def machine(hal_backend: HalSpec, tmp_path: Path) -> Iterator[Machine]:
         return
     flash = tmp_path / "flash.bin"
     try:
-        with open_machine(HalSpec(hal_backend.kind, str(flash)), create=True) as fresh:
+        options = request.config.getoption("--agent-option")
+        with open_machine(HalSpec(hal_backend.kind, str(flash)), create=True,
+                          agent_options=options) as fresh:
             yield fresh
     finally:  # pytest keeps tmp folders: do not keep a 16 MiB flash per test
         for path in device_files(flash):

@@ -77,8 +77,10 @@ def launch(command: Sequence[str], stderr_path: Path, *, timeout: float = START_
     """Start an agent `command` (one that follows the emulator's contract); its stderr goes to
     `stderr_path`. LaunchError, the agent stopped, if no port line comes within `timeout`."""
     with stderr_path.open("w") as stderr:
+        # a session of its own: a Ctrl-C at the terminal interrupts the launcher, which then
+        # stops the agent in order, instead of reaching the agent mid-request
         process = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=stderr, text=True, cwd=cwd)
+                                   stderr=stderr, text=True, cwd=cwd, start_new_session=True)
     lines, first = _drain_stdout(process)
     board = LaunchedBoard(process, "", lines)
     first.wait(timeout)
