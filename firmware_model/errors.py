@@ -12,6 +12,7 @@ from policy.errors import BadInput, HardwareFault, Refused, Unavailable
 __all__ = [
     "BootError",
     "FeedError",
+    "FeedLocationError",
     "FwModelError",
     "ImageFormatError",
     "LayoutError",
@@ -20,12 +21,15 @@ __all__ = [
     "NotProvisionedError",
     "ProvisioningError",
     "ReadbackError",
+    "ReplayError",
     "RevokedError",
     "RollbackError",
     "SignatureError",
     "SizeLimitError",
     "TlsError",
     "TrustError",
+    "UnfitImageError",
+    "UnsafeUpdateError",
     "UntrustedSignerError",
     "WrongImageTypeError",
 ]
@@ -84,6 +88,20 @@ class ManifestMismatchError(TrustError):
     """An image that the manifest does not list, or that differs from its entry."""
 
 
+class ReplayError(TrustError):
+    """An update manifest older than the newest one the device installed (a replay)."""
+
+
+class UnfitImageError(TrustError):
+    """An authentic image the device cannot run: a security version its counter cannot hold."""
+
+
+class UnsafeUpdateError(TrustError):
+    """An authentic update that would strand the device: a store with no root valid at the
+    device's clock (no HTTPS, no feed), a keystore that trusts no key to sign the next
+    update's manifest."""
+
+
 class BootError(TrustError):
     """Neither the slots the boot record names nor their fallback authenticate."""
 
@@ -94,6 +112,12 @@ class TlsError(TrustError):
 
 class FeedError(FwModelError, Unavailable):
     """The update feed could not be reached or served incomplete data."""
+
+
+class FeedLocationError(FwModelError, BadInput):
+    """A feed location that names no feed: a missing folder or channel folder, a scheme other
+    than http/https/file, a host off the loopback interface (bad usage, not a feed that is
+    down)."""
 
 
 class NotProvisionedError(FwModelError, BadInput):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hal.errors import NoDeviceError
+from hal.errors import DeviceBusyError, NoDeviceError
 from hal.interfaces import Machine
 from hal.soft.files import device_files
 from hal.soft.machine import SoftwareMachine
@@ -64,7 +64,7 @@ def parse_hal(text: str) -> HalSpec:
 @contextlib.contextmanager
 def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = False,
                  default_flash: str | Path = DEFAULT_FLASH,
-                 agent_options: Sequence[str] = ()) -> Iterator[Machine]:
+                 agent_options: Sequence[str] = (), lock_wait: float = 0.0) -> Iterator[Machine]:
     """The machine `spec` names, closed (and its agent stopped) on exit.
 
     A software device's wall clock resumes where the last run left it (FLASH.clock); `wall`
@@ -72,7 +72,8 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
     file must exist (NoDeviceError "no device at FLASH (run provision first)") unless
     `create`: then the files made for a new device are removed again if the body fails before
     anything was written to the device. `agent_options` go to a board agent this opens (the
-    emulator's command line: `--max-payload 4096`, say).
+    emulator's command line: `--max-payload 4096`, say). A software device is one process's at
+    a time: DeviceBusyError if another holds it for longer than `lock_wait` seconds.
     """
     if spec.is_board:
         if wall is not None:
@@ -88,13 +89,17 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
     made = [path for path in device_files(flash) if not path.exists()]
     try:
         if spec.kind == "fake":
-            with SoftwareMachine(flash, create=new, keep_clock=True) as soft:
+            with SoftwareMachine(flash, create=new, keep_clock=True,
+                                 lock_wait=lock_wait) as soft:
                 if wall is not None:
                     soft.clock.set_wall(wall)
                 yield soft
         else:
-            with _emulated(flash, wall, agent_options) as board:
+            options = [*agent_options, "--wait", str(lock_wait)]
+            with _emulated(flash, wall, options) as board:
                 yield board
+    except DeviceBusyError:
+        raise  # the device is another process's: none of its files are this one's to remove
     except BaseException:
         if made and _untouched(flash):
             for path in made:

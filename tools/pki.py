@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from firmware_model.errors import ImageFormatError
 from firmware_model.image.certstore import BAD_CERTIFICATE
-from firmware_model.image.keystore import root_key_hash
+from firmware_model.image.keystore import KEYSTORE_SIGNING_ROLE, root_key_hash
 from firmware_model.image.signing import Signer
 from policy.errors import UsageError
 from tools.files import write_atomic
@@ -115,9 +115,11 @@ KEYGEN_FILES = [f"{stem}{suffix}" for stem in (ROOT, KEYSTORE_SIGNING, IMAGE_SIG
 def keygen(folder: Path, *, force: bool = False) -> LabPki:
     """Create root, keystore-signing and image-signing keys and certificates in `folder`.
 
+    The keystore-signing certificate carries the keystore-signing role (an extended key usage,
+    `KEYSTORE_SIGNING_ROLE`); the image-signing one does not, so it cannot sign keystores.
     Also writes the root public key (`root.pub.pem`) and the hash a device fuses
-    (`root.hash`, hex). Refuses (FwModelError, nothing written) to replace an existing lab
-    PKI unless `force` (UsageError, nothing written): devices may have fused that root already.
+    (`root.hash`, hex). Refuses (UsageError, nothing written) to replace an existing lab PKI
+    unless `force`: devices may have fused that root already.
     """
     existing = [name for name in KEYGEN_FILES if (folder / name).exists()]
     if existing and not force:
@@ -127,9 +129,10 @@ def keygen(folder: Path, *, force: bool = False) -> LabPki:
     root_key = new_key()
     root = issue("Lab Root (fused)", root_key, ca=True)
     for stem, key, cert in [(ROOT, root_key, root)] + [
-        (stem, k, issue(name, k, (root, root_key)))
-        for stem, name, k in [(KEYSTORE_SIGNING, "Lab Keystore Signing", new_key()),
-                              (IMAGE_SIGNING, "Lab Image Signing", new_key())]
+        (stem, k, issue(name, k, (root, root_key), extended_usages=usages))
+        for stem, name, k, usages in [
+            (KEYSTORE_SIGNING, "Lab Keystore Signing", new_key(), [KEYSTORE_SIGNING_ROLE]),
+            (IMAGE_SIGNING, "Lab Image Signing", new_key(), [])]
     ]:
         write_private_key(folder / f"{stem}.key", key)
         write_certificate(folder / f"{stem}.pem", cert)

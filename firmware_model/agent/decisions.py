@@ -8,15 +8,24 @@ device (`firmware_model.device.model`) fetches, writes, notifies apps and resets
 What it checks, in order:
 - manifest: no larger than its limit (the fetch enforces it), of type BaseSystemUpdateManifest,
   signed by a key of the running keystore allowed to sign manifests, a well-formed v3 payload
-  listing only components this device keeps (keystore, store), each at most once;
+  listing only components this device keeps (keystore, store), each at most once; built no
+  earlier than the newest manifest the device installed (else a replay: ReplayError);
 - plan: an entry whose image GUID is installed already is skipped; an entry for another
-  component GUID than the installed one, larger than its slot, or with a security version
-  below the component's counter (or below the running image's) is refused;
-- each image, before it is authenticated: its type, image GUID, component GUID and size as
-  the entry says (no mix-and-match); bytes cut short are a FeedError; then authenticated: a keystore
-  against the fused root-key hash, any other image against the keys of the keystore that will
-  boot with it (the update's new keystore if it has one, else the running one); then its
-  security version as the entry says.
+  component GUID than the installed one, larger than its slot, with a security version below
+  the component's counter (or below the running image's), or above what the counter holds, is
+  refused;
+- each image, before it is authenticated: its type, image GUID, component GUID, size and
+  SHA-256 as the entry says (no mix-and-match: the manifest binds the bytes); bytes cut short
+  are a FeedError; then authenticated: a keystore against the fused root-key hash, any other
+  image against the keys of the keystore that will boot with it (the update's new keystore if it
+  has one, else the running one), with no section the device does not know; then its security
+  version as the entry says;
+- the whole set, once every image is staged and before anything is written: the keystore and
+  store the device would boot after the update pass the boot path's own rules
+  (`device.boot.admit_keystore`, `admit_store`: counters, a store whose certificates load), the
+  running store still authenticates under a new keystore, a new store holds a root valid at the
+  device's clock, and a new keystore trusts a key to sign the next update's manifest
+  (UnsafeUpdateError): an update that would brick or strand the device is refused whole.
 """
 
 from __future__ import annotations
@@ -26,23 +35,29 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from firmware_model.device.boot import InstalledImage
+from firmware_model.device.boot import InstalledImage, LoadedSet, admit_keystore, admit_store
+from firmware_model.device.tls import DeviceStore
 from firmware_model.errors import (
     FeedError,
     ImageFormatError,
     ManifestMismatchError,
+    ReplayError,
     RollbackError,
     SizeLimitError,
+    UnfitImageError,
+    UnsafeUpdateError,
     WrongImageTypeError,
 )
 from firmware_model.image import derive
 from firmware_model.image.keystore import Keyring, Keystore
-from firmware_model.image.manifest import ManifestEntry, read_manifest
+from firmware_model.image.manifest import ManifestEntry, manifest_date, read_manifest
 from firmware_model.image.package import ImagePackage, PackageLayout, locate
 from firmware_model.image.sections import SECTION_FORMATS, ImageType, SectionId, image_type_name
 from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import INSTALL_ORDER, Component
+from firmware_model.trust.fuses import MAX_SECURITY_VERSION
 
 MANIFEST_LIMIT = 64 * 1024
 
@@ -80,9 +95,18 @@ class TrustState:
     """What the running device trusts: the input to every decision of a session."""
 
     fused_root_hash: bytes
-    keyring: Keyring
+    running: LoadedSet
     floors: Mapping[Component, int]
-    installed: Mapping[Component, InstalledImage]
+    manifest_date: int = 0  # the newest manifest installed (its build date)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))  # the device's clock
+
+    @property
+    def keyring(self) -> Keyring:
+        return self.running.keystore.keyring
+
+    @property
+    def installed(self) -> dict[Component, InstalledImage]:
+        return self.running.installed()
 
 
 @dataclass(frozen=True)
@@ -100,8 +124,12 @@ class StagedImage:
     component: Component
     entry: ManifestEntry
     image: ImagePackage
-    digest: bytes
     keystore: Keystore | None = None
+
+    @property
+    def digest(self) -> bytes:
+        """SHA-256 of the image: the manifest's, which the bytes were checked against."""
+        return self.entry.sha256
 
     @property
     def data(self) -> bytes:
@@ -118,8 +146,8 @@ def _component(image_type: int) -> Component:
     return component
 
 
-def accept_manifest(data: bytes, trust: TrustState) -> list[ManifestEntry]:
-    """The entries of an authenticated manifest (see module doc for the checks)."""
+def accept_manifest(data: bytes, trust: TrustState) -> tuple[list[ManifestEntry], int]:
+    """The entries of an authenticated manifest and its build date (see module doc)."""
     identity, layout = peek(data)
     claimed = identity.image_type
     if claimed != ImageType.BaseSystemUpdateManifest:
@@ -128,6 +156,11 @@ def accept_manifest(data: bytes, trust: TrustState) -> list[ManifestEntry]:
             "not a BaseSystemUpdateManifest"
         )
     image = verify_image(data, trust.keyring, ImageType.BaseSystemUpdateManifest, layout)
+    built = manifest_date(image.payload)
+    if built < trust.manifest_date:
+        raise ReplayError(
+            f"the manifest was built {_date(built)}, before the newest this device installed "
+            f"({_date(trust.manifest_date)}): a replay")
     entries = read_manifest(image.payload)
     seen: set[Component] = set()
     for entry in entries:
@@ -135,7 +168,14 @@ def accept_manifest(data: bytes, trust: TrustState) -> list[ManifestEntry]:
         if component in seen:
             raise ManifestMismatchError(f"the manifest lists two {component.value} images")
         seen.add(component)
-    return entries
+    return entries, built
+
+
+def _date(epoch: int) -> str:
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"at {epoch} s"
 
 
 def plan_update(
@@ -164,13 +204,19 @@ def plan_update(
                 f"{component.value} image {entry.image_id} has security version "
                 f"{entry.security_version}; this device requires at least {floor}"
             )
+        if entry.security_version > MAX_SECURITY_VERSION:
+            raise UnfitImageError(
+                f"{component.value} image {entry.image_id} has security version "
+                f"{entry.security_version}; the device's counter holds at most "
+                f"{MAX_SECURITY_VERSION}"
+            )
         wanted.append(entry)
     return sorted(wanted, key=lambda e: INSTALL_ORDER.index(_component(e.image_type)))
 
 
 def check_claims(entry: ManifestEntry, data: bytes) -> PackageLayout:
-    """Type, GUIDs and size of `data` as `entry` says; raises before any signature is checked.
-    Returns the package's layout (`locate(data)`).
+    """Type, GUIDs, size and SHA-256 of `data` as `entry` says; raises before any signature is
+    checked. Returns the package's layout (`locate(data)`).
 
     Bytes too short to be an image package at all, and fewer than the manifest's, were cut
     short in transit: a FeedError (the next check fetches them again).
@@ -198,6 +244,10 @@ def check_claims(entry: ManifestEntry, data: bytes) -> PackageLayout:
         raise ManifestMismatchError(
             f"image {entry.image_id} is {len(data)} bytes; the manifest says {entry.size}"
         )
+    if hashlib.sha256(data).digest() != entry.sha256:
+        raise ManifestMismatchError(
+            f"image {entry.image_id} is not the one the manifest lists (its SHA-256 differs)"
+        )
     return layout
 
 
@@ -217,7 +267,38 @@ def accept_image(
             f"image {entry.image_id} has security version {image.security_version}, "
             f"the manifest says {entry.security_version}"
         )
-    return StagedImage(component, entry, image, hashlib.sha256(data).digest(), keystore)
+    return StagedImage(component, entry, image, keystore)
+
+
+def check_bootable(staged: Sequence[StagedImage], trust: TrustState) -> None:
+    """The set the device would boot after installing `staged`, checked before anything is
+    written (see module doc): the boot path's rules, then what would strand the device."""
+    new = {image.component: image for image in staged}
+    keystore_image, keystore = trust.running.keystore_image, trust.running.keystore
+    if Component.KEYSTORE in new:
+        keystore_image = new[Component.KEYSTORE].image
+        keystore = new[Component.KEYSTORE].keystore or keystore
+        admit_keystore(keystore_image, trust.floors)
+        _check_can_update_again(keystore)
+    if Component.STORE in new:
+        store = admit_store(new[Component.STORE].image, trust.floors)
+        _check_reaches_feeds(store, trust.now)
+    elif Component.KEYSTORE in new:  # the running store, under the new keystore's keys
+        verify_image(trust.running.store_image.data, keystore.keyring, ImageType.UpdateCertStore)
+
+
+def _check_can_update_again(keystore: Keystore) -> None:
+    manifests = ImageType.BaseSystemUpdateManifest
+    if not any(manifests in key.image_types and not key.revoked for key in keystore.keys):
+        raise UnsafeUpdateError("the new keystore trusts no key to sign an update manifest: "
+                                "the device could never take another update")
+
+
+def _check_reaches_feeds(store: DeviceStore, now: datetime) -> None:
+    if not store.valid_roots(now):
+        raise UnsafeUpdateError(
+            f"the new store has no root valid at the device's clock ({_date(int(now.timestamp()))}"
+            "): the device could reach no HTTPS endpoint, its feed included")
 
 
 @dataclass
@@ -229,10 +310,11 @@ class UpdateSession:
     entries: list[ManifestEntry] = field(default_factory=list)
     wanted: list[ManifestEntry] = field(default_factory=list)
     staged: list[StagedImage] = field(default_factory=list)
+    manifest_date: int = 0
 
     def accept_manifest(self, data: bytes) -> list[ManifestEntry]:
         """Authenticate and plan; returns the entries still to fetch (empty: nothing to do)."""
-        self.entries = accept_manifest(data, self.trust)
+        self.entries, self.manifest_date = accept_manifest(data, self.trust)
         self.wanted = plan_update(self.entries, self.trust, self.limits)
         return list(self.wanted)
 
@@ -254,9 +336,11 @@ class UpdateSession:
                 f"image {entry.image_id} is not the next one this session wants")
         staged = accept_image(entry, data, self.trust, self.keyring)
         self.staged.append(staged)
+        if self.complete:
+            check_bootable(self.staged, self.trust)
         return staged
 
     @property
     def complete(self) -> bool:
-        """True once every wanted image is staged."""
+        """True once every wanted image is staged (and the set they make checked)."""
         return len(self.staged) == len(self.wanted)

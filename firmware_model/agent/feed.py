@@ -7,26 +7,30 @@ channel name (or, for a directory, if it holds a manifest) it is that channel's 
 the folder holding one folder per channel.
 
 Every fetch names the most bytes it will take: a file or response over it is a SizeLimitError
-(nothing more is read); a missing file, an HTTP error, a refused or timed-out connection or a
-response cut short is a FeedError. Fetching is the host-side edge of the model: the device
-state is untouched by it.
+(nothing more is read); and when it must be done by (a `time.monotonic()` deadline: the update
+check's, `AgentSettings.check_deadline_s`), so a feed that trickles its bytes ends the check in
+time. A missing file, an HTTP error, a refused or timed-out connection, a response cut short or
+a deadline passed is a FeedError (exit 3: the next check tries again). A location that names no
+feed at all (a folder that does not exist, a channel folder that is not there, a scheme other
+than http/https/file, a host off the loopback interface) is a FeedLocationError: bad usage
+(exit 2), nothing to retry. Fetching is the host-side edge of the model: the device state is
+untouched by it.
 """
 
 from __future__ import annotations
 
 import http.client
 import ssl
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from firmware_model.errors import FeedError, SizeLimitError
-from policy.network import LOOPBACK_HOSTS
+from firmware_model.errors import FeedError, FeedLocationError, SizeLimitError
+from policy.network import LOOPBACK_HOSTS, is_loopback
 
 CHANNELS = ("Retail", "RetailEval")
 DEFAULT_CHANNEL = "Retail"
@@ -46,13 +50,22 @@ class Feed(Protocol):
     def location(self) -> str:
         """Where the channel is (for messages)."""
 
-    def fetch(self, name: str, limit: int) -> bytes:
-        """The file `name`, at most `limit` bytes; SizeLimitError if larger, FeedError if absent
-        or cut short."""
+    def fetch(self, name: str, limit: int, deadline: float | None = None) -> bytes:
+        """The file `name`, at most `limit` bytes, by `deadline` (monotonic seconds; None: no
+        deadline); SizeLimitError if larger, FeedError if absent, cut short or late."""
 
 
 def _too_big(name: str, location: str, limit: int) -> SizeLimitError:
     return SizeLimitError(f"{name} from {location} is larger than its limit of {limit} bytes")
+
+
+def _late(name: str, location: str) -> FeedError:
+    return FeedError(f"feed {location}: the update check's deadline passed while fetching {name}")
+
+
+def _check_deadline(deadline: float | None, name: str, location: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _late(name, location)
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,8 @@ class DirectoryFeed:
     def location(self) -> str:
         return str(self.root)
 
-    def fetch(self, name: str, limit: int) -> bytes:
+    def fetch(self, name: str, limit: int, deadline: float | None = None) -> bytes:
+        _check_deadline(deadline, name, self.location)
         path = self.root / name
         try:
             with path.open("rb") as handle:
@@ -79,9 +93,13 @@ class DirectoryFeed:
         return data
 
 
+_READ_PIECE = 64 * 1024
+
+
 @dataclass(frozen=True)
 class HttpFeed:
-    """A channel folder served over HTTP(S) on the loopback interface."""
+    """A channel folder served over HTTP(S) on the loopback interface. Each read waits at most
+    `timeout` seconds, and no longer than the fetch's deadline allows."""
 
     base_url: str
     ssl_context: ssl.SSLContext | None = None
@@ -91,30 +109,67 @@ class HttpFeed:
     def location(self) -> str:
         return self.base_url
 
-    def fetch(self, name: str, limit: int) -> bytes:
+    def fetch(self, name: str, limit: int, deadline: float | None = None) -> bytes:
         url = urllib.parse.urljoin(self.base_url.rstrip("/") + "/", name)
+        parsed = urllib.parse.urlparse(url)
+        connection = self._connection(parsed, deadline, name)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout,
-                                        context=self.ssl_context) as response:
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
-                    raise _too_big(name, self.location, limit)
-                data: bytes = response.read(limit + 1)
-                if declared is not None and declared.isdigit() and len(data) < int(declared):
-                    raise http.client.IncompleteRead(data, int(declared) - len(data))
-        except urllib.error.HTTPError as error:
-            raise FeedError(f"feed {url}: HTTP {error.code} {error.reason}") from None
-        except urllib.error.URLError as error:
-            raise FeedError(f"feed {url}: cannot fetch ({error.reason})") from None
-        except http.client.IncompleteRead as error:
-            raise FeedError(
-                f"feed {url}: response cut short after {len(error.partial)} bytes"
-            ) from None
+            return self._get(connection, parsed, name, limit, deadline)
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline - 0.001:
+                raise _late(name, self.location) from None
+            raise FeedError(f"feed {url}: timed out after {self.timeout:g} s") from None
+        except ssl.SSLCertVerificationError as error:
+            raise FeedError(f"feed {url}: TLS failed (certificate verify failed: "
+                            f"{error.verify_message or error.reason})") from None
+        except ssl.SSLError as error:
+            raise FeedError(f"feed {url}: TLS failed ({error.reason or error})") from None
         except (http.client.HTTPException, OSError) as error:
-            raise FeedError(f"feed {url}: {type(error).__name__} ({error})") from None
+            raise FeedError(f"feed {url}: cannot fetch ({error})") from None
+        finally:
+            connection.close()
+
+    def _connection(self, parsed: urllib.parse.ParseResult, deadline: float | None,
+                    name: str) -> http.client.HTTPConnection:
+        timeout = self._wait(deadline, name)
+        host, port = parsed.hostname or "127.0.0.1", parsed.port
+        if parsed.scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout,
+                                               context=self.ssl_context)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def _wait(self, deadline: float | None, name: str) -> float:
+        """How long the next read may wait: `timeout`, cut to what the deadline leaves."""
+        if deadline is None:
+            return self.timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _late(name, self.location)
+        return min(self.timeout, left)
+
+    def _get(self, connection: http.client.HTTPConnection, parsed: urllib.parse.ParseResult,
+             name: str, limit: int, deadline: float | None) -> bytes:
+        connection.request("GET", parsed.path or "/", headers={"Connection": "close"})
+        response = connection.getresponse()
+        url = parsed.geturl()
+        if response.status != 200:
+            raise FeedError(f"feed {url}: HTTP {response.status} {response.reason}")
+        declared = response.getheader("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_big(name, self.location, limit)
+        data = bytearray()
+        while len(data) <= limit:
+            if connection.sock is not None:
+                connection.sock.settimeout(self._wait(deadline, name))
+            piece = response.read1(min(_READ_PIECE, limit + 1 - len(data)))
+            if not piece:
+                break
+            data += piece
         if len(data) > limit:
             raise _too_big(name, self.location, limit)
-        return data
+        if declared is not None and declared.isdigit() and len(data) < int(declared):
+            raise FeedError(f"feed {url}: response cut short after {len(data)} bytes")
+        return bytes(data)
 
 
 @dataclass
@@ -129,7 +184,8 @@ class MemoryFeed:
     def location(self) -> str:
         return self.name
 
-    def fetch(self, name: str, limit: int) -> bytes:
+    def fetch(self, name: str, limit: int, deadline: float | None = None) -> bytes:
+        _check_deadline(deadline, name, self.location)
         self.fetched.append(name)
         if name not in self.files:
             raise FeedError(f"feed {self.name} has no {name}")
@@ -150,11 +206,12 @@ class MemoryFeed:
 def channel_location(location: str, channel: str | None) -> str:
     """The channel folder for a feed `location`: itself if it ends in a channel name."""
     if channel is not None and channel not in CHANNELS:
-        raise FeedError(f"unknown channel {channel!r}: expected one of {', '.join(CHANNELS)}")
+        raise FeedLocationError(
+            f"unknown channel {channel!r}: expected one of {', '.join(CHANNELS)}")
     last = location.rstrip("/").rsplit("/", 1)[-1]
     if last in CHANNELS:
         if channel is not None and channel != last:
-            raise FeedError(f"feed {location} is the {last} channel, not {channel}")
+            raise FeedLocationError(f"feed {location} is the {last} channel, not {channel}")
         return location
     return location.rstrip("/") + "/" + (channel or DEFAULT_CHANNEL)
 
@@ -168,18 +225,26 @@ def open_feed(
 ) -> Feed:
     """The channel `channel` (default Retail) of the feed at `location` (directory or URL).
 
-    FeedError for a URL off the loopback interface or a scheme other than http/https.
+    FeedLocationError (bad usage) for a location that names no feed: a URL off the loopback
+    interface or with a scheme other than http/https/file, a folder that does not exist, a
+    feed folder without the channel's folder.
     """
     folder = channel_location(location, channel)
     parsed = urllib.parse.urlparse(folder)
     if parsed.scheme in ("http", "https"):
-        if parsed.hostname not in LOOPBACK_HOSTS:
-            raise FeedError(f"feed {location}: the model fetches from loopback hosts only "
-                            f"({', '.join(LOOPBACK_HOSTS)})")
+        if not is_loopback(parsed.hostname or ""):
+            raise FeedLocationError(f"feed {location}: the model fetches from loopback hosts "
+                                    f"only ({', '.join(LOOPBACK_HOSTS)})")
         return HttpFeed(folder, ssl_context if parsed.scheme == "https" else None, timeout)
     if parsed.scheme not in ("", "file"):
-        raise FeedError(f"feed {location}: unsupported scheme {parsed.scheme!r}")
+        raise FeedLocationError(f"feed {location}: unsupported scheme {parsed.scheme!r} "
+                                "(a folder, file:, http: or https: on loopback)")
     given = Path(urllib.parse.urlparse(location).path if parsed.scheme == "file" else location)
     if (given / MANIFEST_NAME).is_file():
         return DirectoryFeed(given)  # a channel folder under a name of its own
-    return DirectoryFeed(Path(parsed.path if parsed.scheme == "file" else folder))
+    if not given.is_dir():
+        raise FeedLocationError(f"no feed at {given}: not a folder")
+    channel_folder = Path(parsed.path if parsed.scheme == "file" else folder)
+    if not channel_folder.is_dir():
+        raise FeedLocationError(f"feed {given} has no {channel_folder.name} channel folder")
+    return DirectoryFeed(channel_folder)

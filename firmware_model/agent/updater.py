@@ -14,6 +14,7 @@ update leaves the device as it was.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 
 from firmware_model.agent.decisions import (
@@ -46,6 +47,9 @@ from hal.interfaces import ResetCause
 
 #: How often a device checks its feed: every 20 hours on current devices (24 in older docs).
 CHECK_INTERVAL_HOURS = 20.0
+#: How long one check may take to fetch everything (host seconds): the manifest and every image
+#: it lists, whatever pace the feed serves them at.
+CHECK_DEADLINE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class AgentSettings:
     check_interval_hours: float = CHECK_INTERVAL_HOURS
     max_deferral_minutes: int = MAX_SYSTEM_DEFERRAL_MINUTES
     manifest_limit: int = MANIFEST_LIMIT
+    check_deadline_s: float = CHECK_DEADLINE_S
 
 
 class UpdateOutcome(enum.Enum):
@@ -95,6 +100,7 @@ class AcceptedUpdate:
     location: str
     staged: tuple[StagedImage, ...]
     booted: Booted
+    manifest_date: int = 0  # the manifest's build date, remembered by the trial record
 
 
 @dataclass
@@ -114,8 +120,8 @@ class Updater:
         otp = self.device.machine.otp
         fused = read_root_hash(otp)
         assert fused is not None
-        return TrustState(fused, running.loaded.keystore.keyring, floors(otp),
-                          running.loaded.installed())
+        return TrustState(fused, running.loaded, floors(otp), running.record.manifest_date,
+                          self.device.now())
 
     @property
     def limits(self) -> Limits:
@@ -141,12 +147,15 @@ class Updater:
 
         None, after NoUpdateAvailable, when there is nothing to install; otherwise the update
         with every image authenticated and checked against the manifest (the apps were told
-        UpdateStarted). A refusal raises its typed error after logging it on the console.
+        UpdateStarted). A refusal raises its typed error after logging it on the console; so
+        does a feed that has not served everything within `settings.check_deadline_s`.
         """
         running = self.device.running
         session = UpdateSession(self.trust_state(), self.limits)
+        deadline = time.monotonic() + self.settings.check_deadline_s
         try:
-            wanted = session.accept_manifest(feed.fetch(MANIFEST_NAME, self.limits.manifest))
+            wanted = session.accept_manifest(
+                feed.fetch(MANIFEST_NAME, self.limits.manifest, deadline))
             if not wanted:
                 self._send(SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)
                 self.device.log(f"[agent] {feed.location}: no update available")
@@ -154,12 +163,13 @@ class Updater:
             self._send(SysEvent.UPDATE_STARTED, EventStatus.PENDING)
             for entry in wanted:
                 session.accept_image(entry, feed.fetch(image_file_name(entry.image_id),
-                                                       entry.size))
+                                                       entry.size, deadline))
         except FwModelError as error:
             self.device.log(f"[agent] update from {feed.location} refused "
                             f"({type(error).__name__}): {error}")
             raise
-        return AcceptedUpdate(feed.location, tuple(session.staged), running)
+        return AcceptedUpdate(feed.location, tuple(session.staged), running,
+                              session.manifest_date)
 
     def install(self, update: AcceptedUpdate) -> UpdateResult:
         """Install an update `fetch_update` accepted: the second half of a check (write the
@@ -178,7 +188,7 @@ class Updater:
         staged = update.staged
         refs = self._stage(list(staged))
         deferred = self._offer_install()
-        trial = device.running.record.trial(refs)
+        trial = device.running.record.trial(refs, update.manifest_date)
         device.record_area.commit(device.machine.flash, trial)
         device.log(f"[agent] record {trial.sequence} committed (trial); requesting a reset")
         events = tuple(self.bus.sent[first_event:])

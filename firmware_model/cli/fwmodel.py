@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import ssl
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from firmware_model.agent.feed import CHANNELS, open_feed
 from firmware_model.agent.sweep import SweepImages, sweep_update
-from firmware_model.agent.updater import Updater
+from firmware_model.agent.updater import CHECK_DEADLINE_S, AgentSettings, UpdateOutcome, Updater
 from firmware_model.cli import render
 from firmware_model.device.model import Device
 from firmware_model.device.provision import (
@@ -26,28 +28,43 @@ from firmware_model.device.provision import (
     FactoryImages,
     parse_root_hash,
 )
-from firmware_model.device.status import device_status
+from firmware_model.device.status import device_status, interrupted_state
 from firmware_model.device.sysevent import DeferringApp
 from firmware_model.errors import FwModelError, ImageFormatError
 from firmware_model.trust.components import Component
 from hal.backends import DEFAULT_FLASH, GRAMMAR, open_machine, parse_hal
 from hal.errors import HalError
 from hal.soft.power_cuts import CutMode
-from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
+from policy.cli import ExitCode, OneLineParser, epilog, exit_code, iso_datetime, run_guarded
 from policy.errors import UsageError
+from policy.network import is_loopback
 
 PROG = "fwmodel"
 DEFAULT_IMAGES = "images/build"
+#: Seconds a command waits for a device another process is using.
+DEFAULT_WAIT = 5.0
 
 EPILOG = epilog({
     ExitCode.OK: "connect: the handshake held; sweep: no invariant violated",
-    ExitCode.REFUSED: "sweep: a violated invariant",
+    ExitCode.REFUSED: "also an update that reverted at its trial boot, status of a device "
+                      "that does not boot; sweep: a violated invariant",
     ExitCode.BAD_INPUT: "also an image or manifest over its size limit, no device at FLASH "
                         "(only provision creates one), a device not provisioned (or provisioned "
                         "already)",
-}, codes=[c for c in ExitCode if c is not ExitCode.BUSY])
+    ExitCode.BUSY: "another fwmodel or emulator holds the device's files (see --wait)",
+})
 
 
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be >= 0")
+    return value
 
 
 def _minutes(text: str) -> float:
@@ -69,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--at", type=iso_datetime, metavar="DATETIME",
                      help="set the device's clock first (ISO 8601, UTC; software machines, "
                           "whose clock otherwise goes on from the last run)")
+    top.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT, metavar="SECONDS",
+                     help="how long to wait for a device another process is using before "
+                          "giving up with exit 5 (default: %(default)s)")
     top.add_argument("-v", "--verbose", action="store_true",
                      help="print the device's console lines of this run on stderr")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -94,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the app resumes the deferred install after MINUTES")
     p.add_argument("--feed-ca", type=Path, metavar="PEM",
                    help="trust these roots for an https feed instead of the device's store")
+    p.add_argument("--deadline", type=_seconds, default=CHECK_DEADLINE_S, metavar="SECONDS",
+                   help="the most the whole check may take to fetch the manifest and its images "
+                        "(default: %(default)s; then exit 3)")
     p.add_argument("--json", action="store_true")
 
     p = commands.add_parser(
@@ -144,13 +167,14 @@ def _provision(device: Device, args: argparse.Namespace, out: TextIO) -> int:
 
 def _status(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     with contextlib.suppress(FwModelError):
-        device.start()  # status reports a device that does not boot; it does not fail on one
+        device.start()  # status reports a device that does not boot, then exits by why not
     status = device_status(device)
     if args.json:
         render.print_json(status, out)
     else:
         out.write("\n".join(render.status_text(status)) + "\n")
-    return 0
+    failure = device.boot_failure
+    return ExitCode.OK if device.ram is not None or failure is None else exit_code(failure)
 
 
 def _update(device: Device, args: argparse.Namespace, out: TextIO) -> int:
@@ -161,12 +185,13 @@ def _update(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     if str(args.feed).startswith("https:"):
         context = _feed_context(args.feed_ca) if args.feed_ca else device.ssl_context()
     feed = open_feed(args.feed, args.channel, ssl_context=context)
-    result = Updater(device).check_for_update(feed)
+    result = Updater(device, AgentSettings(check_deadline_s=args.deadline)).check_for_update(feed)
     if args.json:
         render.print_json(result.to_json(), out)
     else:
         out.write("\n".join(render.update_text(result)) + "\n")
-    return 0
+    # a new set that failed its trial boot: the device runs what it ran, the update did not take
+    return ExitCode.REFUSED if result.outcome is UpdateOutcome.REVERTED else ExitCode.OK
 
 
 def _feed_context(cafile: Path) -> ssl.SSLContext:
@@ -194,6 +219,9 @@ def _address(text: str) -> tuple[str, int]:
 
 def _connect(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     host, port = _address(str(args.address))
+    if not is_loopback(host):
+        raise UsageError(f"{host}: the model connects to loopback addresses only (serve the "
+                         "endpoint on 127.0.0.1, e.g. with tools/lab_server.py)")
     device.start()
     session = device.connect(host, port, args.server_name)
     if args.json:
@@ -242,13 +270,25 @@ COMMANDS: dict[str, DeviceCommand] = {
 }
 
 
-def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+@dataclass
+class _Interrupted:
+    """What the device was left as when the command was interrupted (for its last line)."""
+
+    state: str | None = None
+
+
+def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO, note: _Interrupted) -> int:
     create = args.command == "provision"  # the one command that may make a new device
-    with open_machine(parse_hal(args.hal), args.at, create=create) as machine:
+    with open_machine(parse_hal(args.hal), args.at, create=create,
+                      lock_wait=args.wait) as machine:
         first_line = len(machine.console.lines()) if args.verbose else 0
         device = Device(machine)
+        before = device.record_area.read(machine.flash)
         try:
             return COMMANDS[args.command](device, args, out)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a power cut, and say where it left us
+            note.state = interrupted_state(device, before)
+            raise
         finally:
             if args.verbose:
                 with contextlib.suppress(HalError):
@@ -261,7 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sweep":  # sys.stdout looked up in the body: run_guarded guards it
         return run_guarded(PROG, lambda: _sweep(args, sys.stdout, sys.stderr))
-    return run_guarded(PROG, lambda: _on_device(args, sys.stdout, sys.stderr))
+    note = _Interrupted()
+    return run_guarded(PROG, lambda: _on_device(args, sys.stdout, sys.stderr, note),
+                       on_interrupt=lambda: note.state)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@ On every reset:
 1. read the newest valid boot record and the fused root-key hash (NotProvisionedError if either
    is missing);
 2. load the record's active set: the keystore authenticated against the fused hash, the store
-   against that keystore's keys, each at or above its component's anti-rollback counter;
+   against that keystore's keys, each at or above its component's anti-rollback counter and
+   within what the counter can hold, the store's certificates loaded (`admit_keystore`,
+   `admit_store`: the update agent checks a set it would install with the same two rules
+   before it writes anything);
 3. if that fails, load the fallback set instead and commit a record reverting to it;
    if both fail, BootError (the device does not come up);
 4. if the active set was on trial and loaded, commit it confirmed (the trial boot was good);
@@ -31,13 +34,19 @@ from firmware_model.errors import (
     NotProvisionedError,
     RollbackError,
     TrustError,
+    UnfitImageError,
 )
 from firmware_model.image.keystore import Keystore
 from firmware_model.image.package import ImagePackage
 from firmware_model.image.sections import ImageType
 from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import Component
-from firmware_model.trust.fuses import floors, raise_floor, read_root_hash
+from firmware_model.trust.fuses import (
+    MAX_SECURITY_VERSION,
+    floors,
+    raise_floor,
+    read_root_hash,
+)
 from hal.interfaces import Flash, Machine, ResetCause
 
 
@@ -114,12 +123,32 @@ def read_slot(flash: Flash, layout: FlashLayout, component: Component, ref: Slot
     return data
 
 
-def _at_floor(component: Component, image: ImagePackage, floor: int) -> None:
-    if image.security_version < floor:
+def _fits_counters(component: Component, image: ImagePackage, floor: int) -> None:
+    version = image.security_version
+    if version < floor:
         raise RollbackError(
             f"{component.value} image {image.name or image.image_id} has security version "
-            f"{image.security_version}, below the fused {floor}"
+            f"{version}, below the fused {floor}"
         )
+    if version > MAX_SECURITY_VERSION:
+        raise UnfitImageError(
+            f"{component.value} image {image.name or image.image_id} has security version "
+            f"{version}; the device's counter holds at most {MAX_SECURITY_VERSION}"
+        )
+
+
+def admit_keystore(image: ImagePackage, counters: Mapping[Component, int]) -> None:
+    """What boot requires of an authenticated keystore beyond its signature: a security version
+    at or above its counter and within what the counter holds (RollbackError,
+    UnfitImageError)."""
+    _fits_counters(Component.KEYSTORE, image, counters[Component.KEYSTORE])
+
+
+def admit_store(image: ImagePackage, counters: Mapping[Component, int]) -> DeviceStore:
+    """What boot requires of an authenticated store beyond its signature: its security version
+    as `admit_keystore`, and a payload whose certificates load (ImageFormatError); the store."""
+    _fits_counters(Component.STORE, image, counters[Component.STORE])
+    return DeviceStore.from_payload(image.payload)
 
 
 def load_set(
@@ -132,12 +161,11 @@ def load_set(
     """Authenticate the keystore and store `refs` names (TrustError/ImageFormatError if not)."""
     ks_data = read_slot(flash, layout, Component.KEYSTORE, refs.keystore)
     keystore_image, keystore = open_keystore(ks_data, fused_root_hash)
-    _at_floor(Component.KEYSTORE, keystore_image, counters[Component.KEYSTORE])
+    admit_keystore(keystore_image, counters)
     store_data = read_slot(flash, layout, Component.STORE, refs.store)
     store_image = verify_image(store_data, keystore.keyring, ImageType.UpdateCertStore)
-    _at_floor(Component.STORE, store_image, counters[Component.STORE])
-    store = DeviceStore.from_payload(store_image.payload)
-    return LoadedSet(refs, keystore_image, keystore, store_image, store)
+    return LoadedSet(refs, keystore_image, keystore, store_image,
+                     admit_store(store_image, counters))
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ record in the untouched copy; once it completes, they find the new one. A cut at
 the commit (before, after, or tearing the erase or the program) leaves one of the two records,
 never a mix, because a partly written copy fails its CRC.
 
-Record layout (little-endian, 164 bytes):
-    magic "FWBR", u16 version 1, u8 state (1 confirmed, 2 trial), u8 reserved 0, u32 sequence,
+Record layout (little-endian, 172 bytes):
+    magic "FWBR", u16 version 2, u8 state (1 confirmed, 2 trial), u8 reserved 0, u32 sequence,
     active set, fallback set: per component (keystore, store) a slot reference:
         u8 slot (0 A, 1 B, 0xFF none), u32 image length, 32-byte SHA-256 of the image,
+    u64 manifest date: the build date of the newest update manifest the device installed (its
+        version: an older manifest is a replay, refused); carried by every later record,
     u32 CRC-32 of everything before it.
 
 `RecordFormat` declares it (construct); the codec below packs and unpacks the same bytes with
@@ -34,6 +36,7 @@ from construct import (
     Int8ul,
     Int16ul,
     Int32ul,
+    Int64ul,
     RawCopy,
     Struct,
     this,
@@ -51,23 +54,24 @@ SlotRefFormat = Struct("slot" / Int8ul, "length" / Int32ul, "digest" / Bytes(32)
 SlotSetFormat = Struct("keystore" / SlotRefFormat, "store" / SlotRefFormat)
 RecordBody = Struct(
     "magic" / Const(MAGIC),
-    "version" / Const(1, Int16ul),
+    "version" / Const(2, Int16ul),
     "state" / Int8ul,
     "reserved" / Const(0, Int8ul),
     "sequence" / Int32ul,
     "active" / SlotSetFormat,
     "fallback" / SlotSetFormat,
+    "manifest_date" / Int64ul,
 )
 RecordFormat = Struct(
     "body" / RawCopy(RecordBody),
     "crc" / Checksum(Int32ul, lambda data: zlib.crc32(data), this.body.data),
 )
 RECORD_SIZE = int(RecordFormat.sizeof())
-VERSION = 1
+VERSION = 2
 
 #: The record body as one struct, derived from `RecordBody`: header, then (slot, length,
-#: digest) for the active keystore, active store, fallback keystore and fallback store; the CRC
-#: follows it.
+#: digest) for the active keystore, active store, fallback keystore and fallback store, then the
+#: manifest date; the CRC follows it.
 _BODY = derive.run(RecordBody).struct
 _CRC = derive.fields(RecordFormat, "crc").struct
 
@@ -129,11 +133,13 @@ class BootRecord:
     state: RecordState
     active: SlotSet
     fallback: SlotSet
+    manifest_date: int = 0  # the newest update manifest installed: older ones are replays
 
-    def trial(self, refs: Mapping[Component, SlotRef]) -> BootRecord:
-        """The next record: `refs` on trial, falling back to what is active now."""
+    def trial(self, refs: Mapping[Component, SlotRef], manifest_date: int = 0) -> BootRecord:
+        """The next record: `refs` on trial, falling back to what is active now, installed
+        from a manifest built at `manifest_date` (the record keeps the newest date)."""
         return BootRecord(self.sequence + 1, RecordState.TRIAL, self.active.with_refs(refs),
-                          self.active)
+                          self.active, max(self.manifest_date, manifest_date))
 
     def confirmed(self) -> BootRecord:
         """The next record: the active set confirmed, the fallback kept."""
@@ -141,11 +147,13 @@ class BootRecord:
 
     def reverted(self) -> BootRecord:
         """The next record: back to the fallback set, confirmed."""
-        return BootRecord(self.sequence + 1, RecordState.CONFIRMED, self.fallback, self.fallback)
+        return BootRecord(self.sequence + 1, RecordState.CONFIRMED, self.fallback, self.fallback,
+                          self.manifest_date)
 
     def to_json(self) -> dict[str, object]:
         return {"sequence": self.sequence, "state": self.state.name.lower(),
-                "active": self.active.to_json(), "fallback": self.fallback.to_json()}
+                "active": self.active.to_json(), "fallback": self.fallback.to_json(),
+                "manifest_date": self.manifest_date}
 
 
 def _ref_fields(ref: SlotRef) -> tuple[int, int, bytes]:
@@ -159,7 +167,8 @@ def encode_record(record: BootRecord) -> bytes:
     refs = (record.active.keystore, record.active.store,
             record.fallback.keystore, record.fallback.store)
     body = _BODY.pack(MAGIC, VERSION, int(record.state), 0, record.sequence,
-                      *(field for ref in refs for field in _ref_fields(ref)))
+                      *(field for ref in refs for field in _ref_fields(ref)),
+                      record.manifest_date)
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -186,13 +195,13 @@ def _decode(raw: bytes) -> BootRecord | None:
     if len(raw) != RECORD_SIZE or zlib.crc32(raw[: _BODY.size]) != _CRC.unpack_from(
             raw, _BODY.size)[0]:
         return None
-    magic, version, state, reserved, sequence, *fields = _BODY.unpack_from(raw)
+    magic, version, state, reserved, sequence, *fields, manifest_date = _BODY.unpack_from(raw)
     if magic != MAGIC or version != VERSION or reserved != 0:
         return None
     try:
         refs = [_ref(*fields[i : i + 3]) for i in range(0, len(fields), 3)]
         return BootRecord(sequence, RecordState(state), SlotSet(refs[0], refs[1]),
-                          SlotSet(refs[2], refs[3]))
+                          SlotSet(refs[2], refs[3]), manifest_date)
     except ValueError:
         return None
 

@@ -3,11 +3,13 @@ versions (fused and running), the OS trusted root store, the last boot and reset
 
 from __future__ import annotations
 
+from firmware_model.device.bootrecord import BootRecord, RecordState
 from firmware_model.device.flash_layout import slot_name
 from firmware_model.device.model import Device
 from firmware_model.device.tls import iso
 from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, read_root_hash
+from hal.errors import HalError
 
 
 def device_status(device: Device) -> dict[str, object]:
@@ -40,3 +42,28 @@ def device_status(device: Device) -> dict[str, object]:
         "store": {"certificates": [root.to_json(at) for root in running.loaded.store.roots]},
         "last_boot": running.report.to_json(),
     }
+
+
+def interrupted_state(device: Device, before: BootRecord | None) -> str:
+    """What an interrupted command left the device as, for its last line. An interrupt is a
+    power cut to the device (the power-cut sweep shows every cut leaves the old or the new set,
+    whole); `before` is the boot record the command started with (None: none yet)."""
+    machine = device.machine
+    try:
+        after = device.record_area.read(machine.flash)
+        fused = read_root_hash(machine.otp)
+    except HalError as error:
+        return f"unknown ({' '.join(str(error).split())}); ask the device with status"
+    if after is None:
+        fuses = " (its root-key hash is fused: provision it again)" if fused else ""
+        return f"not provisioned{fuses}"
+    if before is None:
+        return "provisioned"
+    if after.sequence == before.sequence:
+        return "unchanged: the device boots what it booted (no update was installed)"
+    if after.state is RecordState.TRIAL:
+        return ("installed, trial pending: the next boot tries the new images and falls back "
+                "to the old ones if they fail")
+    if after.active == before.active:
+        return "not installed: the new images failed their trial boot; the old ones run"
+    return "installed: the new images booted and are confirmed"

@@ -15,6 +15,7 @@ A chain is therefore accepted when it holds at the device's clock, whatever the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -94,8 +95,13 @@ class DeviceStore:
 
     @classmethod
     def from_payload(cls, payload: bytes) -> DeviceStore:
-        """Read the store filesystem (ImageFormatError if it is not one)."""
-        return cls([StoreRoot(name, cert) for name, cert in read_store_payload(payload)])
+        """Read the store filesystem (ImageFormatError if it is not one).
+
+        A pure function of the payload's bytes, memoized: the update agent loads a new store
+        before it writes it, and the boot after the reset loads the same bytes again (whose
+        signature the boot checks anew: only the parsing is remembered).
+        """
+        return _load_store(bytes(payload))
 
     @property
     def names(self) -> list[str]:
@@ -143,6 +149,11 @@ class DeviceStore:
         if der:
             context.load_verify_locations(cadata=der)
         return context
+
+
+@functools.lru_cache(maxsize=4)
+def _load_store(payload: bytes) -> DeviceStore:
+    return DeviceStore([StoreRoot(name, cert) for name, cert in read_store_payload(payload)])
 
 
 class DeviceSSLContext(ssl.SSLContext):

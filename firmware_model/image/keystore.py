@@ -45,6 +45,10 @@ from firmware_model.image.strict import check_trailing
 
 MAGIC = b"KSTR"
 FLAG_REVOKED = 0x1
+#: The extended key usage that marks the keystore-signing role: only a certificate carrying it
+#: (and issued by the fused root) may sign a TrustedKeystore. An OID of this project's own, in
+#: the UUID arc (ITU-T X.667: 2.25.<UUID as an integer>) that needs no registration.
+KEYSTORE_SIGNING_ROLE = x509.ObjectIdentifier("2.25.20600141693649646239011723282069340299")
 
 KeyEntry = Struct(
     "thumbprint" / Bytes(20),
@@ -191,6 +195,18 @@ class LoadedCertificate(NamedTuple):
     certificate: x509.Certificate
     thumbprint: bytes  # SHA-1 of the DER: what an SG section names a certificate by
     tbs_certificate: bytes  # the bytes its issuer's signature covers
+    keystore_signing: bool  # it carries the KEYSTORE_SIGNING_ROLE extended key usage
+
+
+def has_keystore_signing_role(certificate: x509.Certificate) -> bool:
+    """True if `certificate` carries the KEYSTORE_SIGNING_ROLE extended key usage."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    except (x509.DuplicateExtension, ValueError):  # extensions that do not parse mark nothing
+        return False
+    return KEYSTORE_SIGNING_ROLE in usages
 
 
 @functools.lru_cache(maxsize=16)
@@ -201,7 +217,8 @@ def load_certificate(der: bytes, what: str) -> LoadedCertificate:
     except BAD_CERTIFICATE:
         raise ImageFormatError(f"{what} is not DER X.509") from None
     return LoadedCertificate(certificate, hashlib.sha1(der).digest(),
-                             certificate.tbs_certificate_bytes)
+                             certificate.tbs_certificate_bytes,
+                             has_keystore_signing_role(certificate))
 
 
 @functools.lru_cache(maxsize=16)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from firmware_model.errors import UntrustedSignerError, WrongImageTypeError
 from firmware_model.image import derive
 from firmware_model.image.keystore import (
+    KEYSTORE_SIGNING_ROLE,
     Keyring,
     Keystore,
     LoadedCertificate,
@@ -89,7 +90,9 @@ def open_keystore(
     """Authenticate a keystore image against the fused root-key hash and return its keys.
 
     Checks, in order: envelope, image type, root key against the fuses, signer certificate
-    issued by that root, SG thumbprint naming that certificate, the image signature.
+    issued by that root and marked with the keystore-signing role (KEYSTORE_SIGNING_ROLE: an
+    image-signing certificate, also issued by the root, may not sign keystores), SG thumbprint
+    naming that certificate, the image signature.
     `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
     """
     view = memoryview(data)
@@ -106,6 +109,10 @@ def open_keystore(
         raise UntrustedSignerError("keystore root key does not match the fused root-key hash")
     signer = header.signer
     _check_issued_by_root(signer, header.root_public_key)
+    if not signer.keystore_signing:
+        raise UntrustedSignerError(
+            "keystore signer certificate lacks the keystore-signing role (extended key usage "
+            f"{KEYSTORE_SIGNING_ROLE.dotted_string})")
     if signer.thumbprint != thumb:
         raise UntrustedSignerError("keystore is not signed by the certificate it carries")
     signer_key = signer.certificate.public_key()

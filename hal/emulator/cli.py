@@ -13,7 +13,7 @@ SIGKILL) the pipe closes and the emulator stops instead of serving on forever.
 
 Exit codes (the project's one policy, `policy.cli`): 0 stopped by SIGTERM or SIGINT (or, with
 --exit-with-parent, at the end of stdin); 2 bad usage or input; 4 the port cannot be opened or
-fails (one line on stderr).
+fails; 5 another process holds the flash file (one line on stderr).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ _EPILOG = epilog({
     ExitCode.BAD_INPUT: "an argument, or a flash or state file that cannot be used: nothing is "
                         "created",
     ExitCode.HARDWARE: "the port cannot be opened, or fails",
-}, codes=[ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.HARDWARE])
+    ExitCode.BUSY: "another process holds the flash file",
+}, codes=[ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.HARDWARE, ExitCode.BUSY])
 
 
 class BadInput(HalError, policy_errors.BadInput):
@@ -76,6 +77,7 @@ class Settings:
     reboot_delay: float
     exit_with_parent: bool = False
     at: datetime | None = None  # set the wall clock first
+    wait: float = 0.0  # seconds to wait for a device another process holds
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
         cli.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE",
                          help=f"per-byte probability to {kind} a byte (both directions)")
     cli.add_argument("--seed", type=int, default=None, help="seed for the line faults")
+    cli.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                     help="wait this long for a device another process holds (default: refuse "
+                          "at once, exit 5)")
     cli.add_argument("--at", type=iso_datetime, metavar="DATETIME",
                      help="set the device's wall clock first (ISO 8601; UTC unless it names a "
                           "zone); otherwise it goes on from FLASH.clock")
@@ -142,7 +147,8 @@ def parse(argv: Sequence[str] | None) -> Settings:
         check_stdin_can_close()
     check_device_files(args.flash, geometry.size, args.otp_words)
     return Settings(args.flash, geometry, args.otp_words, tcp, args.baud or 0, rates,
-                    args.seed, args.reboot_delay, args.exit_with_parent, args.at)
+                    args.seed, args.reboot_delay, args.exit_with_parent, args.at,
+                    _wait_seconds(args.wait))
 
 
 
@@ -225,10 +231,16 @@ def run(settings: Settings) -> int:
     return ExitCode.OK
 
 
+def _wait_seconds(value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise BadInput(f"--wait {value}: expected seconds >= 0")
+    return value
+
+
 def _open_device(settings: Settings) -> SoftwareMachine:
     try:
         return SoftwareMachine(settings.flash, settings.geometry, settings.otp_words,
-                               keep_clock=True)
+                               keep_clock=True, lock_wait=settings.wait)
     except StateFileError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:

@@ -19,13 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hal.errors import HalError
+from hal.errors import DeviceBusyError, HalError
 from hal.interfaces import Closeable
 
 #: Seconds an agent may take to print the line naming its port.
 START_TIMEOUT = 15.0
 #: Seconds an agent is given to stop after its stdin closes, then after SIGTERM.
 STOP_GRACE = 5.0
+#: An agent's exit code when another process holds its device (the project's one policy).
+BUSY_EXIT = 5
 
 
 class LaunchError(HalError):
@@ -87,6 +89,8 @@ def launch(command: Sequence[str], stderr_path: Path, *, timeout: float = START_
     if not lines or not lines[0].strip():
         code = board.stop()
         problem = stderr_path.read_text(errors="replace").strip()
+        if code == BUSY_EXIT:  # the agent's own words: another process holds the device
+            raise DeviceBusyError(problem.partition("error: ")[2] or problem)
         raise LaunchError(f"{command[0]}: the agent printed no port within {timeout:g} s (exit "
                           f"code {code}): {problem[-500:] or 'no message'}")
     board.url = lines[0].split()[-1]

@@ -8,14 +8,16 @@ naming the offset, raised before anything is written.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import mmap
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, overload
 
-from hal.errors import FlashError, FlashFileError, PowerLoss
+from hal.errors import DeviceBusyError, FlashError, FlashFileError, PowerLoss
 from hal.interfaces import FlashGeometry
 from hal.soft.power import PowerRail
 from hal.soft.power_cuts import CutMode, FaultInjector, OpKind, tear
@@ -47,6 +49,7 @@ class NorFlash:
         path: Path | None = None,
         *,
         create: bool = True,
+        lock_wait: float = 0.0,
     ) -> None:
         check_geometry(geometry)
         self._geometry = geometry
@@ -57,7 +60,8 @@ class NorFlash:
         if path is None:
             self._buf = bytearray([_ERASED]) * geometry.size
         else:
-            self._file, self._buf = open_backing(path, geometry.size, create=create)
+            self._file, self._buf = open_backing(path, geometry.size, create=create,
+                                                 lock_wait=lock_wait)
         self._dirty: set[int] = set()
         self._baseline: object | None = None
 
@@ -247,12 +251,18 @@ class OpSpans(Sequence[tuple[int, int]]):
         return at, min(start + self._unit, self._end) - at
 
 
-def open_backing(path: Path, size: int, *, create: bool = True) -> tuple[BinaryIO, mmap.mmap]:
-    """Open (creating it 0xFF-filled if absent or empty) a flash file of `size` bytes and map it.
+def open_backing(path: Path, size: int, *, create: bool = True,
+                 lock_wait: float = 0.0) -> tuple[BinaryIO, mmap.mmap]:
+    """Open (creating it 0xFF-filled if absent or empty) a flash file of `size` bytes, lock it
+    and map it.
 
     The mapping is shared, so what is programmed is in the file (like QEMU's
-    ``-drive file=...,if=mtd``). FlashFileError (a FlashError) if an existing file has another
-    size; with `create` False also if the file is absent or empty (nothing is created).
+    ``-drive file=...,if=mtd``). The file is locked (`flock`, exclusive) for as long as it is
+    open: one device, one user. The lock covers the device's other files too (FLASH.otp,
+    FLASH.reset, FLASH.clock), which are only opened after it. DeviceBusyError if another
+    process holds it for longer than `lock_wait` seconds. FlashFileError (a FlashError) if an
+    existing file has another size; with `create` False also if the file is absent or empty
+    (nothing is created).
     """
     if create:
         path.touch(exist_ok=True)
@@ -260,12 +270,34 @@ def open_backing(path: Path, size: int, *, create: bool = True) -> tuple[BinaryI
         handle = path.open("r+b")
     except FileNotFoundError:
         raise FlashFileError(f"{path}: no flash file") from None
-    actual = path.stat().st_size
-    if actual == 0 and create:
-        for start in range(0, size, _FILL_CHUNK):
-            handle.write(bytes([_ERASED]) * min(_FILL_CHUNK, size - start))
-        handle.flush()
-    elif actual != size:
+    try:
+        _lock(handle, path, lock_wait)
+        actual = path.stat().st_size
+        if actual == 0 and create:
+            for start in range(0, size, _FILL_CHUNK):
+                handle.write(bytes([_ERASED]) * min(_FILL_CHUNK, size - start))
+            handle.flush()
+        elif actual != size:
+            raise FlashFileError(
+                f"{path}: flash file holds {actual} bytes, the geometry says {size}")
+        return handle, mmap.mmap(handle.fileno(), size)
+    except BaseException:
         handle.close()
-        raise FlashFileError(f"{path}: flash file holds {actual} bytes, the geometry says {size}")
-    return handle, mmap.mmap(handle.fileno(), size)
+        raise
+
+
+_LOCK_POLL = 0.05
+
+
+def _lock(handle: BinaryIO, path: Path, wait: float) -> None:
+    """Take the exclusive lock on an open device file, waiting at most `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DeviceBusyError(
+                    f"{path}: device busy (another process is using it)") from None
+            time.sleep(_LOCK_POLL)

@@ -24,6 +24,8 @@ machine resumes at the time saved there (`wall_start` is for a device without on
 saves the time it reached, so the device's time moves on from one run to the next like a real
 device's. `create=False` opens only a device that exists: a missing file, or an empty one, is a
 StateFileError (FlashFileError, OtpFileError) like a file of the wrong size; nothing is created.
+One device, one user: the machine holds an exclusive lock on FLASH (covering the other files)
+while it is open; another process gets DeviceBusyError after waiting up to `lock_wait` seconds.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class SoftwareMachine(Closeable):
         echo: Echo | None = None,
         create: bool = True,
         keep_clock: bool = False,
+        lock_wait: float = 0.0,
     ) -> None:
         path = None if flash_path is None else Path(flash_path)
         clock_file = sidecar(path, CLOCK) if keep_clock else None
@@ -91,11 +94,15 @@ class SoftwareMachine(Closeable):
         self._rail = PowerRail()
         self._hook: BootHook | None = None
         self.faults = FaultInjector()
-        saved = None if clock_file is None else load_wall(clock_file)
-        self.clock = VirtualClock(wall_start if saved is None else saved)
         self.console = LineConsole(echo)
-        self.flash = NorFlash(geometry, self._rail, self.faults, path, create=create)
+        if clock_file is not None:
+            load_wall(clock_file)  # a garbled clock file is refused before anything is made
+        # the flash first: opening it takes the device's lock, which covers the other files
+        self.flash = NorFlash(geometry, self._rail, self.faults, path, create=create,
+                              lock_wait=lock_wait)
         try:
+            saved = None if clock_file is None else load_wall(clock_file)
+            self.clock = VirtualClock(wall_start if saved is None else saved)
             self.otp = FuseBank(otp_words, self._rail, sidecar(path, OTP), create=create)
             self._cause = ResetCauseRegister(sidecar(path, RESET), create=create)
         except BaseException:

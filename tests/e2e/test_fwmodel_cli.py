@@ -73,8 +73,8 @@ def test_help_documents_the_exit_codes() -> None:
 def test_a_device_kept_in_a_flash_file_across_runs(device_lab: Lab, tmp_path: Path) -> None:
     hal = f"fake:{tmp_path / 'dev.flash'}"
     SoftwareMachine(tmp_path / "dev.flash").close()  # a blank device: erased flash, no fuses
-    status = ok_json(fwmodel("status", "--json", hal=hal))
-    assert status["provisioned"] is False
+    blank = fwmodel("status", "--json", hal=hal)  # it says why it does not boot, then exits 2
+    assert blank.returncode == 2 and json.loads(blank.stdout)["provisioned"] is False
     one_line_error(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), hal=hal), 2,
                    "not provisioned")
     assert fwmodel("provision", "--images", str(device_lab.folder), hal=hal).returncode == 0
@@ -191,8 +191,10 @@ def test_a_reader_that_goes_away_does_not_turn_success_into_an_error(
         assert (result.returncode, result.stderr) == (0, ""), command
     versions = ok_json(fwmodel("status", "--json", hal=hal))["security_versions"]
     assert isinstance(versions, dict) and versions["store"] == {"fused": 2, "running": 2}
-    one_line_error(fwmodel_to_a_gone_reader("update", "--feed", str(tmp_path / "nowhere"),
-                                            hal=hal), 3, "has no manifest.imagepackage")
+    empty = tmp_path / "empty-channel" / "Retail"
+    empty.mkdir(parents=True)
+    one_line_error(fwmodel_to_a_gone_reader("update", "--feed", str(empty), hal=hal), 3,
+                   "has no manifest.imagepackage")
 
 
 def test_errors_are_one_line_with_the_exit_code_of_their_kind(
@@ -209,9 +211,11 @@ def test_errors_are_one_line_with_the_exit_code_of_their_kind(
         (tampered / source.name).write_bytes(bytes(data))
     before = ok_json(fwmodel("status", "--json", hal=hal))
     one_line_error(fwmodel("update", "--feed", str(tampered), hal=hal), 1,
-                   "signature does not verify")
-    one_line_error(fwmodel("update", "--feed", str(tmp_path / "nowhere"), hal=hal), 3,
-                   "has no manifest.imagepackage")
+                   "not the one the manifest lists (its SHA-256 differs)")
+    one_line_error(fwmodel("update", "--feed", str(tmp_path / "nowhere"), hal=hal), 2,
+                   "no feed at")
+    one_line_error(fwmodel("update", "--feed", "ftp://127.0.0.1/feeds", hal=hal), 2,
+                   "unsupported scheme")
     one_line_error(fwmodel("connect", "not-an-address", hal=hal), 2, "is not HOST:PORT")
     for port in ("99999", "0"):
         one_line_error(fwmodel("connect", f"127.0.0.1:{port}", hal=hal), 2,
@@ -225,7 +229,8 @@ def test_errors_are_one_line_with_the_exit_code_of_their_kind(
     one_line_error(fwmodel("status", hal="bogus"), 2, "expected fake")
     assert ok_json(fwmodel("status", "--json", hal=hal)) == before
     verbose = fwmodel("-v", "update", "--feed", str(tampered), hal=hal)
-    assert "[agent] update from" in verbose.stderr and "refused (SignatureError)" in verbose.stderr
+    assert "[agent] update from" in verbose.stderr
+    assert "refused (ManifestMismatchError)" in verbose.stderr
 
 
 def test_connect_exits_0_or_1_judged_at_the_device_clock(device_lab: Lab, tmp_path: Path) -> None:

@@ -37,6 +37,10 @@ SIGNABLE = (ImageType.UpdateCertStore, ImageType.BaseSystemUpdateManifest)
 SMALL = FlashGeometry(size=1024 * 1024, sector_size=4096, page_size=256)
 
 
+#: When the lab's own manifests are built: after the shipped 2025-02-10 ones (2025-03-01).
+LAB_MANIFEST_DATE = 1_740_787_200
+
+
 @dataclass(frozen=True)
 class Lab:
     """A build folder made by tools/build_images.py, and ways to craft more images with its keys."""
@@ -91,11 +95,14 @@ class Lab:
                              security_version=security_version)
 
     def manifest(self, images: Sequence[bytes], *, signer: Signer | None = None,
-                 entries: Sequence[ManifestEntry] | None = None) -> bytes:
-        """A manifest listing `images` exactly (or the given `entries`)."""
+                 entries: Sequence[ManifestEntry] | None = None,
+                 build_date: int = LAB_MANIFEST_DATE) -> bytes:
+        """A manifest listing `images` exactly (or the given `entries`), built at `build_date`
+        (by default after the shipped feeds' manifests, so it is not taken for a replay)."""
         listed = entries if entries is not None else [
             ManifestEntry.for_image(parse_package(data)) for data in images]
-        return build_package(build_manifest(listed), image_type=ImageType.BaseSystemUpdateManifest,
+        return build_package(build_manifest(listed, build_date),
+                             image_type=ImageType.BaseSystemUpdateManifest,
                              component_id=MANIFEST_COMPONENT, image_id=uuid.uuid4(),
                              signer=signer or self.signer(), name="lab-manifest")
 

@@ -24,6 +24,7 @@ from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
 from firmware_model.errors import (
     FeedError,
+    FeedLocationError,
     FwModelError,
     ImageFormatError,
     ManifestMismatchError,
@@ -69,17 +70,19 @@ def test_a_feed_location_names_a_channel_folder_or_the_folder_of_channels() -> N
         "images/build/feeds/RetailEval")
     assert channel_location("http://127.0.0.1:8000/Retail/", "Retail") == (
         "http://127.0.0.1:8000/Retail/")
-    with pytest.raises(FeedError, match="is the Retail channel, not RetailEval"):
+    with pytest.raises(FeedLocationError, match="is the Retail channel, not RetailEval"):
         channel_location("feeds/Retail", "RetailEval")
-    with pytest.raises(FeedError, match="unknown channel"):
+    with pytest.raises(FeedLocationError, match="unknown channel"):
         channel_location("feeds", "Beta")
 
 
 def test_only_loopback_urls_and_known_schemes_are_feeds(tmp_path: Path) -> None:
-    with pytest.raises(FeedError, match="loopback"):
-        open_feed("https://updates.example.com/feeds")
-    with pytest.raises(FeedError, match="scheme"):
-        open_feed("ftp://127.0.0.1/feeds")
+    for location, reason in [("https://updates.example.com/feeds", "loopback"),
+                             ("https://192.168.35.2/feeds", "loopback"),
+                             ("ftp://127.0.0.1/feeds", "scheme")]:
+        with pytest.raises(FeedLocationError, match=reason) as refused:
+            open_feed(location)
+        assert exit_code_of(refused.value) == ExitCode.BAD_INPUT
     assert isinstance(open_feed("http://localhost:1/feeds"), HttpFeed)
     folder = tmp_path / "my-feed"
     folder.mkdir()
@@ -91,13 +94,17 @@ def test_only_loopback_urls_and_known_schemes_are_feeds(tmp_path: Path) -> None:
 # --- directory feeds -----------------------------------------------------------------------
 
 
-def test_a_missing_feed_folder_is_a_feed_error_and_the_next_check_works(
+def test_a_feed_path_or_channel_folder_that_is_not_there_is_bad_usage_not_a_feed_down(
     device: Device, device_lab: Lab, tmp_path: Path
 ) -> None:
     location = tmp_path / "feeds"
-    with pytest.raises(FeedError) as down:
-        Updater(device).check_for_update(open_feed(str(location)))
-    assert exit_code_of(down.value) == ExitCode.UNAVAILABLE
+    with pytest.raises(FeedLocationError, match="no feed at") as wrong:
+        open_feed(str(location))
+    assert exit_code_of(wrong.value) == ExitCode.BAD_INPUT
+    location.mkdir()
+    with pytest.raises(FeedLocationError, match="has no RetailEval channel folder"):
+        open_feed(str(location), "RetailEval")
+    location.rmdir()
     copy_feed(device_lab, location)
     result = Updater(device).check_for_update(open_feed(str(location)))
     assert result.outcome is UpdateOutcome.INSTALLED

@@ -49,11 +49,22 @@ def entry(data: bytes) -> ManifestEntry:
     return ManifestEntry.for_image(parse_package(data))
 
 
-def tampered(lab: Lab, device: Device) -> MemoryFeed:
+def _tampered_store(lab: Lab) -> bytes:
     store = bytearray(lab.image(NEW_STORE))
     store[200] ^= 0x40  # inside the cramfs payload: same size, same GUIDs
+    return bytes(store)
+
+
+def tampered(lab: Lab, device: Device) -> MemoryFeed:
+    """Bytes changed in transit: the manifest's SHA-256 no longer matches."""
     return feed_of(lab.manifest([lab.image(NEW_STORE)]), [], {
-        image_id_of(lab.image(NEW_STORE)): bytes(store)})
+        image_id_of(lab.image(NEW_STORE)): _tampered_store(lab)})
+
+
+def manifest_of_a_forged_image(lab: Lab, device: Device) -> MemoryFeed:
+    """A signed manifest that lists a forged image's own bytes: its signature fails."""
+    forged = _tampered_store(lab)
+    return feed_of(lab.manifest([forged]), [forged])
 
 
 def wrong_type(lab: Lab, device: Device) -> MemoryFeed:
@@ -145,7 +156,8 @@ def rollback(lab: Lab, device: Device) -> MemoryFeed:
 
 
 CASES: list[tuple[Case, type[FwModelError], int, str]] = [
-    (tampered, SignatureError, ExitCode.REFUSED, "signature does not verify"),
+    (tampered, ManifestMismatchError, ExitCode.REFUSED, "its SHA-256 differs"),
+    (manifest_of_a_forged_image, SignatureError, ExitCode.REFUSED, "signature does not verify"),
     (wrong_type, WrongImageTypeError, ExitCode.REFUSED, "TrustedKeystore image where the manifest"),
     (store_as_manifest, WrongImageTypeError, ExitCode.REFUSED, "not a BaseSystemUpdateManifest"),
     (manifest_of_an_app, WrongImageTypeError, ExitCode.REFUSED, "lists a Applications image"),
@@ -180,7 +192,7 @@ def test_a_refused_update_leaves_the_device_as_it_was(
 
 
 def test_the_device_still_updates_after_a_refusal(device: Device, device_lab: Lab) -> None:
-    with pytest.raises(SignatureError):
+    with pytest.raises(ManifestMismatchError):
         Updater(device).check_for_update(tampered(device_lab, device))
     result = Updater(device).check_for_update(device_lab.feed())
     assert result.boot is not None and result.boot.confirmed

@@ -138,11 +138,11 @@ class FlakyFeed:
     def location(self) -> str:
         return "flaky"
 
-    def fetch(self, name: str, limit: int) -> bytes:
+    def fetch(self, name: str, limit: int, deadline: float | None = None) -> bytes:
         self.calls.append(self.clock.clock.wall() if self.clock else 0.0)
         if len(self.calls) <= self.down:
             raise FeedError("feed flaky: connection refused")
-        return self.inner.fetch(name, limit)
+        return self.inner.fetch(name, limit, deadline)
 
 
 @pytest.mark.parametrize("hours", [20.0, 24.0])

@@ -29,7 +29,8 @@ REFS = st.one_of(
     st.builds(SlotRef, st.sampled_from([0, 1]), U32, st.binary(min_size=32, max_size=32)),
 )
 RECORDS = st.builds(BootRecord, U32, st.sampled_from(list(RecordState)),
-                    st.builds(SlotSet, REFS, REFS), st.builds(SlotSet, REFS, REFS))
+                    st.builds(SlotSet, REFS, REFS), st.builds(SlotSet, REFS, REFS),
+                    st.integers(0, 2**64 - 1))
 
 
 def declared_bytes(record: BootRecord) -> bytes:
@@ -42,7 +43,8 @@ def declared_bytes(record: BootRecord) -> bytes:
         return {"keystore": ref(s.keystore), "store": ref(s.store)}
 
     body = {"state": int(record.state), "sequence": record.sequence,
-            "active": slot_set(record.active), "fallback": slot_set(record.fallback)}
+            "active": slot_set(record.active), "fallback": slot_set(record.fallback),
+            "manifest_date": record.manifest_date}
     return bytes(RecordFormat.build({"body": {"value": body}}))
 
 
@@ -66,7 +68,8 @@ def declared_record(raw: bytes) -> BootRecord | None:
         return None
     ks, st_, fks, fst = refs
     assert ks is not None and st_ is not None and fks is not None and fst is not None
-    return BootRecord(int(body.sequence), state, SlotSet(ks, st_), SlotSet(fks, fst))
+    return BootRecord(int(body.sequence), state, SlotSet(ks, st_), SlotSet(fks, fst),
+                      int(body.manifest_date))
 
 
 @settings(max_examples=200, deadline=None)

@@ -38,12 +38,14 @@ from firmware_model.image.build import build_package
 from firmware_model.image.certstore import BAD_CERTIFICATE, real_world_roots
 from firmware_model.image.keystore import (
     FLAG_REVOKED,
+    KEYSTORE_SIGNING_ROLE,
     KeyList,
     Keystore,
     KeystoreHeader,
     KeystorePayload,
     TrustedKey,
     build_keystore_payload,
+    has_keystore_signing_role,
     read_keystore_payload,
     root_key_hash,
 )
@@ -90,7 +92,7 @@ def construct_section(section_id: int, raw: bytes, offset: int) -> Section:
 def construct_manifest(payload: bytes) -> list[ManifestEntry]:
     value = parse_strict(Manifest, payload, "manifest")
     return [ManifestEntry(e["image_id"], e["component_id"], e["image_type"],
-                          e["image_file_size"], e["security_version"])
+                          e["image_file_size"], e["security_version"], e["sha256"])
             for e in value["entries"]]
 
 
@@ -150,6 +152,10 @@ def construct_open_keystore(data: bytes, fused: bytes) -> Keystore:
     if root_key_hash(root) != fused:
         raise UntrustedSignerError("keystore root key does not match the fused root-key hash")
     _issued_by_root(signer, root)
+    if not has_keystore_signing_role(signer):
+        raise UntrustedSignerError(
+            "keystore signer certificate lacks the keystore-signing role (extended key usage "
+            f"{KEYSTORE_SIGNING_ROLE.dotted_string})")
     if thumbprint(signer) != layout.section_bytes(data, SectionId.Signature)[:20]:
         raise UntrustedSignerError("keystore is not signed by the certificate it carries")
     signer_key = signer.public_key()
@@ -291,7 +297,8 @@ def test_every_declared_section_has_a_decoder_and_a_size() -> None:
 
 u32 = st.integers(0, 0xFFFF_FFFF)
 entries = st.builds(ManifestEntry, image_id=st.uuids(), component_id=st.uuids(),
-                    image_type=st.integers(0, 0xFFFF), size=u32, security_version=u32)
+                    image_type=st.integers(0, 0xFFFF), size=u32, security_version=u32,
+                    sha256=st.binary(min_size=32, max_size=32))
 u64 = st.integers(0, 2**64 - 1)
 abi_pairs = st.lists(st.fixed_dictionaries({"version": u32, "type": u32}), min_size=2,
                      max_size=2)
@@ -299,7 +306,7 @@ declared_entries = st.fixed_dictionaries({
     "image_id": st.uuids(), "component_id": st.uuids(), "image_type": st.integers(0, 0xFFFF),
     "partition_type": st.integers(0, 0xFFFF), "image_file_size": u32,
     "uncompressed_image_size": u32, "provides": abi_pairs, "depends": abi_pairs,
-    "security_version": u32})
+    "security_version": u32, "sha256": st.binary(min_size=32, max_size=32)})
 manifests = st.one_of(
     st.builds(build_manifest, st.lists(entries, max_size=5), u64),
     # every field arbitrary, as the declaration builds it
@@ -328,7 +335,8 @@ def test_any_bytes_as_a_manifest(payload: bytes) -> None:
 
 
 def test_manifest_errors_name_the_field_at_fault() -> None:
-    payload = build_manifest([ManifestEntry(uuid.UUID(int=1), uuid.UUID(int=2), 22, 9, 1)])
+    payload = build_manifest([ManifestEntry(uuid.UUID(int=1), uuid.UUID(int=2), 22, 9, 1,
+                                            bytes(32))])
     for cut, field, at in [(1, "version", 0), (5, "header_size", 4), (40, "component_id", 32),
                            (93, "security_version", 92)]:
         with pytest.raises(ImageFormatError, match=field) as caught:
@@ -344,7 +352,8 @@ def test_manifest_errors_name_the_field_at_fault() -> None:
 _ROOT = new_key()
 _ROOT_CERT = issue("Decoder Root", _ROOT, ca=True)
 _SIGNING_KEY = new_key()
-SIGNER = Signer(_SIGNING_KEY, issue("Decoder Keystore Signing", _SIGNING_KEY, (_ROOT_CERT, _ROOT)))
+SIGNER = Signer(_SIGNING_KEY, issue("Decoder Keystore Signing", _SIGNING_KEY, (_ROOT_CERT, _ROOT),
+                                    extended_usages=[KEYSTORE_SIGNING_ROLE]))
 POOL = [new_key().public_key(), new_key().public_key(), new_key(ec.SECP384R1()).public_key()]
 FUSED = root_key_hash(_ROOT.public_key())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import uuid
 
@@ -14,6 +15,7 @@ from firmware_model.image.manifest import (
     HEADER_SIZE,
     ManifestEntry,
     build_manifest,
+    manifest_date,
     read_manifest,
 )
 from firmware_model.image.package import parse_package
@@ -23,10 +25,10 @@ from tools.pki import LabPki
 ENTRIES = [
     ManifestEntry(uuid.UUID("93a3ac0e-1dd1-45fc-805c-1fe3cbac1f27"),
                   uuid.UUID("e5f5f3fc-2eb5-4d1b-a650-b72364446807"),
-                  ImageType.UpdateCertStore, 6_144, 2),
+                  ImageType.UpdateCertStore, 6_144, 2, bytes(range(32))),
     ManifestEntry(uuid.UUID("522caa98-5aea-4868-97ee-98f35b58b80a"),
                   uuid.UUID("46dae4ab-8d2f-483c-94a4-c873c0e82ea2"),
-                  ImageType.TrustedKeystore, 1_020, 1),
+                  ImageType.TrustedKeystore, 1_020, 1, b"\xa5" * 32),
 ]
 
 
@@ -54,7 +56,8 @@ def test_entry_for_image_pins_it_down(lab_pki: LabPki) -> None:
                          signer=lab_pki.signer("image-signing"), security_version=4)
     entry = ManifestEntry.for_image(parse_package(data))
     assert entry == ManifestEntry(ENTRIES[0].image_id, ENTRIES[0].component_id,
-                                  ImageType.UpdateCertStore, len(data), 4)
+                                  ImageType.UpdateCertStore, len(data), 4,
+                                  hashlib.sha256(data).digest())
     assert entry.to_json()["image_type"] == "UpdateCertStore"
 
 
@@ -90,3 +93,14 @@ def test_count_larger_than_the_entries() -> None:
     struct.pack_into("<H", payload, 2, 3)
     error = _read_error(bytes(payload))
     assert error.offset == len(payload)
+
+
+def test_the_build_date_is_the_manifests_version() -> None:
+    assert manifest_date(build_manifest(ENTRIES, build_date=1_739_145_600)) == 1_739_145_600
+    with pytest.raises(ImageFormatError, match="build_date"):
+        manifest_date(build_manifest(ENTRIES)[:12])
+
+
+def test_each_entry_binds_its_image_by_sha256() -> None:
+    payload = build_manifest(ENTRIES[:1])
+    assert payload[HEADER_SIZE + ENTRY_SIZE - 32 : HEADER_SIZE + ENTRY_SIZE] == bytes(range(32))

@@ -20,6 +20,7 @@ from firmware_model.errors import ImageFormatError, TrustError
 from firmware_model.image.build import build_package, encode_section
 from firmware_model.image.certstore import build_store_payload, read_store_payload
 from firmware_model.image.keystore import (
+    KEYSTORE_SIGNING_ROLE,
     Keyring,
     TrustedKey,
     build_keystore_payload,
@@ -122,7 +123,8 @@ def test_keystore_payload_round_trip(root: ec.EllipticCurvePrivateKey, carried: 
 
 
 entries = st.builds(ManifestEntry, image_id=st.uuids(), component_id=st.uuids(),
-                    image_type=u16, size=u32, security_version=u32)
+                    image_type=u16, size=u32, security_version=u32,
+                    sha256=st.binary(min_size=32, max_size=32))
 
 
 @FEW
@@ -150,7 +152,8 @@ VALID_IMAGE = _image(b"a valid store payload, more or less",
 VALID_STORE_IMAGE = _image(build_store_payload([("Pool_0", POOL_CERTS[0]),
                                                 ("Pool_2", POOL_CERTS[2])]))
 _KS_KEY = new_key()
-_KS_SIGNER = Signer(_KS_KEY, issue("Keystore Signing", _KS_KEY, (POOL_CERTS[0], POOL_KEYS[0])))
+_KS_SIGNER = Signer(_KS_KEY, issue("Keystore Signing", _KS_KEY, (POOL_CERTS[0], POOL_KEYS[0]),
+                                  extended_usages=[KEYSTORE_SIGNING_ROLE]))
 VALID_KEYSTORE_IMAGE = build_package(
     build_keystore_payload(ROOT_KEY, _KS_SIGNER.certificate,
                            [TrustedKey.from_certificate(SIGNER.certificate)]),
@@ -159,7 +162,8 @@ VALID_KEYSTORE_IMAGE = build_package(
 VALID_PAYLOADS: dict[str, tuple[bytes, Callable[[bytes], object]]] = {
     "keystore": (build_keystore_payload(ROOT_KEY, POOL_CERTS[1], [TrustedKey.from_certificate(
         POOL_CERTS[0])]), read_keystore_payload),
-    "manifest": (build_manifest([ManifestEntry(uuid.UUID(int=5), uuid.UUID(int=6), 22, 100, 1)]),
+    "manifest": (build_manifest([ManifestEntry(uuid.UUID(int=5), uuid.UUID(int=6), 22, 100, 1,
+                                               bytes(32))]),
                  read_manifest),
     "store": (build_store_payload([("Pool_0", POOL_CERTS[0])]), read_store_payload),
 }

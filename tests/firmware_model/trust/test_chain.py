@@ -17,6 +17,7 @@ from firmware_model.errors import (
 )
 from firmware_model.image.build import build_package
 from firmware_model.image.keystore import (
+    KEYSTORE_SIGNING_ROLE,
     Keyring,
     TrustedKey,
     build_keystore_payload,
@@ -184,7 +185,8 @@ def _other_root_signer(pki: LabPki) -> Signer:
     other_root_key = new_key()
     other_root = issue("Other Root", other_root_key, ca=True)
     key = new_key()
-    return Signer(key, issue("Keystore Signing (other root)", key, (other_root, other_root_key)))
+    return Signer(key, issue("Keystore Signing (other root)", key, (other_root, other_root_key),
+                             extended_usages=[KEYSTORE_SIGNING_ROLE]))
 
 
 def _flip_key_list(data: bytes) -> bytes:
