@@ -1,7 +1,5 @@
 """`python -m firmware_model`: the `fwmodel` command line."""
 
-import sys
+from firmware_model.cli.entry import fwmodel
 
-from firmware_model.cli.fwmodel import main
-
-sys.exit(main())
+fwmodel()

@@ -43,6 +43,7 @@ from firmware_model.image.keystore import TrustedKey, build_keystore_payload
 from firmware_model.image.manifest import ManifestEntry, build_manifest
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
+from firmware_model.trust.fuses import MAX_SECURITY_VERSION
 from tools.files import write_atomic
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, load_signer
 
@@ -67,7 +68,7 @@ def _image_type(name: str, path: Path) -> ImageType:
         raise ImageFormatError(f"{path}: unknown image type {name!r}") from None
 
 
-def _store_payload(table: dict[str, Any], base: Path) -> bytes:
+def _store_payload(table: dict[str, Any], base: Path, path: Path) -> bytes:
     named: list[tuple[str, x509.Certificate]] = []
     for file in table.get("certificates", []):
         cert = load_certificate(base / file)
@@ -75,6 +76,9 @@ def _store_payload(table: dict[str, Any], base: Path) -> bytes:
     for bundle in table.get("bundles", []):
         for cert in load_pem_bundle((base / bundle).read_bytes()):
             named.append((file_stem(cert), cert))
+    if not named:
+        raise ImageFormatError(f"{path}: a store with no root would leave a device unable to "
+                               "reach any HTTPS endpoint, its feed included")
     return build_store_payload(_unique(named))
 
 
@@ -96,6 +100,10 @@ def _keystore_payload(table: dict[str, Any], keys: Path, path: Path) -> bytes:
         )
         for k in table.get("keys", [])
     ]
+    if not any(ImageType.BaseSystemUpdateManifest in key.image_types and not key.revoked
+               for key in entries):
+        raise ImageFormatError(f"{path}: no key of this keystore may sign an update manifest: "
+                               "a device that installed it could never update again")
     root = load_certificate(keys / f"{ROOT}.pem").public_key()
     signer = load_certificate(keys / f"{KEYSTORE_SIGNING}.pem")
     return build_keystore_payload(root, signer, entries)  # type: ignore[arg-type]
@@ -113,13 +121,25 @@ def _timestamp(value: Any) -> int:
     return int(value or 0)
 
 
+def _security_version(recipe: dict[str, Any], path: Path) -> int | None:
+    """The recipe's security version: a whole number a device's counter can hold."""
+    version = recipe.get("security_version")
+    if version is None:
+        return None
+    if not isinstance(version, int) or isinstance(version, bool) or not (
+            0 <= version <= MAX_SECURITY_VERSION):
+        raise ImageFormatError(f"{path}: security_version {version!r}: a device's counter "
+                               f"holds 0..{MAX_SECURITY_VERSION}")
+    return version
+
+
 def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
     """Build, sign and write the image `path` describes; return its bytes."""
     recipe = load_recipe(path)
     image_type = _image_type(_need(recipe, "type", path), path)
     build_time = _timestamp(recipe.get("build_time"))
     if image_type == ImageType.UpdateCertStore:
-        payload = _store_payload(_need(recipe, "store", path), path.parent)
+        payload = _store_payload(_need(recipe, "store", path), path.parent, path)
     elif image_type == ImageType.TrustedKeystore:
         payload = _keystore_payload(_need(recipe, "keystore", path), keys, path)
     elif image_type == ImageType.BaseSystemUpdateManifest:
@@ -144,7 +164,7 @@ def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
     image = build_package(
         payload, image_type=image_type, component_id=ids[0], image_id=ids[1],
         signer=load_signer(keys / f"{stem}.key", keys / f"{stem}.pem"), name=name,
-        build_time=build_time, security_version=recipe.get("security_version"),
+        build_time=build_time, security_version=_security_version(recipe, path),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, image)

@@ -150,6 +150,7 @@ class HttpFeed:
     def _get(self, connection: http.client.HTTPConnection, parsed: urllib.parse.ParseResult,
              name: str, limit: int, deadline: float | None) -> bytes:
         connection.request("GET", parsed.path or "/", headers={"Connection": "close"})
+        sock = connection.sock  # kept: the connection lets go of it once the response is read
         response = connection.getresponse()
         url = parsed.geturl()
         if response.status != 200:
@@ -159,8 +160,9 @@ class HttpFeed:
             raise _too_big(name, self.location, limit)
         data = bytearray()
         while len(data) <= limit:
-            if connection.sock is not None:
-                connection.sock.settimeout(self._wait(deadline, name))
+            wait = self._wait(deadline, name)  # _late once the deadline has passed
+            if sock is not None:
+                sock.settimeout(wait)
             piece = response.read1(min(_READ_PIECE, limit + 1 - len(data)))
             if not piece:
                 break

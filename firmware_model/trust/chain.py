@@ -2,9 +2,10 @@
 keys -> images.
 
 `open_keystore` authenticates a keystore image against the fused hash (its root key, the
-certificate of its signer issued by that root, the signature); `authenticate` checks any other
-image's signature with a key of a keystore's `Keyring` that may sign its type; `verify_image`
-authenticates, then parses. Nothing untrusted is parsed further than needed to authenticate
+certificate of its signer issued by that root with the keystore-signing role, the signature);
+`authenticate` checks any other image's signature with a key of a keystore's `Keyring` that may
+sign its type; `verify_image` authenticates, then parses, refusing a section the device does not
+know. Nothing untrusted is parsed further than needed to authenticate
 it: the trailer, the section table, the image type and the thumbprint (and for a keystore its
 header) before the signature; the sections and the payload after.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from firmware_model.errors import UntrustedSignerError, WrongImageTypeError
+from firmware_model.errors import ImageFormatError, UntrustedSignerError, WrongImageTypeError
 from firmware_model.image import derive
 from firmware_model.image.keystore import (
     KEYSTORE_SIGNING_ROLE,
@@ -65,11 +66,20 @@ def verify_image(
 ) -> ImagePackage:
     """Authenticate, then parse in full; WrongImageTypeError if it is not `expected_type`.
     `layout`, if given, must be `locate(data)`."""
-    image = parse_package(data, authenticate(data, keyring, layout))
+    image = _known_sections_only(parse_package(data, authenticate(data, keyring, layout)))
     if expected_type is not None and image.image_type != expected_type:
         raise WrongImageTypeError(
             f"expected a {image_type_name(expected_type)} image, got {image.image_type_name}"
         )
+    return image
+
+
+def _known_sections_only(image: ImagePackage) -> ImagePackage:
+    """The image, unless it has a section the device does not know: a device refuses what it
+    cannot interpret, however well it is signed (ImageFormatError at that section)."""
+    unknown = image.unknown_sections
+    if unknown:
+        raise ImageFormatError(f"unknown section '{unknown[0].tag}'", unknown[0].offset)
     return image
 
 
@@ -120,6 +130,6 @@ def open_keystore(
         raise UntrustedSignerError("keystore signer key is not an EC key")
     end = layout.metadata_end
     verify_with(verifier(signer_key), view[:end], view[end:])
-    image = parse_package(data, layout)
+    image = _known_sections_only(parse_package(data, layout))
     keys = read_keys(payload, header.keys_start)
     return image, Keystore(header.root_public_key, signer.certificate, keys)

@@ -1,7 +1,5 @@
 """`python -m hal.emulator`: serve a software machine as a board (see hal.emulator.cli)."""
 
-import sys
+from policy.entry import launch
 
-from hal.emulator.cli import main
-
-sys.exit(main())
+launch("hal.emulator", "hal.emulator.cli")

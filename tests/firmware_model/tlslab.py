@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -106,11 +108,14 @@ def tls_server(context: ssl.SSLContext) -> Iterator[int]:
 
 @dataclass
 class FeedFaults:
-    """What a feed server does wrong: files cut in half, files it answers 404 for."""
+    """What a feed server does wrong: files cut in half, files it answers 404 for, seconds it
+    waits before each answer (`delay`), seconds between the bytes of a body (`trickle`)."""
 
     half: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
     served: list[str] = field(default_factory=list)
+    delay: float = 0.0
+    trickle: float = 0.0
 
 
 @contextmanager
@@ -131,13 +136,26 @@ def feed_server(folder: Path, context: ssl.SSLContext | None = None,
                 self.send_error(404)
                 return
             data = path.read_bytes()
+            time.sleep(faults.delay)
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data[: len(data) // 2] if name in faults.half else data)
+            body = data[: len(data) // 2] if name in faults.half else data
+            if not faults.trickle:
+                self.wfile.write(body)
+                return
+            for byte in body:  # until the client hangs up
+                time.sleep(faults.trickle)
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
 
         def log_message(self, format: str, *args: object) -> None:
             pass
+
+        def handle(self) -> None:
+            # a client that hung up (an interrupted update, a deadline) is not our error
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                super().handle()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if context is not None:

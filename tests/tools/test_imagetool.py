@@ -356,6 +356,24 @@ BAD_RECIPES = {
     "bad GUID": RECIPE_HEAD.replace("4010c57a", "zzzz") + "[store]\n",
     "name too long": RECIPE_HEAD + f'name = "{"n" * 33}"\n[store]\n',
     "no contents table": RECIPE_HEAD,
+    # recipes a device would take and then fail to boot or strand (issue 9): refused at build
+    "store version past the counter": RECIPE_HEAD + "security_version = 65\n"
+    + f'[store]\ncertificates = ["{ROOTS / "DigiCert_Global_Root_G2.pem"}"]\n',
+    "negative security version": RECIPE_HEAD + "security_version = -1\n"
+    + f'[store]\ncertificates = ["{ROOTS / "DigiCert_Global_Root_G2.pem"}"]\n',
+    "store with no root": RECIPE_HEAD + "[store]\ncertificates = []\n",
+    "keystore that trusts no manifest signer": RECIPE_HEAD.replace(
+        "UpdateCertStore", "TrustedKeystore")
+    + '[keystore]\nkeys = [{ certificate = "image-signing.pem", image_types = '
+      '["UpdateCertStore"] }]\n',
+}
+
+
+REASONS = {
+    "store version past the counter": "counter holds 0..64",
+    "negative security version": "counter holds 0..64",
+    "store with no root": "a store with no root",
+    "keystore that trusts no manifest signer": "could never update again",
 }
 
 
@@ -365,7 +383,8 @@ def test_bad_recipes_write_nothing(case: str, tmp_path: Path, keys: Path) -> Non
     recipe = tmp_path / "bad.toml"
     recipe.write_text(BAD_RECIPES[case])
     target = tmp_path / "built" / "bad.imagepackage"
-    assert_fails(call("build", recipe, "--keys", keys, "-o", target), 2)
+    line = assert_fails(call("build", recipe, "--keys", keys, "-o", target), 2)
+    assert REASONS.get(case, "") in line
     assert not target.exists()
 
 

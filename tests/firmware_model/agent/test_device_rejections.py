@@ -4,6 +4,7 @@ and names its reason on the console and in its exit code."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,14 +16,19 @@ from firmware_model.agent.updater import Updater
 from firmware_model.device.model import Device
 from firmware_model.errors import (
     FwModelError,
+    ImageFormatError,
     ManifestMismatchError,
+    ReplayError,
     RevokedError,
     RollbackError,
     SignatureError,
     SizeLimitError,
+    UnfitImageError,
+    UnsafeUpdateError,
     UntrustedSignerError,
     WrongImageTypeError,
 )
+from firmware_model.image.build import build_package
 from firmware_model.image.keystore import TrustedKey
 from firmware_model.image.manifest import ManifestEntry
 from firmware_model.image.package import parse_package
@@ -32,12 +38,14 @@ from policy.cli import ExitCode
 from policy.cli import exit_code as exit_code_of
 from tests.firmware_model.devicelab import (
     SIGNABLE,
+    STORE_COMPONENT,
     Lab,
     Outside,
     feed_of,
     image_id_of,
     stranger,
 )
+from tools.pki import issue, new_key
 
 NEW_STORE = "certstore-2025-02"
 NEW_KEYSTORE = "keystore-2025-02"
@@ -155,7 +163,111 @@ def rollback(lab: Lab, device: Device) -> MemoryFeed:
     return feed_of(lab.manifest([old]), [old])
 
 
+# --- a hostile feed (issue 9): attacks that must fail before anything is written -------------
+
+
+def keystore_minted_by_the_image_signing_key(lab: Lab, device: Device) -> MemoryFeed:
+    """The image-signing key (issued by the fused root, like the keystore signer) mints a
+    keystore that gives an attacker's key every right, and ships the attacker's store."""
+    attacker = stranger("Attacker")
+    everything = TrustedKey.from_certificate(attacker.certificate)
+    image_signer = lab.signer()
+    keystore = lab.keystore([everything], carried=image_signer, signer=image_signer)
+    store = lab.store(lab.roots(NEW_STORE), 2, signer=attacker)
+    return feed_of(lab.manifest([keystore, store]), [keystore, store])
+
+
+def store_that_is_not_a_filesystem(lab: Lab, device: Device) -> MemoryFeed:
+    """An authentic store image whose payload is not cramfs: it would never boot."""
+    store = build_package(b"certificates, honestly" * 8, image_type=ImageType.UpdateCertStore,
+                          component_id=STORE_COMPONENT, image_id=uuid.uuid4(),
+                          signer=lab.signer(), name="not-a-store", security_version=2)
+    return feed_of(lab.manifest([store]), [store])
+
+
+def store_version_past_the_counter(lab: Lab, device: Device) -> MemoryFeed:
+    """Security version 65: the store's 64-bit thermometer cannot hold it."""
+    store = lab.store(lab.roots(NEW_STORE), 65)
+    return feed_of(lab.manifest([store]), [store])
+
+
+def keystore_version_past_the_counter(lab: Lab, device: Device) -> MemoryFeed:
+    """Security version 2^32-1 on a keystore."""
+    keystore = lab.keystore(security_version=2**32 - 1)
+    return feed_of(lab.manifest([keystore]), [keystore])
+
+
+def keystore_that_drops_the_running_stores_signer(lab: Lab, device: Device) -> MemoryFeed:
+    """A new keystore alone, whose key may sign manifests but no longer stores: the running
+    store would not authenticate at the next boot."""
+    manifests_only = TrustedKey.from_certificate(lab.signer().certificate,
+                                                 [ImageType.BaseSystemUpdateManifest])
+    keystore = lab.keystore([manifests_only])
+    return feed_of(lab.manifest([keystore]), [keystore])
+
+
+def keystore_that_trusts_no_manifest_signer(lab: Lab, device: Device) -> MemoryFeed:
+    """A new keystore whose only key may sign stores: no update could ever follow it."""
+    stores_only = TrustedKey.from_certificate(lab.signer().certificate,
+                                              [ImageType.UpdateCertStore])
+    keystore = lab.keystore([stores_only])
+    return feed_of(lab.manifest([keystore]), [keystore])
+
+
+def image_with_an_unknown_section(lab: Lab, device: Device) -> MemoryFeed:
+    """An authentic store carrying a section the device does not know ('ZZ')."""
+    payload = parse_package(lab.image(NEW_STORE)).payload
+    store = build_package(payload, image_type=ImageType.UpdateCertStore,
+                          component_id=STORE_COMPONENT, image_id=uuid.uuid4(),
+                          signer=lab.signer(), name="odd-store", security_version=2,
+                          extra_sections=[{"id": 0x5A5A, "data": b"what is this"}])
+    return feed_of(lab.manifest([store]), [store])
+
+
+def store_with_no_root_valid_now(lab: Lab, device: Device) -> MemoryFeed:
+    """A store whose only root expired before the device's clock (2025-02-01)."""
+    key = new_key()
+    expired = issue("Expired Root", key, ca=True,
+                    not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+                    not_after=dt.datetime(2024, 12, 31, tzinfo=dt.UTC))
+    store = lab.store([("Expired_Root", expired)], 2)
+    return feed_of(lab.manifest([store]), [store])
+
+
+def signed_image_swapped_under_another_guid(lab: Lab, device: Device) -> MemoryFeed:
+    """Another validly signed store, the same GUID, size, type and version as the one the
+    manifest lists, only its bytes differ (TUF's mix-and-match: the GUID alone bound it)."""
+    listed = parse_package(lab.store(lab.roots(NEW_STORE), 2))
+    swapped = build_package(listed.payload, image_type=ImageType.UpdateCertStore,
+                            component_id=STORE_COMPONENT, image_id=listed.image_id,
+                            signer=lab.signer(), name="swapped", security_version=2)
+    assert len(swapped) == len(listed.data) and swapped != listed.data
+    return feed_of(lab.manifest([listed.data]), [], {listed.image_id: swapped})
+
+
+def replayed_older_manifest(lab: Lab, device: Device) -> MemoryFeed:
+    """After an update from a manifest built 2025-03-01, a manifest built 2025-02-10 (the
+    shipped one, validly signed): a replay, whatever it lists."""
+    newer = lab.store(lab.roots(NEW_STORE), 2)
+    Updater(device).check_for_update(feed_of(lab.manifest([newer]), [newer]))
+    return lab.feed()
+
+
 CASES: list[tuple[Case, type[FwModelError], int, str]] = [
+    (keystore_minted_by_the_image_signing_key, UntrustedSignerError, ExitCode.REFUSED,
+     "lacks the keystore-signing role"),
+    (store_that_is_not_a_filesystem, ImageFormatError, ExitCode.BAD_INPUT, "no cramfs magic"),
+    (store_version_past_the_counter, UnfitImageError, ExitCode.REFUSED, "holds at most 64"),
+    (keystore_version_past_the_counter, UnfitImageError, ExitCode.REFUSED, "holds at most 64"),
+    (keystore_that_drops_the_running_stores_signer, UntrustedSignerError, ExitCode.REFUSED,
+     "may not sign UpdateCertStore images"),
+    (keystore_that_trusts_no_manifest_signer, UnsafeUpdateError, ExitCode.REFUSED,
+     "could never take another update"),
+    (image_with_an_unknown_section, ImageFormatError, ExitCode.BAD_INPUT, "unknown section 'ZZ'"),
+    (store_with_no_root_valid_now, UnsafeUpdateError, ExitCode.REFUSED, "no root valid"),
+    (signed_image_swapped_under_another_guid, ManifestMismatchError, ExitCode.REFUSED,
+     "its SHA-256 differs"),
+    (replayed_older_manifest, ReplayError, ExitCode.REFUSED, "a replay"),
     (tampered, ManifestMismatchError, ExitCode.REFUSED, "its SHA-256 differs"),
     (manifest_of_a_forged_image, SignatureError, ExitCode.REFUSED, "signature does not verify"),
     (wrong_type, WrongImageTypeError, ExitCode.REFUSED, "TrustedKeystore image where the manifest"),

@@ -210,3 +210,23 @@ def test_revoking_versions_below_the_running_one_raises_the_counter(device_lab: 
     with pytest.raises(RevokedError):
         device.revoke(Component.KEYSTORE, 2)
     assert floors(device.machine.otp) == before
+
+
+@pytest.mark.parametrize("version", [65, 2**32 - 1])
+def test_boot_falls_back_from_a_slot_whose_version_the_counter_cannot_hold(
+    device_lab: Lab, version: int
+) -> None:
+    """A trial set the agent would have refused (written here behind its back): the boot path
+    refuses it too and falls back, instead of halting on a counter it cannot raise."""
+    device = small_device(device_lab)
+    running = device.running.record
+    store = device_lab.store(device_lab.roots("certstore-2025-02"), version)
+    free = 1 - (running.active.store.slot or 0)
+    digest = write_slot(device.machine.flash, device.flash_layout, Component.STORE, free, store)
+    trial = running.trial({Component.STORE: SlotRef(free, len(store), digest)})
+    device.record_area.commit(device.machine.flash, trial)
+    device.machine.reset.request_reset(ResetCause.SOFTWARE)
+    report = device.running.report
+    assert report.reverted and "UnfitImageError" in str(report.problem)
+    assert floors(device.machine.otp)[Component.STORE] == 1
+    assert device.running.record.active == running.active
