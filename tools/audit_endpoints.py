@@ -136,7 +136,7 @@ def _audit(argv: Sequence[str] | None) -> int:
     # public roots and server chains may carry non-positive serials: not this tool's finding
     warnings.simplefilter("ignore", CryptographyDeprecationWarning)
     p = parser()
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # options between endpoints, as curl takes them
     _check_trust_options(p, args)
     if not (args.hosts or args.app or args.elf or args.manifest):
         return _bad_input("nothing to audit: name HOST[:PORT], --app, --elf or --manifest")

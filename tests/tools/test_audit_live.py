@@ -196,3 +196,25 @@ def test_cli_exit_2_only_when_nothing_could_be_judged(
     bad_date = cli("kept.lab.test", "--at", "someday", "--before", stores[0],
                    "--after", stores[1])
     assert bad_date.returncode == 2 and bad_date.stderr.count("\n") == 1
+
+
+def test_options_go_between_endpoints_as_with_curl(
+    server: LabTlsServer, stores: tuple[Path, Path]
+) -> None:
+    port = server.port
+    done = cli(f"removed.lab.test:{port}", "--resolve", f"removed.lab.test:{port}:127.0.0.1",
+               f"kept.lab.test:{port}", "--resolve", f"kept.lab.test:{port}:127.0.0.1",
+               "--before", stores[0], "--json", "--after", stores[1])
+    assert done.returncode == 1, done.stderr
+    assert [(row["endpoint"], row["after"]) for row in json.loads(done.stdout)] == [
+        (f"removed.lab.test:{port}", "fail"), (f"kept.lab.test:{port}", "ok")]
+
+
+def test_an_endpoint_off_loopback_is_never_connected_to(stores: tuple[Path, Path]) -> None:
+    """Without --resolve the audit would reach the real host: it says why it judged nothing
+    instead (and the tests' network guard would have refused the connection anyway)."""
+    done = cli("example.com:443", "--before", stores[0], "--after", stores[1], "--json")
+    row = json.loads(done.stdout)[0]
+    assert (row["before"], row["after"]) == ("unknown", "unknown")
+    assert "not a loopback address" in row["reason"] and "--resolve" in row["reason"]
+    assert done.returncode == 2

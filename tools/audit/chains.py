@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from policy.network import is_loopback
 from tools.audit.endpoints import Endpoint, normalise_host, parse_endpoint
 from tools.audit.errors import AuditError, BadInputError, UnreachableError
 
@@ -27,7 +28,8 @@ DER = 2  # _ssl.ENCODING_DER
 
 
 class MissingChainError(AuditError):
-    """No saved chain for an endpoint."""
+    """No chain to judge for an endpoint: none saved, or one the audit may not fetch (a host
+    off the loopback interface: nothing in this project connects beyond it)."""
 
 
 def parse_resolve(text: str) -> tuple[Endpoint, str]:
@@ -74,13 +76,21 @@ def fetch_chain(
 ) -> list[x509.Certificate]:
     """The chain `endpoint` sends, connecting to `address` when given (else the host).
 
-    Raises UnreachableError (refused, timed out, handshake dropped, no certificate) or
-    BadInputError for a certificate that does not parse.
+    Only loopback addresses are connected to (MissingChainError otherwise: point the endpoint
+    at a lab server with `address`, as --resolve does, or judge saved chains). Raises
+    UnreachableError (refused, timed out, handshake dropped, no certificate) or BadInputError
+    for a certificate that does not parse.
     """
+    target = address or endpoint.host
+    if not is_loopback(target):
+        raise MissingChainError(
+            f"{endpoint}: no chain: {target} is not a loopback address (the audit connects to "
+            f"127.0.0.1 only: --resolve {endpoint.host}:{endpoint.port}:127.0.0.1 to a lab "
+            "server, or --chains DIR of saved chains)")
     sni = None if endpoint.is_ip else endpoint.host
     try:
         with (
-            socket.create_connection((address or endpoint.host, endpoint.port), timeout) as raw,
+            socket.create_connection((target, endpoint.port), timeout) as raw,
             client_context().wrap_socket(raw, server_hostname=sni) as tls,
         ):
             ders = peer_chain(tls)
