@@ -84,6 +84,7 @@ class SoftwareMachine(Closeable):
         echo: Echo | None = None,
         create: bool = True,
         keep_clock: bool = False,
+        console_keep: int | None = None,
     ) -> None:
         path = None if flash_path is None else Path(flash_path)
         clock_file = sidecar(path, CLOCK) if keep_clock else None
@@ -93,7 +94,7 @@ class SoftwareMachine(Closeable):
         self.faults = FaultInjector()
         saved = None if clock_file is None else load_wall(clock_file)
         self.clock = VirtualClock(wall_start if saved is None else saved)
-        self.console = LineConsole(echo)
+        self.console = LineConsole(echo, keep=console_keep)
         self.flash = NorFlash(geometry, self._rail, self.faults, path, create=create)
         try:
             self.otp = FuseBank(otp_words, self._rail, sidecar(path, OTP), create=create)
@@ -132,6 +133,13 @@ class SoftwareMachine(Closeable):
         self._rail.restore()
         self._reboot(ResetCause.POWER_LOSS)
 
+    def record_power_on(self) -> None:
+        """Record a power-up in the reset-cause register (POWER_ON), without running the boot
+        hook: what a board agent does when it starts serving the device, since starting it is
+        a power-up, whatever cause the previous run ended with (docs/serial-protocol.md §9)."""
+        self.watchdog.halt()
+        self._cause.record(ResetCause.POWER_ON)
+
     def snapshot(self) -> Snapshot:
         """Capture the machine's state (one 16 MiB copy for the default flash)."""
         token = object()
@@ -142,7 +150,7 @@ class SoftwareMachine(Closeable):
             clock=self.clock.state(),
             watchdog=self.watchdog.state(),
             powered=self._rail.on,
-            console_lines=len(self.console.lines()),
+            console_lines=self.console.total,
             token=token,
         )
 
