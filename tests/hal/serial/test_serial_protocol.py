@@ -266,6 +266,7 @@ def test_the_spec_has_the_worked_examples() -> None:
     assert set(spec_examples()) == {
         "program-request header", "program-request payload", "program-request crc",
         "program-request wire", "program-reply wire", "erase-error wire",
+        "hello-reply payload", "console-lines-reply payload",
     }
 
 
@@ -282,6 +283,12 @@ def test_the_spec_worked_examples_are_what_the_code_emits() -> None:
                   pack_error(ErrorCode.FLASH_RULE, "misaligned"))
     assert examples["erase-error wire"] == encode_frame(error)
     assert FrameDecoder().feed(examples["program-request wire"]) == [request]
+    hello = Hello(1, 4096, 1, 0, 1 << 20, 4096, 256, 64, 1, 0, 0x12345678, BoardFlag.VIRTUAL_CLOCK)
+    assert examples["hello-reply payload"] == hello.pack()
+    assert Hello.unpack(examples["hello-reply payload"]) == hello
+    lines, _count = pack_lines(12, 10, ["ok", "é"], limit=4093)
+    assert examples["console-lines-reply payload"] == lines
+    assert unpack_lines(lines) == (12, 10, ["ok", "é"])
 
 
 def test_the_spec_crc_figures_hold() -> None:
