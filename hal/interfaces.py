@@ -94,7 +94,8 @@ class ResetController(Protocol):
     """Requests resets and reports why the last one happened."""
 
     def request_reset(self, cause: ResetCause = ResetCause.SOFTWARE) -> None:
-        """Reset the device: flash and OTP kept, RAM lost, the boot hook re-run."""
+        """Reset the device: flash and OTP kept, RAM lost, the boot hook re-run. Any cause but
+        POWER_ON (HalError), which only a power-up records."""
 
     def last_cause(self) -> ResetCause:
         """The cause of the most recent reset."""
@@ -116,10 +117,12 @@ class Clock(Protocol):
 class Console(Protocol):
     """The device's log output."""
 
-    def log(self, line: str) -> None: ...
+    def log(self, line: str) -> None:
+        """Log `line`: one line per ``\n``-separated part (only ``\n`` separates)."""
 
     def lines(self) -> list[str]:
-        """Every line logged since the machine was created (boot banners included)."""
+        """The lines kept since the machine was powered up, oldest first (boot banners
+        included): every one on the software machine; a board keeps at least its last 64."""
 
 
 @runtime_checkable

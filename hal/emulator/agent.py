@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from hal.emulator.handlers import Handlers, Refusal
+from hal.emulator.kept_lines import console_total, kept_lines
 from hal.errors import FlashError, HalError, OtpError, PowerLoss
 from hal.interfaces import Machine, ResetCause
 from hal.serial.framing import (
+    MAX_PAYLOAD,
     PROTOCOL_VERSION,
     UNSOLICITED_SEQ,
     Flag,
@@ -27,17 +29,22 @@ from hal.serial.framing import (
     Reject,
 )
 from hal.serial.messages import (
-    MAX_LINE,
-    U32,
+    CONSOLE_LINE_HEAD,
+    BoardFlag,
     BoardStats,
     BootBanner,
     ErrorCode,
+    Limits,
     Op,
+    QueryAnswer,
+    encode_text,
     pack_error,
 )
 
 #: Requests a host may have in flight at once (announced in HELLO).
 DEFAULT_WINDOW = 16
+#: Largest window a board may announce (HELLO carries it as a u16).
+MAX_WINDOW = 0xFFFF
 #: Replies remembered for duplicate detection and QUERY; at least 4 windows.
 DEFAULT_CACHE = 64
 
@@ -64,6 +71,22 @@ class PowerCycling(Protocol):
     def power_on(self) -> None: ...
 
 
+@runtime_checkable
+class PowerOnRecording(Protocol):
+    """A machine whose reset-cause register an agent sets to POWER_ON when it starts serving."""
+
+    def record_power_on(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """What the reply cache keeps of one request (docs §5)."""
+
+    fingerprint: int
+    reply: Frame  # with an empty payload when the payload was not kept
+    kept: bool = True  # False: a duplicate is carried out again, QUERY answers NOT_KEPT
+
+
 @dataclass
 class AgentCounters:
     """Running counters behind the STATS reply (the link layer fills in the decoder's)."""
@@ -75,8 +98,16 @@ class AgentCounters:
 class BoardAgent:
     """Answers requests on `machine`; counts boots through the machine's boot hook.
 
-    The agent installs its own boot hook on `machine` (the board's boot path): every reset,
-    watchdog bite or power-up counts as a boot and is announced with a BOOT_BANNER.
+    Creating the agent is the board's power-up: boot count 1, a new session, and (on a machine
+    that records it, the software machine) the reset cause POWER_ON. The agent installs its own
+    boot hook on `machine` (the board's boot path): every reset, watchdog bite or power cycle
+    counts as a boot and is announced with a BOOT_BANNER.
+
+    `max_payload` is the P the board announces (docs §3.1): its decoder drops longer frames,
+    requests over the limits that follow from it get BAD_LENGTH, and no reply exceeds P - 3
+    (a QUERY reply: P).
+    `virtual_clock` says the machine's clock moves only in CLOCK_SLEEP (the software machine's
+    does); HELLO announces it. ValueError for a `max_payload` or `window` out of range.
     """
 
     def __init__(
@@ -87,20 +118,33 @@ class BoardAgent:
         window: int = DEFAULT_WINDOW,
         cache_size: int = DEFAULT_CACHE,
         session: int | None = None,
+        max_payload: int = MAX_PAYLOAD,
+        virtual_clock: bool = True,
     ) -> None:
+        if not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"window {window} is outside 1..{MAX_WINDOW}")
         self.machine = machine
         self.baud = baud
         self.window = window
+        self.limits = Limits(max_payload)
+        self.board_flags: int = BoardFlag.VIRTUAL_CLOCK if virtual_clock else BoardFlag.NONE
         self.session = random.getrandbits(32) if session is None else session
         self.boot_count = 1
         self.counters = AgentCounters()
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(max_payload)
         self._cache_size = max(cache_size, 4 * window)
-        self._cache: OrderedDict[int, tuple[int, Frame]] = OrderedDict()
+        self._cache: OrderedDict[int, CacheEntry] = OrderedDict()
         self._booted = False
-        self._console_pushed = len(machine.console.lines())
+        if isinstance(machine, PowerOnRecording):
+            machine.record_power_on()
+        self._console_pushed = console_total(machine.console)
         self._handlers = Handlers(self).table()
         machine.set_boot_hook(self._on_boot)
+
+    @property
+    def max_payload(self) -> int:
+        """The P this board announces."""
+        return self.limits.max_payload
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -131,11 +175,16 @@ class BoardAgent:
             self._cache.clear()  # a new host session: its seq numbers start afresh
         fingerprint = _fingerprint(frame)
         cached = self._cache.get(frame.seq)
-        if cached is not None and cached[0] == fingerprint:
+        if cached is not None and cached.fingerprint == fingerprint and cached.kept:
             self.counters.duplicates += 1
-            return Outcome([cached[1]])
+            return Outcome([cached.reply])
         reply, reboot = self._execute(frame)
-        self._remember(frame.seq, fingerprint, reply)
+        limit = self.limits.query_reply if frame.opcode == Op.QUERY else self.limits.reply
+        if len(reply.payload) > limit:  # never sent: QUERY could not repeat it
+            reply = self._error(frame, ErrorCode.INTERNAL,
+                                f"a reply of {len(reply.payload)} bytes exceeds the board's "
+                                f"{limit}")
+        self._remember(frame, fingerprint, reply)
         if reboot is not None:  # what the reset logged belongs after the banner
             return Outcome([reply], reboot)
         return Outcome([reply, *self.console_frames()])
@@ -163,19 +212,23 @@ class BoardAgent:
         return Frame(Op.BOOT_BANNER, UNSOLICITED_SEQ, Flag.UNSOLICITED, banner.pack())
 
     def console_frames(self) -> list[Frame]:
-        """CONSOLE_LINE frames for every line logged since the last call."""
+        """CONSOLE_LINE frames for every line logged (and still kept) since the last call."""
+        console = self.machine.console
         try:
-            lines = self.machine.console.lines()
+            total = console_total(console)
+            if total <= self._console_pushed:  # nothing new, or rolled back (a snapshot)
+                self._console_pushed = total
+                return []
+            total, start, lines = kept_lines(console, self._console_pushed)
         except HalError:
             return []
-        if len(lines) < self._console_pushed:  # the console was rolled back (snapshot)
-            self._console_pushed = len(lines)
+        room = self.limits.reply - CONSOLE_LINE_HEAD.size
         frames = [
             Frame(Op.CONSOLE_LINE, UNSOLICITED_SEQ, Flag.UNSOLICITED,
-                  U32.pack(index) + line.encode("utf-8", "replace")[:MAX_LINE])
-            for index, line in enumerate(lines[self._console_pushed:], self._console_pushed)
+                  CONSOLE_LINE_HEAD.pack(index) + encode_text(line, room))
+            for index, line in enumerate(lines, start)
         ]
-        self._console_pushed = len(lines)
+        self._console_pushed = total
         return frames
 
     def stats(self) -> BoardStats:
@@ -220,10 +273,22 @@ class BoardAgent:
         flags = Flag.REPLY | Flag.ERROR | extra
         if self._booted:
             flags |= Flag.REBOOTED
-        return Frame(frame.opcode, frame.seq, flags, pack_error(code, message))
+        return Frame(frame.opcode, frame.seq, flags,
+                     pack_error(code, message, self.limits.error_text))
 
-    def _remember(self, seq: int, fingerprint: int, reply: Frame) -> None:
-        self._cache[seq] = (fingerprint, reply)
+    def keeps_reply(self, request: Frame, reply: Frame) -> bool:
+        """Whether the cache keeps `reply`'s payload. The emulator keeps every reply; a board
+        short of RAM may drop the payload of an idempotent request's successful reply (docs
+        §5), and a subclass may model one."""
+        return True
+
+    def _remember(self, request: Frame, fingerprint: int, reply: Frame) -> None:
+        seq = request.seq
+        if self.keeps_reply(request, reply) or reply.is_error:
+            self._cache[seq] = CacheEntry(fingerprint, reply)
+        else:
+            self._cache[seq] = CacheEntry(fingerprint, Frame(reply.opcode, seq, reply.flags),
+                                          kept=False)
         self._cache.move_to_end(seq)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -232,16 +297,24 @@ class BoardAgent:
         self.boot_count += 1
         self._booted = True
 
-    def cached_reply(self, seq: int) -> Frame | None:
-        """The reply cached for `seq`, if any (QUERY)."""
-        cached = self._cache.get(seq)
-        return None if cached is None else cached[1]
+    def query(self, seq: int) -> tuple[QueryAnswer, Frame | None]:
+        """What QUERY answers about `seq` (docs §6.2), and the cached reply if there is one:
+        NOT_KEPT, without the payload, about a QUERY (its reply, up to P bytes, would not fit
+        in another; a QUERY is idempotent, so the host may simply send it again)."""
+        entry = self._cache.get(seq)
+        if entry is None:
+            return QueryAnswer.NO_ENTRY, None
+        reply = entry.reply
+        if not entry.kept or reply.opcode == Op.QUERY:
+            return QueryAnswer.NOT_KEPT, Frame(reply.opcode, reply.seq, reply.flags)
+        return QueryAnswer.KEPT, reply
 
     def last_cause(self) -> ResetCause:
         try:
             return self.machine.reset.last_cause()
         except PowerLoss:
             return ResetCause.POWER_LOSS
+
 
 def _fingerprint(frame: Frame) -> int:
     """What identifies a request beyond its sequence number: opcode, length and CRC (the CRC it

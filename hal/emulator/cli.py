@@ -5,7 +5,8 @@ host that is not loopback, or a flash or state file that cannot be used is one l
 and exit code 2, and no file is left behind. Files made for a new device are removed again if
 the emulator fails before it serves (a port that cannot be opened: exit code 4). The device's
 wall clock goes on from where FLASH.clock left it (`--at` sets it first) and is saved there
-when the emulator stops.
+when the emulator stops. Starting the emulator is the board's power-up: its reset cause reads
+POWER_ON (and FLASH.reset says so), whatever cause the previous run ended with.
 
 With ``--exit-with-parent`` the emulator also stops when its stdin reaches end of file: a
 launcher gives it a pipe as stdin and keeps the other end, so when the launcher dies (even by
@@ -32,11 +33,14 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
+from hal.emulator.agent import DEFAULT_WINDOW, MAX_WINDOW
+from hal.emulator.kept_lines import CONSOLE_KEPT
 from hal.emulator.line import DEFAULT_REBOOT_DELAY
 from hal.emulator.line_noise import FaultRates
 from hal.emulator.server import Emulator
 from hal.errors import FlashError, HalError, StateFileError
 from hal.interfaces import FlashGeometry
+from hal.serial.framing import MAX_PAYLOAD, MIN_PAYLOAD
 from hal.soft.files import device_files, sidecar
 from hal.soft.flash import check_geometry
 from hal.soft.machine import SoftwareMachine
@@ -77,6 +81,8 @@ class Settings:
     reboot_delay: float
     exit_with_parent: bool = False
     at: datetime | None = None  # set the wall clock first
+    max_payload: int = MAX_PAYLOAD  # the P announced in HELLO
+    window: int = DEFAULT_WINDOW
     wait: float = 0.0  # seconds to wait for a device another process holds
 
 
@@ -109,6 +115,13 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                      help="wait this long for a device another process holds (default: refuse "
                           "at once, exit 5)")
+    cli.add_argument("--max-payload", type=int, default=MAX_PAYLOAD, metavar="N",
+                     help=f"the largest payload the board takes or sends, announced in HELLO, "
+                     f"{MIN_PAYLOAD}..{MAX_PAYLOAD} (default %(default)s); every limit follows "
+                     "from it (docs/serial-protocol.md 3.1)")
+    cli.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="N",
+                     help=f"requests a host may have in flight, announced in HELLO, "
+                     f"1..{MAX_WINDOW} (default %(default)s)")
     cli.add_argument("--at", type=iso_datetime, metavar="DATETIME",
                      help="set the device's wall clock first (ISO 8601; UTC unless it names a "
                           "zone); otherwise it goes on from FLASH.clock")
@@ -138,6 +151,10 @@ def parse(argv: Sequence[str] | None) -> Settings:
                        "(leave it out for an unpaced line)")
     if not (math.isfinite(args.reboot_delay) and args.reboot_delay >= 0):
         raise BadInput(f"--reboot-delay {args.reboot_delay}: expected seconds >= 0")
+    if not MIN_PAYLOAD <= args.max_payload <= MAX_PAYLOAD:
+        raise BadInput(f"--max-payload {args.max_payload}: expected {MIN_PAYLOAD}..{MAX_PAYLOAD}")
+    if not 1 <= args.window <= MAX_WINDOW:
+        raise BadInput(f"--window {args.window}: expected 1..{MAX_WINDOW}")
     try:
         rates = FaultRates(args.corrupt, args.drop, args.duplicate)
     except ValueError as exc:
@@ -148,7 +165,7 @@ def parse(argv: Sequence[str] | None) -> Settings:
     check_device_files(args.flash, geometry.size, args.otp_words)
     return Settings(args.flash, geometry, args.otp_words, tcp, args.baud or 0, rates,
                     args.seed, args.reboot_delay, args.exit_with_parent, args.at,
-                    _wait_seconds(args.wait))
+                    args.max_payload, args.window, _wait_seconds(args.wait))
 
 
 
@@ -213,7 +230,8 @@ def run(settings: Settings) -> int:
             if settings.at is not None:
                 machine.clock.set_wall(settings.at)
             emulator = Emulator(machine, baud=settings.baud, rates=settings.rates,
-                                seed=settings.seed, reboot_delay=settings.reboot_delay)
+                                seed=settings.seed, reboot_delay=settings.reboot_delay,
+                                window=settings.window, max_payload=settings.max_payload)
             try:
                 url = emulator.listen_tcp(*settings.tcp) if settings.tcp else emulator.open_pty()
                 print(f"sphere-fwmodel emulator: {settings.flash} served on {url}", flush=True)
@@ -240,7 +258,8 @@ def _wait_seconds(value: float) -> float:
 def _open_device(settings: Settings) -> SoftwareMachine:
     try:
         return SoftwareMachine(settings.flash, settings.geometry, settings.otp_words,
-                               keep_clock=True, lock_wait=settings.wait)
+                               keep_clock=True, lock_wait=settings.wait,
+                               console_keep=CONSOLE_KEPT)
     except StateFileError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:

@@ -1,22 +1,26 @@
 """The board agent's handler for each opcode: a request's payload in, its reply's payload out,
 on the machine behind the board (docs/serial-protocol.md §6). A request the board refuses
-before touching the machine raises `Refusal` with its error code."""
+before touching the machine raises `Refusal` with its error code.
+
+Each handler checks in the order of docs §7 ("Which error wins"): payload size and limits
+(BAD_LENGTH), then ranges (OUT_OF_RANGE), then values (BAD_ARGUMENT); the NOR rules
+(FLASH_RULE) are the machine's, checked last, when it acts."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Protocol
 
+from hal.emulator.kept_lines import kept_lines
 from hal.errors import HalError, PowerLoss
 from hal.interfaces import Machine, ResetCause
-from hal.serial.framing import MAX_PAYLOAD, PROTOCOL_VERSION, Frame
+from hal.serial.framing import PROTOCOL_VERSION, Frame
 from hal.serial.messages import (
     F64,
     GEOMETRY,
     HASH_SIZE,
-    MAX_DATA,
-    MAX_LINE,
     OTP_BLOW,
     QUERY_SEEN,
     RANGE,
@@ -26,9 +30,16 @@ from hal.serial.messages import (
     BoardStats,
     ErrorCode,
     Hello,
+    Limits,
     Op,
+    QueryAnswer,
     pack_lines,
 )
+
+#: The causes a host may ask a reset for (POWER_ON only a power-up records: docs §6.6).
+REQUESTABLE_CAUSES = (ResetCause.SOFTWARE, ResetCause.WATCHDOG, ResetCause.POWER_LOSS)
+#: SHA-256 of no bytes: FLASH_HASH of a zero-length range.
+_EMPTY_HASH = hashlib.sha256(b"").digest()
 
 Handler = Callable[[bytes], bytes]
 
@@ -49,10 +60,12 @@ class BoardState(Protocol):
     baud: int
     boot_count: int
     session: int
+    limits: Limits
+    board_flags: int
 
     def last_cause(self) -> ResetCause: ...
 
-    def cached_reply(self, seq: int) -> Frame | None: ...
+    def query(self, seq: int) -> tuple[QueryAnswer, Frame | None]: ...
 
     def stats(self) -> BoardStats: ...
 
@@ -68,7 +81,7 @@ class Handlers:
         """The handler of each opcode."""
         return {
             Op.HELLO: self._hello,
-            Op.PING: lambda payload: payload,
+            Op.PING: self._ping,
             Op.QUERY: self._query,
             Op.STATS: self._stats,
             Op.FLASH_GEOMETRY: self._geometry,
@@ -94,10 +107,11 @@ class Handlers:
     def _hello(self, payload: bytes) -> bytes:
         _expect(payload, 0, "HELLO")
         geometry = self.machine.flash.geometry
+        board = self.board
         return Hello(
-            PROTOCOL_VERSION, MAX_PAYLOAD, self.board.window, self.board.baud, geometry.size,
-            geometry.sector_size, geometry.page_size, self._otp_words(), self.board.boot_count,
-            int(self.board.last_cause()), self.board.session,
+            PROTOCOL_VERSION, board.limits.max_payload, board.window, board.baud, geometry.size,
+            geometry.sector_size, geometry.page_size, self._otp_words(), board.boot_count,
+            int(board.last_cause()), board.session, board.board_flags,
         ).pack()
 
     def _otp_words(self) -> int:
@@ -106,12 +120,17 @@ class Handlers:
         except PowerLoss:
             return 0
 
+    def _ping(self, payload: bytes) -> bytes:
+        _at_most(len(payload), self.board.limits.ping, "PING payload")
+        return payload
+
     def _query(self, payload: bytes) -> bytes:
         (target,) = U16.unpack(_expect(payload, U16.size, "QUERY"))
-        reply = self.board.cached_reply(target)
+        answer, reply = self.board.query(target)
         if reply is None:
-            return U8.pack(0)
-        return QUERY_SEEN.pack(1, int(reply.flags), reply.opcode) + reply.payload
+            return U8.pack(answer)
+        head = QUERY_SEEN.pack(answer, int(reply.flags), reply.opcode)
+        return head + reply.payload if answer == QueryAnswer.KEPT else head
 
     def _stats(self, payload: bytes) -> bytes:
         _expect(payload, 0, "STATS")
@@ -135,31 +154,32 @@ class Handlers:
                           f"{size:#x}-byte flash")
 
     def _read(self, payload: bytes) -> bytes:
+        _offset, length = RANGE.unpack(_expect(payload, RANGE.size, "FLASH_READ"))
+        _at_most(length, self.board.limits.read_length, "FLASH_READ length")
         offset, length = self._range(payload, "FLASH_READ")
-        if length > MAX_DATA:
-            raise Refusal(ErrorCode.BAD_LENGTH,
-                          f"FLASH_READ of {length} bytes exceeds {MAX_DATA} per request")
-        return self.machine.flash.read(offset, length)
+        return self.machine.flash.read(offset, length) if length else b""
 
     def _program(self, payload: bytes) -> bytes:
         if len(payload) < U32.size:
             raise Refusal(ErrorCode.BAD_LENGTH, "FLASH_PROGRAM needs an offset")
         (offset,) = U32.unpack_from(payload)
         data = payload[U32.size:]
-        if len(data) > MAX_DATA:
-            raise Refusal(ErrorCode.BAD_LENGTH,
-                          f"FLASH_PROGRAM of {len(data)} bytes exceeds {MAX_DATA} per request")
+        _at_most(len(data), self.board.limits.program_data, "FLASH_PROGRAM data")
         self._check_flash_range("FLASH_PROGRAM", offset, len(data))
-        self.machine.flash.program(offset, data)
+        if data:  # no data: no flash operation at all (docs §6.4)
+            self.machine.flash.program(offset, data)
         return b""
 
     def _erase(self, payload: bytes) -> bytes:
         offset, length = self._range(payload, "FLASH_ERASE")
-        self.machine.flash.erase(offset, length)
+        if length:  # length 0: valid at any offset up to the end, and no flash operation
+            self.machine.flash.erase(offset, length)
         return b""
 
     def _hash(self, payload: bytes) -> bytes:
         offset, length = self._range(payload, "FLASH_HASH")
+        if not length:
+            return _EMPTY_HASH
         digest = self.machine.flash.hash(offset, length)
         assert len(digest) == HASH_SIZE
         return digest
@@ -187,11 +207,11 @@ class Handlers:
 
     def _reset(self, payload: bytes) -> bytes:
         (raw,) = U8.unpack(_expect(payload, U8.size, "RESET_REQUEST"))
-        try:
-            cause = ResetCause(raw)
-        except ValueError:
-            raise Refusal(ErrorCode.BAD_ARGUMENT, f"no reset cause {raw}") from None
-        self.machine.reset.request_reset(cause)
+        if raw not in REQUESTABLE_CAUSES:
+            names = ", ".join(f"{int(c)} {c.name}" for c in REQUESTABLE_CAUSES)
+            raise Refusal(ErrorCode.BAD_ARGUMENT,
+                          f"a reset cannot be asked for with cause {raw} (only {names})")
+        self.machine.reset.request_reset(ResetCause(raw))
         return b""
 
     def _cause(self, payload: bytes) -> bytes:
@@ -210,24 +230,27 @@ class Handlers:
         return b""
 
     def _log(self, payload: bytes) -> bytes:
-        if len(payload) > MAX_LINE:
-            raise Refusal(ErrorCode.BAD_LENGTH,
-                          f"console line of {len(payload)} bytes exceeds {MAX_LINE}")
+        _at_most(len(payload), self.board.limits.console_log, "CONSOLE_LOG text")
         try:
-            line = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Refusal(ErrorCode.BAD_ARGUMENT, "console line is not UTF-8") from None
-        self.machine.console.log(line)
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Refusal(ErrorCode.BAD_ARGUMENT,
+                          f"console text is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        for line in text.split("\n"):  # "\n" alone separates lines; "" is one empty line
+            self.machine.console.log(line)
         return b""
 
     def _lines(self, payload: bytes) -> bytes:
         (first,) = U32.unpack(_expect(payload, U32.size, "CONSOLE_LINES"))
-        lines = self.machine.console.lines()
-        reply, _count = pack_lines(len(lines), lines[first:])
+        total, start, lines = kept_lines(self.machine.console, first)
+        reply, _count = pack_lines(total, start, lines, self.board.limits.reply)
         return reply
 
     def _watchdog_start(self, payload: bytes) -> bytes:
         (timeout_s,) = F64.unpack(_expect(payload, F64.size, "WATCHDOG_START"))
+        if not math.isfinite(timeout_s) or timeout_s <= 0:
+            raise Refusal(ErrorCode.BAD_ARGUMENT,
+                          f"watchdog timeout must be a positive number of seconds: {timeout_s!r}")
         self.machine.watchdog.start(timeout_s)
         return b""
 
@@ -235,6 +258,12 @@ class Handlers:
         _expect(payload, 0, "request")
         action()
         return b""
+
+
+def _at_most(size: int, limit: int, what: str) -> None:
+    if size > limit:
+        raise Refusal(ErrorCode.BAD_LENGTH, f"{what} of {size} bytes exceeds this board's "
+                                            f"{limit} (docs §3.1)")
 
 
 def _expect(payload: bytes, size: int, what: str) -> bytes:

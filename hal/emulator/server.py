@@ -30,6 +30,7 @@ from hal.emulator.line import DEFAULT_REBOOT_DELAY, BoardLine
 from hal.emulator.line_noise import FaultCounts, FaultRates
 from hal.errors import HalError
 from hal.interfaces import Closeable, Machine
+from hal.serial.framing import MAX_PAYLOAD
 from policy.network import LOOPBACK_HOSTS
 
 _READ_SIZE = 1 << 16
@@ -43,7 +44,8 @@ class Emulator(Closeable):
 
     Open the port with `open_pty` or `listen_tcp` (each returns the URL a host opens), then
     `serve_forever` (blocking) or `start` (a thread). `stop` ends serving; `close` releases the
-    port. The machine stays the caller's to close.
+    port. The machine stays the caller's to close. Creating it is the board's power-up
+    (`BoardAgent`); `max_payload` and `window` are what it announces in HELLO.
     """
 
     def __init__(
@@ -55,8 +57,9 @@ class Emulator(Closeable):
         seed: int | None = None,
         reboot_delay: float = DEFAULT_REBOOT_DELAY,
         window: int = DEFAULT_WINDOW,
+        max_payload: int = MAX_PAYLOAD,
     ) -> None:
-        self.agent = BoardAgent(machine, baud=baud, window=window)
+        self.agent = BoardAgent(machine, baud=baud, window=window, max_payload=max_payload)
         self.line = BoardLine(agent=self.agent, baud=baud, rates=rates, seed=seed,
                               reboot_delay=reboot_delay)
         self.url = ""
@@ -271,11 +274,14 @@ def start_emulator(
     rates: FaultRates | None = None,
     seed: int | None = None,
     reboot_delay: float = DEFAULT_REBOOT_DELAY,
+    window: int = DEFAULT_WINDOW,
+    max_payload: int = MAX_PAYLOAD,
 ) -> Emulator:
     """Serve `machine` in a thread on a fresh pty (``transport="pty"``) or loopback ``"tcp"``
     port; the returned emulator's `url` is what a host opens. Close it when done.
     """
-    emulator = Emulator(machine, baud=baud, rates=rates, seed=seed, reboot_delay=reboot_delay)
+    emulator = Emulator(machine, baud=baud, rates=rates, seed=seed, reboot_delay=reboot_delay,
+                        window=window, max_payload=max_payload)
     if transport == "pty":
         emulator.open_pty()
     elif transport == "tcp":

@@ -19,7 +19,6 @@ from hal.serial.framing import (
     encode_frame,
 )
 from hal.serial.messages import (
-    MAX_DATA,
     QUERY_SEEN,
     U8,
     U16,
@@ -27,6 +26,7 @@ from hal.serial.messages import (
     ErrorCode,
     Hello,
     Op,
+    QueryAnswer,
     unpack_error,
     unpack_head,
 )
@@ -59,6 +59,7 @@ class RequestEngine:
     _seq: int
     _clock: int
     _chunk: int
+    _chunk_limit: int  # the board's largest chunk (docs §3.1); `_chunk` never grows past it
     _window: int
     _baud: int
     _boot_seen: BootBanner | None
@@ -197,11 +198,18 @@ class RequestEngine:
         del pending[target.seq]
         if frame.is_error:
             return self._deliver(target, frame, source)
-        (seen,), _rest = unpack_head(U8, frame.payload, "QUERY reply")
-        if not seen:
+        (answer,), _rest = unpack_head(U8, frame.payload, "QUERY reply")
+        if answer == QueryAnswer.NO_ENTRY:  # never carried out: its range goes again, split
             source.requeue(target)
             return None
-        (_seen, flags, opcode), inner = unpack_head(QUERY_SEEN, frame.payload, "QUERY reply")
+        (_answer, flags, opcode), inner = unpack_head(QUERY_SEEN, frame.payload, "QUERY reply")
+        if answer == QueryAnswer.NOT_KEPT:  # carried out, reply not kept: the same bytes again
+            target.parked = False
+            pending[target.seq] = target
+            self._transmit(target, pending)
+            return None
+        if answer != QueryAnswer.KEPT:
+            raise MalformedPayload(f"QUERY reply: answer {answer} (expected 0, 1 or 2)")
         return self._deliver(target, Frame(opcode, target.seq, Flag(flags), inner), source)
 
     def _deliver(self, request: Request, frame: Frame, source: Source) -> Exception | None:
@@ -224,7 +232,7 @@ class RequestEngine:
 
     def _grow(self, request: Request) -> None:
         if request.span is not None and request.span[1] >= self._chunk // 2:
-            self._chunk = min(MAX_DATA, self._chunk + max(MIN_CHUNK, self._chunk // 4))
+            self._chunk = min(self._chunk_limit, self._chunk + max(MIN_CHUNK, self._chunk // 4))
 
     def _next_seq(self, pending: dict[int, Request]) -> int:
         while True:

@@ -1,8 +1,9 @@
 """The flash of a board on a serial link: chunked, pipelined transfers with progress.
 
 Programs and reads are split into chunks no larger than the link's current chunk size (which
-shrinks on a noisy line and grows back on a clean one); a program of more than one chunk is
-verified with one FLASH_HASH of the whole range instead of being read back.
+shrinks on a noisy line and grows back on a clean one) nor than the board takes (docs §3.1: a
+board announcing a 4 KiB max_payload gets program chunks of 4,092 bytes); a program of more
+than one chunk is verified with one FLASH_HASH of the whole range instead of being read back.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ class _Chunks:
 
 
 class _ProgramSource(_Chunks):
-    def __init__(self, offset: int, data: bytes, progress: Progress | None) -> None:
+    def __init__(self, offset: int, data: bytes, limit: int, progress: Progress | None) -> None:
         super().__init__(offset, len(data), len(data), progress)
         self._base = offset
         self._data = data
+        self._limit = limit  # the board's most data per FLASH_PROGRAM
         self._digest: bytes | None = None
 
     def digest(self) -> bytes:
@@ -76,7 +78,7 @@ class _ProgramSource(_Chunks):
         return self._digest
 
     def next(self, chunk: int) -> Request | None:
-        span = self.take(chunk)
+        span = self.take(min(chunk, self._limit))
         if span is None:
             if self.sent > 1:  # all handed out: the host only waits for replies from here
                 self.digest()
@@ -94,13 +96,14 @@ class _ProgramSource(_Chunks):
 
 
 class _ReadSource(_Chunks):
-    def __init__(self, offset: int, length: int, progress: Progress | None) -> None:
+    def __init__(self, offset: int, length: int, limit: int, progress: Progress | None) -> None:
         super().__init__(offset, length, length, progress)
         self._base = offset
+        self._limit = limit  # the board's largest FLASH_READ length
         self.data = bytearray(length)
 
     def next(self, chunk: int) -> Request | None:
-        span = self.take(chunk)
+        span = self.take(min(chunk, self._limit))
         if span is None:
             return None
         return Request(Op.FLASH_READ, RANGE.pack(*span), work_s=span[1] / HASH_RATE,
@@ -154,7 +157,7 @@ class SerialFlash:
         self._check_range("read", offset, length)
         if length == 0:
             return b""
-        source = _ReadSource(offset, length, self._progress)
+        source = _ReadSource(offset, length, self._link.limits.read_length, self._progress)
         self._run(source, stream=True)
         return bytes(source.data)
 
@@ -168,7 +171,7 @@ class SerialFlash:
         self._check_range("program", offset, len(data))
         if not data:
             return
-        source = _ProgramSource(offset, data, self._progress)
+        source = _ProgramSource(offset, data, self._link.limits.program_data, self._progress)
         self._run(source, stream=True)
         if source.sent > 1 and self.hash(offset, len(data)) != source.digest():
             stats = self._link.stats

@@ -40,12 +40,21 @@ HEADER_SIZE = HEADER.size  # 9
 CRC = struct.Struct("<I")
 CRC_SIZE = CRC.size  # 4
 
-#: Largest payload a frame may declare (a board may announce less in HELLO: docs §3.1); anything
-#: longer is dropped by the decoder.
+#: Largest payload any frame may carry (`MAX_PAYLOAD`, docs §3.1). A board announces its own
+#: maximum `P` in HELLO, MIN_PAYLOAD..MAX_PAYLOAD; its decoder drops frames declaring more.
 MAX_PAYLOAD = 64 * 1024 + 64
+MIN_PAYLOAD = 512
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
-#: Longest encoded frame (every byte escaped, plus both END delimiters).
-MAX_ENCODED = 2 * MAX_FRAME + 2
+
+
+def max_encoded(max_payload: int) -> int:
+    """Longest encoded frame with a payload of `max_payload` bytes (every byte escaped, plus
+    both END delimiters): what a receiver of that maximum must be able to hold."""
+    return 2 * (HEADER_SIZE + max_payload + CRC_SIZE) + 2
+
+
+#: Longest encoded frame of any board (for `MAX_PAYLOAD`).
+MAX_ENCODED = max_encoded(MAX_PAYLOAD)
 #: Sequence number of unsolicited frames; requests use 1..65535 and wrap to 1.
 UNSOLICITED_SEQ = 0
 
@@ -156,12 +165,13 @@ class Reject(enum.Enum):
     OVERSIZE = "oversize"  # declared or accumulated size above the maximum
 
 
-def parse_body(body: bytes) -> Frame | Reject:
-    """Check and split an unescaped frame body; a Frame, or why it is rejected."""
+def parse_body(body: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | Reject:
+    """Check and split an unescaped frame body; a Frame, or why it is rejected (a declared
+    length over `max_payload`, the receiver's own maximum, is OVERSIZE)."""
     if len(body) < HEADER_SIZE + CRC_SIZE:
         return Reject.GARBAGE
     version, opcode, flags, seq, length = HEADER.unpack_from(body)
-    if length > MAX_PAYLOAD:
+    if length > max_payload:
         return Reject.OVERSIZE
     if length != len(body) - HEADER_SIZE - CRC_SIZE:
         return Reject.BAD_LENGTH
@@ -187,12 +197,18 @@ class DecoderStats:
 class FrameDecoder:
     """Turns a byte stream into frames: drops whatever does not check out, resyncs on END.
 
-    Bytes before the first END, runs longer than MAX_ENCODED without an END, bad escapes,
-    truncated or oversize frames and bad CRCs are all dropped (and counted in `stats`); empty
-    candidates (two ENDs in a row) are ignored silently. Frames are delivered in order.
+    `max_payload` is the receiver's own maximum `P` (docs §4: a board uses the one it announces,
+    the host MAX_PAYLOAD). Bytes before the first END, runs longer than `max_encoded(P)`
+    without an END, bad escapes, truncated frames, frames declaring more than `P` bytes and
+    bad CRCs are all dropped (and counted in `stats`); empty candidates (two ENDs in a row) are
+    ignored silently. Frames are delivered in order.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        if not MIN_PAYLOAD <= max_payload <= MAX_PAYLOAD:
+            raise ValueError(f"max_payload {max_payload} is outside {MIN_PAYLOAD}..{MAX_PAYLOAD}")
+        self.max_payload = max_payload
+        self._max_encoded = max_encoded(max_payload)
         self._buf = bytearray()
         self._scan = 0
         self._overflowing = False
@@ -214,7 +230,7 @@ class FrameDecoder:
             self._scan = start
         del buf[:start]
         self._scan = len(buf)
-        if len(buf) > MAX_ENCODED:
+        if len(buf) > self._max_encoded:
             buf.clear()
             self._scan = 0
             if not self._overflowing:
@@ -230,7 +246,7 @@ class FrameDecoder:
 
     def _take(self, candidate: bytes, frames: list[Frame]) -> None:
         body = slip_unescape(candidate)
-        result = Reject.GARBAGE if body is None else parse_body(body)
+        result = Reject.GARBAGE if body is None else parse_body(body, self.max_payload)
         if isinstance(result, Reject):
             self.stats.rejected[result] += 1
         else:

@@ -2,7 +2,9 @@
 
 :class:`BoardLink` handshakes (HELLO: geometry, limits, boot count, session), runs requests
 through the request engine (`hal.serial.engine`: pipelined, retried, losses recovered), waits
-out the board's reboots, and reopens a port that went away. See docs/serial-protocol.md.
+out the board's reboots, and reopens a port that went away. It honours the `max_payload` the
+board announces (docs §3.1): until the first HELLO reply it assumes the smallest, 512 bytes.
+See docs/serial-protocol.md.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from collections.abc import Callable
 
 from hal.errors import LinkError, LinkTimeout, PowerLoss
 from hal.serial.engine import MIN_CHUNK, RequestEngine, is_new_boot
-from hal.serial.framing import PROTOCOL_VERSION, FrameDecoder
-from hal.serial.messages import MAX_DATA, U8, BootBanner, Hello, Op
+from hal.serial.framing import MAX_PAYLOAD, MIN_PAYLOAD, PROTOCOL_VERSION, FrameDecoder
+from hal.serial.messages import FIRST_LIMITS, MAX_DATA, U8, BootBanner, Hello, Limits, Op
 from hal.serial.port import DEFAULT_BAUD, Port
 from hal.serial.requests import BootPolicy, LinkStats, Request, Single, Source
 
@@ -47,15 +49,16 @@ class BoardLink(RequestEngine):
         self.stats = LinkStats()
         self.on_boot: Callable[[], None] | None = None
         self.powered_off = False
-        self._decoder = FrameDecoder()
+        self._decoder = FrameDecoder()  # the host takes any frame up to MAX_PAYLOAD (docs §4)
         self._seq = 0
         self._clock = 0
-        self._chunk = MAX_DATA
+        self._chunk_limit = FIRST_LIMITS.read_length
+        self._chunk = self._chunk_limit
         self._window = 1
         self._baud = DEFAULT_BAUD
         self._boot_seen: BootBanner | None = None
         self._banner_arrived = False
-        self.hello = Hello(PROTOCOL_VERSION, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+        self.hello = Hello(PROTOCOL_VERSION, FIRST_LIMITS.max_payload, 1, 0, 0, 0, 0, 0, 0, 0, 0)
         self._reboot_due = False
         self._port: Port | None = None
         self._closed = False
@@ -108,6 +111,13 @@ class BoardLink(RequestEngine):
         if hello.version != PROTOCOL_VERSION:
             raise LinkError(f"{self.url}: the board speaks protocol version {hello.version}, "
                             f"this host {PROTOCOL_VERSION}")
+        if not MIN_PAYLOAD <= hello.max_payload <= MAX_PAYLOAD:
+            raise LinkError(f"{self.url}: the board announces max_payload {hello.max_payload}, "
+                            f"outside {MIN_PAYLOAD}..{MAX_PAYLOAD}")
+        limit = hello.limits.read_length
+        if limit != self._chunk_limit:  # another board (or the first): start at its limit
+            self._chunk = limit
+        self._chunk_limit = limit
         self._window = max(1, min(hello.window, MAX_WINDOW))
         self._baud = hello.baud or VIRTUAL_LINE_RATE
         self.hello = hello
@@ -163,6 +173,11 @@ class BoardLink(RequestEngine):
         """Close the port; the link cannot be used afterwards."""
         self._closed = True
         self._lose_port()
+
+    @property
+    def limits(self) -> Limits:
+        """The board's payload limits (docs §3.1), from its last HELLO (512-byte ones before)."""
+        return self.hello.limits
 
     @property
     def line_rate(self) -> int:

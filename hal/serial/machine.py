@@ -20,10 +20,10 @@ from collections.abc import Callable
 from hal.errors import HalError, OtpError, RemoteError
 from hal.interfaces import BootHook, Closeable, ResetCause
 from hal.serial.flash import SerialFlash
+from hal.serial.framing import MalformedPayload
 from hal.serial.link import BoardLink
 from hal.serial.messages import (
     F64,
-    MAX_LINE,
     OTP_BLOW,
     U8,
     U32,
@@ -86,8 +86,13 @@ class SerialReset:
         self._link = link
 
     def request_reset(self, cause: ResetCause = ResetCause.SOFTWARE) -> None:
-        """Reset the board, wait until it is back, then run the boot hook (on the host)."""
-        self._link.reset_board(int(ResetCause(cause)))
+        """Reset the board, wait until it is back, then run the boot hook (on the host).
+        HalError for cause POWER_ON, which only a power-up records (docs §6.6)."""
+        cause = ResetCause(cause)
+        if cause is ResetCause.POWER_ON:
+            raise HalError("a reset cannot be asked for with cause POWER_ON: only a power-up "
+                           "records it")
+        self._link.reset_board(int(cause))
 
     def last_cause(self) -> ResetCause:
         """The cause of the board's most recent reset."""
@@ -100,6 +105,13 @@ class SerialClock:
 
     def __init__(self, link: BoardLink) -> None:
         self._link = link
+
+    @property
+    def virtual(self) -> bool:
+        """True if the board announced a virtual clock (HELLO's VIRTUAL_CLOCK flag): a sleep
+        then moves its clocks at once, so a 24-hour deferral takes milliseconds; False if a
+        sleep takes real time."""
+        return self._link.hello.virtual_clock
 
     def wall(self) -> float:
         """The board's UTC wall time, seconds since the epoch."""
@@ -125,19 +137,31 @@ class SerialConsole:
         self._link = link
 
     def log(self, line: str) -> None:
-        """Log `line` on the board's console."""
+        """Log `line` on the board's console (one line per ``\n``-separated part). HalError,
+        with nothing sent, if its UTF-8 is longer than the board takes (docs §3.1)."""
         raw = line.encode("utf-8")
-        if len(raw) > MAX_LINE:
-            raise HalError(f"console line of {len(raw)} bytes exceeds the {MAX_LINE}-byte limit")
+        limit = self._link.limits.console_log
+        if len(raw) > limit:
+            raise HalError(f"console text of {len(raw)} bytes exceeds the board's {limit}-byte "
+                           "limit")
         self._link.call(Op.CONSOLE_LOG, raw)
 
     def lines(self) -> list[str]:
-        """Every line on the board's console, boot banners included (fetched in pages)."""
+        """The lines the board keeps, oldest first, boot banners included (fetched in pages;
+        a board keeps at least its last 64 lines since power-up, the emulator 10,000)."""
         lines: list[str] = []
+        first = 0
         while True:
-            total, page = unpack_lines(self._link.call(Op.CONSOLE_LINES, U32.pack(len(lines))))
+            reply = self._link.call(Op.CONSOLE_LINES, U32.pack(first),
+                                    reply_bytes=self._link.limits.reply)
+            total, start, page = unpack_lines(reply)
+            if start < first and start < total:
+                raise MalformedPayload(f"CONSOLE_LINES reply: from line {start}, asked {first}")
+            if start > first:  # lines forgotten before they were fetched: keep a run
+                lines = []
             lines += page
-            if len(lines) >= total or not page:
+            first = start + len(page)
+            if first >= total or not page:
                 return lines
 
 
@@ -234,7 +258,12 @@ class SerialMachine(Closeable):
         return BoardStats.unpack(self._link.call(Op.STATS, reply_bytes=BoardStats.LAYOUT.size))
 
     def ping(self, payload: bytes = b"") -> bytes:
-        """PING: the board echoes `payload`."""
+        """PING: the board echoes `payload`. HalError, with nothing sent, if it is longer than
+        the board takes (docs §3.1: max_payload - 3 bytes)."""
+        limit = self._link.limits.ping
+        if len(payload) > limit:
+            raise HalError(f"a PING of {len(payload)} bytes exceeds the board's {limit}-byte "
+                           "limit")
         return self._link.call(Op.PING, payload, reply_bytes=len(payload))
 
     def set_boot_hook(self, hook: BootHook | None) -> None:

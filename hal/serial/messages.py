@@ -7,13 +7,85 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from hal.serial.framing import MAX_PAYLOAD, MalformedPayload
+from hal.serial.framing import MAX_PAYLOAD, MIN_PAYLOAD, MalformedPayload
 
 #: Largest flash data one request or reply carries (program, read), whatever the board's
 #: max_payload (a board with a smaller one takes less: docs §3.1).
 MAX_DATA = 64 * 1024
-#: Longest console line a CONSOLE_LOG request carries (UTF-8 bytes).
+#: Longest text a CONSOLE_LOG request carries (UTF-8 bytes), whatever the board's max_payload.
 MAX_LINE = 60 * 1024
+#: Longest text of an error reply (a small board's replies cut it shorter: `Limits.error_text`).
+MAX_ERROR_TEXT = 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every payload limit of a board, derived from the `max_payload` (P) it announces in HELLO
+    (docs §3.1). The board refuses a request over them with BAD_LENGTH; the host never sends
+    one."""
+
+    max_payload: int
+
+    def __post_init__(self) -> None:
+        if not MIN_PAYLOAD <= self.max_payload <= MAX_PAYLOAD:
+            raise ValueError(f"max_payload {self.max_payload} is outside "
+                             f"{MIN_PAYLOAD}..{MAX_PAYLOAD}")
+
+    @property
+    def reply(self) -> int:
+        """Largest payload the board sends, in a reply or a frame of its own: P - 3, so that a
+        QUERY reply (3 bytes, then the cached reply's payload) always fits in P. Only QUERY's
+        own reply may be longer (`query_reply`)."""
+        return self.max_payload - 3
+
+    @property
+    def query_reply(self) -> int:
+        """Largest QUERY reply: P (3 bytes, then a reply of at most P - 3)."""
+        return self.max_payload
+
+    @property
+    def program_data(self) -> int:
+        """Most data bytes in one FLASH_PROGRAM (after its u32 offset)."""
+        return min(MAX_DATA, self.max_payload - 4)
+
+    @property
+    def read_length(self) -> int:
+        """Largest `length` of one FLASH_READ (its reply is that many bytes)."""
+        return min(MAX_DATA, self.reply)
+
+    @property
+    def ping(self) -> int:
+        """Largest PING payload (echoed in the reply)."""
+        return self.reply
+
+    @property
+    def console_log(self) -> int:
+        """Longest CONSOLE_LOG text, in UTF-8 bytes."""
+        return min(MAX_LINE, self.max_payload)
+
+    @property
+    def error_text(self) -> int:
+        """Longest text of an error reply (after its u16 code)."""
+        return min(MAX_ERROR_TEXT, self.reply - 2)
+
+
+#: The limits a host assumes until the board's first HELLO reply (docs §3.1).
+FIRST_LIMITS = Limits(MIN_PAYLOAD)
+
+
+class BoardFlag(enum.IntFlag):
+    """Bits of HELLO's `board_flags`."""
+
+    NONE = 0
+    VIRTUAL_CLOCK = 0x01  # CLOCK_SLEEP advances the clocks at once instead of waiting
+
+
+class QueryAnswer(enum.IntEnum):
+    """First byte of a QUERY reply (docs §6.2)."""
+
+    NO_ENTRY = 0  # no request with that seq carried out (since boot, HELLO or eviction)
+    KEPT = 1  # carried out: flags, opcode and the reply's payload follow
+    NOT_KEPT = 2  # carried out, payload not kept (idempotent only): flags, opcode follow
 
 
 class Op(enum.IntEnum):
@@ -68,9 +140,10 @@ RANGE = struct.Struct("<II")  # offset, length: FLASH_READ, FLASH_ERASE, FLASH_H
 OTP_BLOW = struct.Struct("<II")  # word index, bits
 GEOMETRY = struct.Struct("<III")  # size, sector_size, page_size
 ERROR_HEAD = struct.Struct("<H")  # code, then a UTF-8 message
-QUERY_SEEN = struct.Struct("<BBB")  # seen (1), cached reply's flags, cached reply's opcode
+QUERY_SEEN = struct.Struct("<BBB")  # answer (1 or 2), cached reply's flags, cached opcode
 BANNER_HEAD = struct.Struct("<IBI")  # boot count, reset cause, session; then UTF-8 text
-LINES_HEAD = struct.Struct("<IH")  # total lines on the board, lines in this reply
+CONSOLE_LINE_HEAD = U32  # a CONSOLE_LINE frame: the line's index, then UTF-8 text
+LINES_HEAD = struct.Struct("<IIH")  # lines logged since power-up, first line's index, count
 HASH_SIZE = 32
 
 
@@ -101,6 +174,21 @@ def unpack_head(layout: struct.Struct, payload: bytes, what: str) -> tuple[tuple
     return head, payload[layout.size:]
 
 
+def cut_utf8(raw: bytes, limit: int) -> bytes:
+    """`raw` (UTF-8) cut to at most `limit` bytes at a character boundary, so it stays UTF-8."""
+    if len(raw) <= limit:
+        return raw
+    end = limit
+    while end > 0 and raw[end] & 0xC0 == 0x80:  # a continuation byte: its character starts before
+        end -= 1
+    return raw[:end]
+
+
+def encode_text(text: str, limit: int) -> bytes:
+    """`text` as UTF-8 (unencodable characters replaced), cut to `limit` bytes as `cut_utf8`."""
+    return cut_utf8(text.encode("utf-8", "replace"), limit)
+
+
 def decode_text(raw: bytes, what: str) -> str:
     """UTF-8 text of a payload; MalformedPayload if it is not UTF-8."""
     try:
@@ -111,9 +199,10 @@ def decode_text(raw: bytes, what: str) -> str:
 
 @dataclass(frozen=True)
 class Hello:
-    """The HELLO reply: who the board is and what it can take."""
+    """The HELLO reply: who the board is and what it can take (38 bytes; a longer reply is
+    accepted and the bytes after the known fields ignored, room for later fields)."""
 
-    LAYOUT = struct.Struct("<HIHIIIIIIBI")
+    LAYOUT = struct.Struct("<HIHIIIIIIBIB")
 
     version: int
     max_payload: int
@@ -126,18 +215,30 @@ class Hello:
     boot_count: int
     last_cause: int
     session: int  # random at power-on: a new value means the board was power-cycled
+    board_flags: int = BoardFlag.NONE  # BoardFlag bits
+
+    @property
+    def virtual_clock(self) -> bool:
+        """True if the board's CLOCK_SLEEP advances its clocks at once (docs §6.1)."""
+        return bool(self.board_flags & BoardFlag.VIRTUAL_CLOCK)
+
+    @property
+    def limits(self) -> Limits:
+        """The payload limits that follow from `max_payload`."""
+        return Limits(self.max_payload)
 
     def pack(self) -> bytes:
         """The reply payload."""
         return self.LAYOUT.pack(
             self.version, self.max_payload, self.window, self.baud, self.flash_size,
             self.sector_size, self.page_size, self.otp_words, self.boot_count, self.last_cause,
-            self.session)
+            self.session, self.board_flags)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Hello:
-        """Parse a HELLO reply payload."""
-        return cls(*unpack_ints(cls.LAYOUT, payload, "HELLO reply"))
+        """Parse a HELLO reply payload (38 bytes or more; what follows them is ignored)."""
+        head, _later_fields = unpack_head(cls.LAYOUT, payload, "HELLO reply")
+        return cls(*head)
 
 
 @dataclass(frozen=True)
@@ -184,9 +285,9 @@ class BootBanner:
         return cls(boot_count, cause, session, decode_text(text, "BOOT_BANNER"))
 
 
-def pack_error(code: ErrorCode, message: str) -> bytes:
-    """An error reply payload: code, then the message (UTF-8, cut to fit)."""
-    return ERROR_HEAD.pack(code) + message.encode("utf-8", "replace")[:1024]
+def pack_error(code: ErrorCode, message: str, limit: int = MAX_ERROR_TEXT) -> bytes:
+    """An error reply payload: code, then the message (UTF-8, cut to `limit` bytes)."""
+    return ERROR_HEAD.pack(code) + encode_text(message, limit)
 
 
 def unpack_error(payload: bytes) -> tuple[int, str]:
@@ -200,26 +301,31 @@ def pack_program(offset: int, data: bytes) -> bytes:
     return U32.pack(offset) + data
 
 
-def pack_lines(total: int, lines: list[str], limit: int = MAX_PAYLOAD) -> tuple[bytes, int]:
-    """A CONSOLE_LINES reply holding as many of `lines` as fit in `limit` bytes.
+def pack_lines(total: int, start: int, lines: list[str], limit: int) -> tuple[bytes, int]:
+    """A CONSOLE_LINES reply of at most `limit` bytes: `total` lines logged, then lines from
+    index `start`, as many of `lines` (those from `start` on) as fit.
 
-    Returns the payload and how many lines it holds. Each line is ``u16 length, UTF-8`` (a line
-    longer than 65,535 bytes is cut).
+    Returns the payload and how many lines it holds. Each line is ``u16 length, UTF-8``. At
+    least one line goes in if any remain: a line longer than fits (or than 65,535 bytes) is
+    cut at a character boundary.
     """
     parts: list[bytes] = []
     size = LINES_HEAD.size
     for line in lines:
-        raw = line.encode("utf-8", "replace")[:0xFFFF]
-        if size + U16.size + len(raw) > limit:
-            break
+        room = min(0xFFFF, limit - size - U16.size)
+        raw = line.encode("utf-8", "replace")
+        if len(raw) > room:
+            if parts:
+                break
+            raw = cut_utf8(raw, room)
         parts.append(U16.pack(len(raw)) + raw)
         size += U16.size + len(raw)
-    return LINES_HEAD.pack(total, len(parts)) + b"".join(parts), len(parts)
+    return LINES_HEAD.pack(total, start, len(parts)) + b"".join(parts), len(parts)
 
 
-def unpack_lines(payload: bytes) -> tuple[int, list[str]]:
-    """Total line count and the lines of a CONSOLE_LINES reply."""
-    (total, count), rest = unpack_head(LINES_HEAD, payload, "CONSOLE_LINES reply")
+def unpack_lines(payload: bytes) -> tuple[int, int, list[str]]:
+    """Total line count, the first line's index and the lines of a CONSOLE_LINES reply."""
+    (total, start, count), rest = unpack_head(LINES_HEAD, payload, "CONSOLE_LINES reply")
     lines: list[str] = []
     pos = 0
     for _ in range(count):
@@ -233,4 +339,7 @@ def unpack_lines(payload: bytes) -> tuple[int, list[str]]:
         pos += length
     if pos != len(rest):
         raise MalformedPayload("CONSOLE_LINES reply: bytes after the last line")
-    return total, lines
+    if start + count > total:
+        raise MalformedPayload(f"CONSOLE_LINES reply: lines {start}..{start + count - 1} of "
+                               f"only {total}")
+    return total, start, lines

@@ -87,6 +87,7 @@ class SoftwareMachine(Closeable):
         create: bool = True,
         keep_clock: bool = False,
         lock_wait: float = 0.0,
+        console_keep: int | None = None,
     ) -> None:
         path = None if flash_path is None else Path(flash_path)
         clock_file = sidecar(path, CLOCK) if keep_clock else None
@@ -94,7 +95,7 @@ class SoftwareMachine(Closeable):
         self._rail = PowerRail()
         self._hook: BootHook | None = None
         self.faults = FaultInjector()
-        self.console = LineConsole(echo)
+        self.console = LineConsole(echo, keep=console_keep)
         if clock_file is not None:
             load_wall(clock_file)  # a garbled clock file is refused before anything is made
         # the flash first: opening it takes the device's lock, which covers the other files
@@ -139,6 +140,13 @@ class SoftwareMachine(Closeable):
         self._rail.restore()
         self._reboot(ResetCause.POWER_LOSS)
 
+    def record_power_on(self) -> None:
+        """Record a power-up in the reset-cause register (POWER_ON), without running the boot
+        hook: what a board agent does when it starts serving the device, since starting it is
+        a power-up, whatever cause the previous run ended with (docs/serial-protocol.md §9)."""
+        self.watchdog.halt()
+        self._cause.record(ResetCause.POWER_ON)
+
     def snapshot(self) -> Snapshot:
         """Capture the machine's state (one 16 MiB copy for the default flash)."""
         token = object()
@@ -149,7 +157,7 @@ class SoftwareMachine(Closeable):
             clock=self.clock.state(),
             watchdog=self.watchdog.state(),
             powered=self._rail.on,
-            console_lines=len(self.console.lines()),
+            console_lines=self.console.total,
             token=token,
         )
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from hal.errors import StateFileError
+from hal.errors import HalError, StateFileError
 from hal.interfaces import ResetCause
 from hal.soft.power import PowerRail
 
@@ -83,9 +83,14 @@ class SoftResetController:
         self._perform = perform
 
     def request_reset(self, cause: ResetCause = ResetCause.SOFTWARE) -> None:
-        """Reset now: flash and OTP kept, RAM lost, the cause recorded, the boot hook re-run."""
+        """Reset now: flash and OTP kept, RAM lost, the cause recorded, the boot hook re-run.
+        HalError for cause POWER_ON, which only a power-up records."""
+        cause = ResetCause(cause)
+        if cause is ResetCause.POWER_ON:
+            raise HalError("a reset cannot be asked for with cause POWER_ON: only a power-up "
+                           "records it")
         self._rail.require("reset request")
-        self._perform(ResetCause(cause))
+        self._perform(cause)
 
     def last_cause(self) -> ResetCause:
         """The cause of the most recent reset (POWER_ON on a fresh machine)."""

@@ -26,6 +26,7 @@ class VirtualWatchdog:
 
     The deadline is `timeout_s` after the last `start` or `kick`; it is only ever noticed when
     the virtual clock is advanced past it, and the bite happens with the clock at the deadline.
+    A bite ends a `sleep` it falls in (the clock stays at the deadline); `advance` goes on.
     A bite, a reset and a power cut all leave the watchdog stopped.
     """
 
@@ -72,7 +73,7 @@ class VirtualWatchdog:
         self.halt()
         if state is not None:
             self._state = state
-            self._clock.set_alarm(_ALARM, state.deadline, self._bite)
+            self._clock.set_alarm(_ALARM, state.deadline, self._bite, interrupts=True)
 
     def _arm(self, timeout_s: float) -> None:
         self.load(WatchdogState(timeout_s, self._clock.monotonic() + timeout_s))

@@ -276,7 +276,8 @@ def test_the_same_commands_over_the_serial_protocol(device_lab: Lab, tmp_path: P
                              "30", "--json", hal=hal))
     assert update["outcome"] == "installed" and update["deferred_minutes"] == 30
     status = ok_json(fwmodel("status", "--json", hal=hal))
-    assert status["last_reset_cause"] == "SOFTWARE"
+    # each command starts the emulator afresh: a power-up (docs/serial-protocol.md §9)
+    assert status["last_reset_cause"] == "POWER_ON"
     slots = status["slots"]
     assert isinstance(slots, dict) and slots["store"]["active"] == "B"
     assert status["device_time"] == "2025-02-01T00:30:00Z"  # the deferral's half hour, kept

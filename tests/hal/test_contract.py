@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from hal.errors import FlashError, OtpError
+from hal.errors import FlashError, HalError, OtpError
 from hal.interfaces import (
     Clock,
     Console,
@@ -291,6 +291,13 @@ def test_reset_records_the_cause_asked_for(machine: Machine) -> None:
     assert machine.reset.last_cause() is ResetCause.SOFTWARE
 
 
+def test_a_reset_cannot_be_asked_for_as_a_power_on(machine: Machine) -> None:
+    boots = record_boots(machine)
+    with pytest.raises(HalError, match="only a power-up"):
+        machine.reset.request_reset(ResetCause.POWER_ON)
+    assert boots == []
+
+
 def test_boot_hook_can_be_removed(machine: Machine) -> None:
     boots = record_boots(machine)
     machine.set_boot_hook(None)
@@ -329,6 +336,12 @@ def test_console_gives_back_logged_lines_in_order(machine: Machine) -> None:
     machine.console.log("contract: first")
     machine.console.log("contract: second")
     assert machine.console.lines()[-2:] == ["contract: first", "contract: second"]
+
+
+def test_console_splits_lines_on_newline_only(machine: Machine) -> None:
+    machine.console.log("contract: a\rb\u2028c\nd")
+    machine.console.log("")
+    assert machine.console.lines()[-3:] == ["contract: a\rb\u2028c", "d", ""]
 
 
 # --- watchdog ------------------------------------------------------------------------------

@@ -103,6 +103,23 @@ def test_unknown_backend_is_a_usage_error(tmp_path: Path) -> None:
     assert "--hal 'qemu': expected fake[:FLASH]|emulator[:FLASH]|serial:PORT" in done.stderr
 
 
+SMALL_BOARD = textwrap.dedent(
+    """
+    def test_the_board_takes_4_kib(machine):
+        assert machine.hello.max_payload == 4096 and machine.hello.window == 2
+    """
+)
+
+
+def test_agent_options_reach_the_emulator_the_machine_runs_on(tmp_path: Path) -> None:
+    (tmp_path / "test_small.py").write_text(SMALL_BOARD)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hal",
+               "emulator", "--agent-option=--max-payload", "--agent-option=4096",
+               "--agent-option=--window", "--agent-option=2", "test_small.py"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 HANGS_ON_THE_EMULATOR = textwrap.dedent(
     """
     import os, time

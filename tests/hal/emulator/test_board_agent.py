@@ -104,7 +104,7 @@ def test_query_tells_seen_from_never_seen(agent: BoardAgent) -> None:
         (0x7E, b"", ErrorCode.UNKNOWN_OPCODE),
         (Op.FLASH_READ, b"\x00", ErrorCode.BAD_LENGTH),
         (Op.FLASH_READ, RANGE.pack(60 * 1024, 8 * 1024), ErrorCode.OUT_OF_RANGE),
-        (Op.FLASH_READ, RANGE.pack(0, 64 * 1024 + 1), ErrorCode.OUT_OF_RANGE),
+        (Op.FLASH_READ, RANGE.pack(0, 64 * 1024 + 1), ErrorCode.BAD_LENGTH),  # limit first
         (Op.FLASH_ERASE, RANGE.pack(256, 4096), ErrorCode.FLASH_RULE),
         (Op.FLASH_PROGRAM, b"\x00\x00", ErrorCode.BAD_LENGTH),
         (Op.OTP_READ, U32.pack(64), ErrorCode.OUT_OF_RANGE),

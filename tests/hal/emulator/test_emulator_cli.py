@@ -1,5 +1,5 @@
 """The emulator's command line: bad usage and bad input are one line and exit code 2, and leave
-no file behind; a runtime failure before serving is exit code 1 and leaves none either."""
+no file behind; a runtime failure before serving is exit code 4 and leaves none either."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def one_line(text: str) -> str:
         (["--pty", "--size", "1000"], "bad flash geometry"),
         (["--pty", "--size", str(1 << 33)], "at most"),
         (["--pty", "--corrupt", "0.7", "--drop", "0.7"], "line faults"),
+        (["--pty", "--max-payload", "511"], "--max-payload 511: expected 512..65600"),
+        (["--pty", "--max-payload", "65601"], "--max-payload 65601"),
+        (["--pty", "--window", "0"], "--window 0: expected 1..65535"),
+        (["--pty", "--window", "65536"], "--window 65536"),
     ],
 )
 def test_a_bad_argument_is_refused_before_anything_is_created(

@@ -30,6 +30,7 @@ from hal.serial.framing import (
     slip_unescape,
 )
 from hal.serial.messages import (
+    BoardFlag,
     BoardStats,
     BootBanner,
     ErrorCode,
@@ -204,10 +205,12 @@ def test_encode_refuses_an_oversize_payload_and_a_wide_seq() -> None:
 # --- payload layouts -----------------------------------------------------------------------------
 
 
-def test_hello_round_trips_and_is_37_bytes() -> None:
-    hello = Hello(1, MAX_PAYLOAD, 16, 921_600, 1 << 24, 4096, 256, 64, 3, 2, 0xDEADBEEF)
-    assert len(hello.pack()) == 37
-    assert Hello.unpack(hello.pack()) == hello
+def test_hello_round_trips_and_is_38_bytes_and_a_longer_one_is_read() -> None:
+    hello = Hello(1, MAX_PAYLOAD, 16, 921_600, 1 << 24, 4096, 256, 64, 3, 2, 0xDEADBEEF,
+                  BoardFlag.VIRTUAL_CLOCK)
+    assert len(hello.pack()) == 38 and hello.pack()[37] == 0x01
+    assert Hello.unpack(hello.pack()) == hello and hello.virtual_clock
+    assert Hello.unpack(hello.pack() + b"later fields") == hello  # room for later fields
     with pytest.raises(MalformedPayload):
         Hello.unpack(hello.pack()[:-1])
 
@@ -227,16 +230,23 @@ def test_error_payload_is_code_then_text() -> None:
 
 def test_console_lines_page_round_trips_and_stops_at_the_limit() -> None:
     lines = ["first", "", "ünïcödé", "x" * 100]
-    payload, count = pack_lines(9, lines)
-    assert count == 4
-    assert unpack_lines(payload) == (9, lines)
-    small, count = pack_lines(9, lines, limit=6 + 2 + 5 + 2 + 0 + 1)
+    payload, count = pack_lines(9, 5, lines, limit=1000)
+    assert count == 4 and payload[:10] == bytes.fromhex("09000000 05000000 0400")
+    assert unpack_lines(payload) == (9, 5, lines)
+    small, count = pack_lines(9, 5, lines, limit=10 + 2 + 5 + 2 + 0 + 1)
     assert count == 2
-    assert unpack_lines(small) == (9, ["first", ""])
+    assert unpack_lines(small) == (9, 5, ["first", ""])
+
+
+def test_a_console_line_longer_than_a_page_is_cut_at_a_character_boundary() -> None:
+    payload, count = pack_lines(1, 0, ["ü" * 600], limit=509)  # 1,200 bytes; 497 fit
+    assert count == 1
+    _total, _start, (line,) = unpack_lines(payload)
+    assert line == "ü" * 248 and len(payload) == 10 + 2 + 496
 
 
 def test_console_lines_reply_that_runs_past_its_payload_is_refused() -> None:
-    payload, _ = pack_lines(1, ["abc"])
+    payload, _ = pack_lines(1, 0, ["abc"], limit=1000)
     with pytest.raises(MalformedPayload):
         unpack_lines(payload[:-1])
     with pytest.raises(MalformedPayload):
@@ -256,6 +266,7 @@ def test_the_spec_has_the_worked_examples() -> None:
     assert set(spec_examples()) == {
         "program-request header", "program-request payload", "program-request crc",
         "program-request wire", "program-reply wire", "erase-error wire",
+        "hello-reply payload", "console-lines-reply payload",
     }
 
 
@@ -272,6 +283,12 @@ def test_the_spec_worked_examples_are_what_the_code_emits() -> None:
                   pack_error(ErrorCode.FLASH_RULE, "misaligned"))
     assert examples["erase-error wire"] == encode_frame(error)
     assert FrameDecoder().feed(examples["program-request wire"]) == [request]
+    hello = Hello(1, 4096, 1, 0, 1 << 20, 4096, 256, 64, 1, 0, 0x12345678, BoardFlag.VIRTUAL_CLOCK)
+    assert examples["hello-reply payload"] == hello.pack()
+    assert Hello.unpack(examples["hello-reply payload"]) == hello
+    lines, _count = pack_lines(12, 10, ["ok", "é"], limit=4093)
+    assert examples["console-lines-reply payload"] == lines
+    assert unpack_lines(lines) == (12, 10, ["ok", "é"])
 
 
 def test_the_spec_crc_figures_hold() -> None:

@@ -23,6 +23,7 @@ from hal.errors import (
 )
 from hal.interfaces import FlashGeometry, ResetCause
 from hal.soft.clock import DEFAULT_WALL_START
+from hal.soft.console import LineConsole
 from hal.soft.machine import FLASH_BASE, OTP_BASE, RESET_CAUSE_BASE, SoftwareMachine
 from hal.soft.memory_map import MemoryMap
 from hal.soft.power_cuts import CutMode
@@ -351,6 +352,32 @@ def test_boot_hook_that_sleeps_during_a_bite_does_not_turn_time_back() -> None:
     machine.clock.advance(2.0)
     assert machine.clock.monotonic() == 101.0
     assert machine.reset.last_cause() is ResetCause.WATCHDOG
+
+
+def test_a_bite_ends_a_sleep_at_the_deadline_but_time_passing_goes_on() -> None:
+    machine = SoftwareMachine(None, SMALL)
+    machine.watchdog.start(2.0)
+    machine.clock.sleep(10.0)  # the code that slept is reset at the bite
+    assert machine.clock.monotonic() == 2.0
+    assert machine.reset.last_cause() is ResetCause.WATCHDOG
+    machine.watchdog.start(2.0)
+    machine.clock.advance(10.0)  # the whole machine lives through the time
+    assert machine.clock.monotonic() == 12.0
+
+
+def test_a_bounded_console_keeps_its_last_lines_and_numbers_every_one() -> None:
+    console = LineConsole(keep=3)
+    for n in range(10):
+        console.log(f"line {n}")
+    assert console.total == 10 and console.lines() == ["line 7", "line 8", "line 9"]
+    assert console.since(0) == (7, ["line 7", "line 8", "line 9"])
+    assert console.since(9) == (9, ["line 9"]) and console.since(12) == (10, [])
+    console.truncate(8)  # a snapshot taken at 8 lines being restored
+    assert console.total == 8 and console.lines()[-1] == "line 7"
+    console.truncate(2)  # back past the oldest kept line: none left, numbering goes on there
+    assert console.total == 2 and console.lines() == []
+    console.log("a\rb\nc")
+    assert console.since(0) == (2, ["a\rb", "c"])
 
 
 def test_watchdog_refuses_a_timeout_that_is_not_positive() -> None:
