@@ -25,8 +25,8 @@ def lab_pki(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
 def ms_python() -> Path:
     """The python of `.venv-ms`, holding Microsoft's azuresphere-imagemetadata (the oracle).
 
-    Created on first use with the commands of `make oracle`; a failure fails the test, it
-    does not skip it: the oracle is part of what the suite proves.
+    Made by `make oracle` (which `make test` runs first); missing, it fails the test, it does
+    not skip it: the oracle is part of what the suite proves.
     """
     try:
         return ensure_ms_venv()

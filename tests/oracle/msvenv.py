@@ -1,20 +1,16 @@
 """The virtual environment holding Microsoft's `azuresphere-imagemetadata`, and a way to ask it.
 
-The package pins cryptography < 49, so it cannot share our venv. `ensure_ms_venv` creates
-`.venv-ms` at the repository root with the same commands as `make oracle` (and the same stamp
-file), once, under a file lock so concurrent test runs do not race. `ask_microsoft` runs
-`ms_helper.py` there and returns the JSON it prints.
+The package pins cryptography < 49, so it cannot share our venv: `make oracle` (which
+`make test` runs first) creates `.venv-ms` at the repository root. The tests never install
+anything (no network beyond loopback in a test): `ensure_ms_venv` only finds it, and says how to
+make it when it is missing. `ask_microsoft` runs `ms_helper.py` there and returns the JSON it
+prints.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +26,12 @@ class OracleUnavailable(RuntimeError):
     """The Microsoft venv could not be created or its helper failed."""
 
 
-def _base_python() -> str:
-    found = shutil.which("python3.11")
-    if found:
-        return found
-    if sys.version_info[:2] == (3, 11):
-        return sys.executable
-    raise OracleUnavailable("python3.11 is needed to create .venv-ms and was not found")
-
-
-def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise OracleUnavailable(f"{' '.join(command)} failed: {' | '.join(tail)}")
-
-
 def ensure_ms_venv() -> Path:
-    """The Microsoft venv's python, creating the venv first if its stamp is missing.
-
-    Raises OracleUnavailable with the failing command and its last output lines.
-    """
-    tag = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
-    lock_path = Path(tempfile.gettempdir()) / f"sphere-fwmodel-venv-ms-{tag}.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not MS_STAMP.exists():
-            _run([_base_python(), "-m", "venv", str(MS_VENV)])
-            _run([str(MS_PYTHON), "-m", "pip", "install", "-q", MS_REQUIREMENT])
-            MS_STAMP.touch()
+    """The Microsoft venv's python; OracleUnavailable (saying to run `make oracle`) if the venv
+    `make oracle` makes is not there."""
+    if not MS_STAMP.exists() or not MS_PYTHON.exists():
+        raise OracleUnavailable(f"{MS_VENV} is missing: run `make oracle` (make test runs it "
+                                f"first; it installs {MS_REQUIREMENT})")
     return MS_PYTHON
 
 
