@@ -6,6 +6,7 @@ import signal
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,28 @@ def test_one_device_any_agent(first, second, tmp_path) -> None:
             assert board.hello().last_cause == 0
     finally:
         assert b.stop() == 0
+
+
+def test_killed_launcher_leaves_no_qemu(tmp_path) -> None:
+    """run_qemu.py SIGKILLed: its QEMU goes too (PR_SET_PDEATHSIG), within 5 s."""
+    import os
+
+    if _missing("qemu"):
+        pytest.skip(_missing("qemu"))
+    agent = Agent(TARGETS["qemu"], tmp_path / "dev.flash", [])
+    children = Path(f"/proc/{agent.proc.pid}/task/{agent.proc.pid}/children").read_text().split()
+    assert len(children) == 1
+    qemu = int(children[0])
+    agent.proc.kill()
+    agent.proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(qemu, 0)
+        except ProcessLookupError:
+            return
+        stat = Path(f"/proc/{qemu}/stat").read_text().split()
+        if stat[2] == "Z":  # a zombie awaiting its reaper is gone already
+            return
+        time.sleep(0.05)
+    pytest.fail(f"QEMU {qemu} still runs after its launcher was killed")
