@@ -48,6 +48,10 @@ _Noreturn void fault_handler(void) { cortexm_system_reset(); }
 _Noreturn void reset_handler(void)
 {
     SCB_VTOR = (uint32_t)(uintptr_t)vector_table;
+#ifdef __ARM_FP
+    REG32(0xE000ED88u) |= 0xFu << 20;   /* CPACR: the FPU (CP10, CP11) for the hard-float ABI */
+    __asm__ volatile("dsb\n isb" ::: "memory");
+#endif
     size_t data = (size_t)((uintptr_t)&__data_end - (uintptr_t)&__data_start);
     if (data > 0 && &__data_load != &__data_start) memcpy(&__data_start, &__data_load, data);
     memset(&__bss_start, 0, (size_t)((uintptr_t)&__bss_end - (uintptr_t)&__bss_start));
