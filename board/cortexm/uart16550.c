@@ -12,11 +12,11 @@ static volatile uint32_t ring_tail;   /* written by the main loop */
 static uint32_t reg_read(uint32_t offset) { return REG32(uart_base + offset); }
 static void reg_write(uint32_t offset, uint32_t value) { REG32(uart_base + offset) = value; }
 
-void uart_start(uintptr_t base)
+void uart_start(uintptr_t base, uint32_t fifo_control)
 {
     uart_base = base;
     reg_write(UART_LCR, 0x03);          /* 8 data bits, no parity, 1 stop bit */
-    reg_write(UART_FCR, 0x07);          /* FIFOs on, both cleared */
+    reg_write(UART_FCR, fifo_control);
     reg_write(UART_IER, IER_RX_AVAILABLE);
 }
 

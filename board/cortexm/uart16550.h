@@ -17,9 +17,10 @@
 #define LSR_THR_EMPTY 0x20u
 #define LSR_TX_IDLE 0x40u
 
-/* Enables the FIFOs (cleared), 8N1, and the receive interrupt. Baud setup is the
- * platform's, before this. */
-void uart_start(uintptr_t base);
+/* Enables the FIFOs with `fifo_control` (FCR: its receive trigger level decides how many
+ * bytes arrive per interrupt), 8N1, and the receive interrupt. Baud setup is the platform's,
+ * before this. */
+void uart_start(uintptr_t base, uint32_t fifo_control);
 
 /* The interrupt handler's work: moves received bytes into the ring; if the ring is full, the
  * receive interrupt is masked (the UART's FIFO, then the line, hold the rest). */

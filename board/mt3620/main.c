@@ -148,7 +148,7 @@ _Noreturn void board_main(void)
     uptime_origin = (int64_t)gpt_microseconds();
     memset(model_flash, 0xFF, sizeof model_flash);
     isu0_set_baud();
-    uart_start(ISU0_UART_BASE);
+    uart_start(ISU0_UART_BASE, 0x97);   /* FIFOs on and cleared, RX trigger 12, TX trigger 4 */
     nvic_enable(ISU0_UART_IRQ);
     irq_enable();
     agent_init(&agent, &config, &persist, frame_buffer);
