@@ -65,6 +65,24 @@ def test_requests_after_the_rebooting_one_are_dropped(start) -> None:
         assert board.quiet(0.3) == [], "a request sent behind RESET_REQUEST was answered"
 
 
+def test_frame_cut_by_a_reset(start) -> None:
+    """§9: a boot clears the receiver; the rest of a frame cut by it is dropped, and the
+    board serves on."""
+    from tests.board.boardlink import END, body, escape, seal
+
+    agent = start()
+    with agent.link() as board:
+        ping = escape(seal(body(OP["PING"], 20, b"cut in two" * 10)))
+        board.send(wire(OP["RESET_REQUEST"], 19, b"\x01") + bytes([END]) + ping[:40])
+        assert board.next_reply().flags == REPLY | REBOOTED
+        assert banner(board)[0] == 2
+        before = board.stats()
+        board.send(ping[40:] + bytes([END]))
+        assert board.quiet(0.3) == []
+        assert board.stats()[1] == before[1] + 1
+        assert board.ok("PING", b"whole") == b"whole"
+
+
 def test_reboot_clears_the_cache(start) -> None:
     agent = start()
     with agent.link() as board:
