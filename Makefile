@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MS_VENV := .venv-ms
 
-.PHONY: all demo test lint typecheck pytest images bench oracle cramfs-tools clean
+.PHONY: all demo test lint typecheck pytest images bench oracle cramfs-tools clean board board-tools fuzz
 
 all: test
 
@@ -29,6 +29,31 @@ cramfs-tools:
 
 oracle: $(MS_VENV)/.stamp cramfs-tools
 
+# The C board agent (board/, docs/board.md): native (sanitizers), qemu and mt3620 firmware.
+# Debian's toolchains are installed when root and missing; otherwise board/Makefile skips a
+# platform with its reason.
+board-tools:
+	@need=""; \
+	command -v cc >/dev/null 2>&1 || need="$$need gcc"; \
+	command -v clang >/dev/null 2>&1 || need="$$need clang"; \
+	[ -e "$$(clang -print-resource-dir 2>/dev/null)/lib/linux/libclang_rt.fuzzer-x86_64.a" ] || \
+	  need="$$need libclang-rt-14-dev"; \
+	arm-none-eabi-gcc -print-file-name=picolibc.specs 2>/dev/null | grep -q / || \
+	  need="$$need gcc-arm-none-eabi picolibc-arm-none-eabi"; \
+	command -v qemu-system-arm >/dev/null 2>&1 || need="$$need qemu-system-arm"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq $$need >/dev/null || \
+	      echo "board: could not install$$need" >&2; \
+	  else echo "board: not root, cannot install$$need" >&2; fi; \
+	fi
+
+board: board-tools
+	$(MAKE) -C board
+
+fuzz: board-tools
+	$(MAKE) -C board fuzz
+
 images: $(VENV)/.stamp
 	$(PY) tools/build_images.py --out images/build
 
@@ -41,7 +66,7 @@ typecheck: $(VENV)/.stamp
 
 # The whole suite on the software machine, then the HAL contract over the serial emulator, as
 # announced by default (64 KiB frames) and as a board with 4 KiB frames (docs/serial-protocol.md 3.1).
-pytest: $(VENV)/.stamp oracle
+pytest: $(VENV)/.stamp oracle board
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/hal/test_contract.py --hal emulator
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/hal/test_contract.py --hal emulator \
@@ -62,3 +87,4 @@ bench: $(VENV)/.stamp oracle
 clean:
 	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	rm -f device.flash device.flash.*
+	$(MAKE) -C board clean

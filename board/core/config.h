@@ -1,0 +1,34 @@
+/* Compile-time sizes of the agent's static memory. A platform overrides them with -D. */
+#ifndef BOARD_CONFIG_H
+#define BOARD_CONFIG_H
+
+/* The largest max_payload this build can announce: the receive buffer holds 13 + this. */
+#ifndef BOARD_PAYLOAD_CAPACITY
+#define BOARD_PAYLOAD_CAPACITY 65600u
+#endif
+
+/* Reply cache entries (§5: at least 64 and at least 4 × window). */
+#ifndef BOARD_CACHE_ENTRIES
+#define BOARD_CACHE_ENTRIES 64u
+#endif
+
+/* Reply payload bytes a cache entry keeps: enough for every error reply this agent sends and
+ * for the 38-byte HELLO; longer replies (all of idempotent requests) are not kept (§5). */
+#ifndef BOARD_CACHE_KEEP
+#define BOARD_CACHE_KEEP 40u
+#endif
+
+/* Console lines kept (§6.3: at least 64) and the bytes kept of each line. */
+#ifndef BOARD_CONSOLE_LINES
+#define BOARD_CONSOLE_LINES 64u
+#endif
+#ifndef BOARD_CONSOLE_LINE_MAX
+#define BOARD_CONSOLE_LINE_MAX 96u
+#endif
+
+/* Flash bytes handled per step when a request walks a range (stack buffer). */
+#ifndef BOARD_FLASH_CHUNK
+#define BOARD_FLASH_CHUNK 256u
+#endif
+
+#endif

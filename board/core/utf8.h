@@ -1,0 +1,11 @@
+#ifndef BOARD_UTF8_H
+#define BOARD_UTF8_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* True if `text` is well-formed UTF-8 as Python's strict decoder takes it: no overlong forms,
+ * no surrogates (U+D800..U+DFFF), nothing above U+10FFFF, no cut sequence. */
+bool utf8_valid(const uint8_t *text, uint32_t length);
+
+#endif
