@@ -43,11 +43,13 @@ enum error_code op_query(struct agent *a, const struct request *rq, struct reply
         rp->length = 1;
         return ERR_NONE;
     }
-    out[0] = e->kept ? QUERY_KEPT : QUERY_NOT_KEPT;
+    /* about a QUERY the answer is always 2 (§6.2): its reply may be P bytes, too long to repeat */
+    bool kept = e->kept && e->print.opcode != OP_QUERY;
+    out[0] = kept ? QUERY_KEPT : QUERY_NOT_KEPT;
     out[1] = e->flags;
     out[2] = e->print.opcode;
     rp->length = 3;
-    if (e->kept) {
+    if (kept) {
         memcpy(out + 3, e->payload, e->length);
         rp->length += e->length;
     }

@@ -89,10 +89,3 @@ def start(target: Target, tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     yield _start
     for agent in agents:
         agent.stop()
-
-
-def deviates(request: pytest.FixtureRequest, target: Target, reason: str,
-             names: tuple[str, ...] = ("python",)) -> None:
-    """Marks a known deviation of a target from the document: xfail, not strict."""
-    if target.name in names:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))

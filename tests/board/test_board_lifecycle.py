@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.board.boardlink import CAUSES, OP, REBOOTED, REPLY, UNSOLICITED, Link, wire
-from tests.board.conftest import deviates
 
 pytestmark = pytest.mark.board
 
@@ -94,8 +93,6 @@ def test_reboot_clears_the_cache(start) -> None:
 
 
 def test_power_up_after_restart(request, target, start) -> None:
-    deviates(request, target, "§6.6/§9: after a power-up the last cause is POWER_ON, whatever "
-             "the previous run ended with; the emulator reports the previous run's cause")
     agent = start()
     with agent.link() as board:
         first = board.hello()
@@ -133,8 +130,6 @@ def test_device_kept_across_restart(start) -> None:
 
 
 def test_clock_file_read_at_power_up(request, start, target, tmp_path) -> None:
-    deviates(request, target, "§6.1: an emulator's wall clock starts where FLASH.clock left it; "
-             "the emulator ignores FLASH.clock")
     (tmp_path / "dev.flash.clock").write_text("2030-06-15T12:30:00.125000+00:00\n")
     agent = start()
     with agent.link() as board:
@@ -143,8 +138,6 @@ def test_clock_file_read_at_power_up(request, start, target, tmp_path) -> None:
 
 
 def test_clocks_and_clock_file(request, start, target) -> None:
-    deviates(request, target, "§6.1/device files: the wall clock starts where FLASH.clock left "
-             "it; the emulator writes no FLASH.clock (neither after CLOCK_SLEEP nor on exit)")
     agent = start()
     with agent.link() as board:
         assert near(target, board.wall(), START_WALL)
@@ -188,8 +181,6 @@ def test_watchdog_bites_in_sleep(start, target) -> None:
 
 
 def test_watchdog_bite_stops_the_clock_at_the_deadline(request, target, start) -> None:
-    deviates(request, target, "§6.6: after a bite in CLOCK_SLEEP the clock reads the deadline, "
-             "not the end of the sleep; the emulator's reads the end")
     agent = start()
     with agent.link() as board:
         board.ok("WATCHDOG_START", struct.pack("<d", 10.0))
@@ -244,7 +235,6 @@ def lines(board: Link, first: int) -> tuple[int, int, list[bytes]]:
 
 
 def test_console_log_and_lines(request, target, start) -> None:
-    deviates(request, target, "§6.3: CONSOLE_LINES replies u32 total, u32 start, u16 count")
     agent = start()
     with agent.link() as board:
         board.quiet(0.1)
@@ -265,7 +255,6 @@ def test_console_log_and_lines(request, target, start) -> None:
 
 
 def test_console_lines_survive_reset(request, target, start) -> None:
-    deviates(request, target, "§6.3: CONSOLE_LINES replies u32 total, u32 start, u16 count")
     agent = start()
     with agent.link() as board:
         board.ok("CONSOLE_LOG", b"before the reset")
@@ -276,7 +265,6 @@ def test_console_lines_survive_reset(request, target, start) -> None:
 
 
 def test_console_lines_paging_small_payload(request, target, start) -> None:
-    deviates(request, target, "§3.1/§6.3: --max-payload and CONSOLE_LINES start")
     agent = start("--max-payload", "512")
     with agent.link() as board:
         assert board.hello().max_payload == 512
@@ -302,7 +290,6 @@ def test_console_lines_paging_small_payload(request, target, start) -> None:
 
 
 def test_console_forgets_oldest(request, target, start) -> None:
-    deviates(request, target, "§6.3: CONSOLE_LINES replies u32 total, u32 start, u16 count")
     agent = start()
     with agent.link() as board:
         for i in range(70):

@@ -7,7 +7,6 @@ import struct
 import pytest
 
 from tests.board.boardlink import OP, Link, wire
-from tests.board.conftest import deviates
 
 pytestmark = pytest.mark.board
 
@@ -16,11 +15,7 @@ P = 4096
 
 @pytest.fixture
 def small(request, target, start):
-    deviates(request, target, "§3.1: the emulator has no --max-payload (announces 65,600)")
-    try:
-        agent = start("--max-payload", str(P))
-    except RuntimeError as error:
-        pytest.xfail(str(error))
+    agent = start("--max-payload", str(P))
     with agent.link() as board:
         assert board.hello().max_payload == P
         yield board

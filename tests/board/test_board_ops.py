@@ -9,7 +9,6 @@ import struct
 import pytest
 
 from tests.board.boardlink import ERR, OP, REPLY, Link, wire
-from tests.board.conftest import deviates
 
 pytestmark = pytest.mark.board
 
@@ -34,7 +33,6 @@ def f64(x: float) -> bytes:
 # -- HELLO, PING, STATS, QUERY ----------------------------------------------------------------
 
 def test_hello_fields(request, target, start) -> None:
-    deviates(request, target, "§6.1: HELLO is 38 bytes with board_flags (emulator: 37)")
     agent = start()
     with agent.link() as board:
         reply = board.ok("HELLO")
@@ -72,7 +70,6 @@ def test_ping_echoes(board: Link) -> None:
 
 
 def test_ping_limit(request, target, board: Link) -> None:
-    deviates(request, target, "§3.1: a PING payload is at most P - 3; the emulator echoes P - 2")
     p = board.hello().max_payload
     assert len(board.ok("PING", b"\xa5" * (p - 3))) == p - 3
     board.fails("PING", b"\xa5" * (p - 2), "BAD_LENGTH")
@@ -182,8 +179,6 @@ def test_flash_zero_length(board: Link) -> None:
 
 
 def test_flash_erase_zero_length_unaligned(request, target, board: Link) -> None:
-    deviates(request, target, "§6.4: a zero-length FLASH_ERASE does nothing at any offset up to "
-             "flash_size; the emulator answers FLASH_RULE for an unaligned one")
     size = board.hello().flash_size
     for offset in (1, size - 1):
         assert board.ok("FLASH_ERASE", struct.pack("<II", offset, 0)) == b""
@@ -245,8 +240,6 @@ def test_error_precedence(board: Link) -> None:
 
 
 def test_read_limit_before_range(request, target, board: Link) -> None:
-    deviates(request, target, "§7: a FLASH_READ over the §3.1 limit is BAD_LENGTH (step 3) "
-             "before OUT_OF_RANGE (step 4); the emulator answers OUT_OF_RANGE")
     h = board.hello()
     board.fails("FLASH_READ", struct.pack("<II", h.flash_size, min(65_536, h.max_payload - 3) + 1),
                 "BAD_LENGTH")
@@ -273,8 +266,6 @@ def test_sleep_and_timeout_arguments(board: Link) -> None:
 
 
 def test_reset_cause_power_on_refused(request, target, board: Link) -> None:
-    deviates(request, target, "§6.6: RESET_REQUEST cause 0 POWER_ON gets BAD_ARGUMENT and "
-             "nothing happens; the emulator reboots")
     boots = board.hello().boot_count
     board.fails("RESET_REQUEST", b"\x00", "BAD_ARGUMENT")
     assert board.hello().boot_count == boots
