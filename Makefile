@@ -64,13 +64,25 @@ lint: $(VENV)/.stamp
 typecheck: $(VENV)/.stamp
 	$(VENV)/bin/mypy
 
-# The whole suite on the software machine, then the HAL contract over the serial emulator, as
-# announced by default (64 KiB frames) and as a board with 4 KiB frames (docs/serial-protocol.md 3.1).
+# The device tests that run on whatever --hal names (provision, update, refusals, boot, TLS).
+DEVICE_TESTS := tests/firmware_model/agent/test_device_update.py \
+  tests/firmware_model/agent/test_device_feed.py tests/firmware_model/agent/test_device_rejections.py \
+  tests/firmware_model/device/test_device_boot.py tests/firmware_model/device/test_device_tls.py
+PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider
+SMALL_FLASH := --agent-option=--size --agent-option=1048576
+
+# The whole suite on the software machine; the HAL contract over the Python emulator as it
+# announces itself (64 KiB frames) and as a board with 4 KiB frames (docs/serial-protocol.md
+# 3.1); then the C board agent: the native tier in full (contract and device tests), and the
+# QEMU tier on a 1 MiB flash (about a minute). A board that is not built here is skipped with
+# its reason (see `make board`).
 pytest: $(VENV)/.stamp oracle board
-	$(VENV)/bin/pytest -q -p no:cacheprovider
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/hal/test_contract.py --hal emulator
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/hal/test_contract.py --hal emulator \
+	$(PYTEST)
+	$(PYTEST) tests/hal/test_contract.py --hal emulator
+	$(PYTEST) tests/hal/test_contract.py --hal emulator \
 	  --agent-option=--max-payload --agent-option=4096
+	$(PYTEST) tests/hal/test_contract.py $(DEVICE_TESTS) --hal native
+	$(PYTEST) tests/hal/test_contract.py $(DEVICE_TESTS) --hal qemu $(SMALL_FLASH)
 
 test: lint typecheck pytest
 

@@ -6,6 +6,8 @@
                         one run to the next
     emulator[:FLASH]    the same device served by the Python board agent in a process of its
                         own (`python -m hal.emulator`), driven over the serial protocol on a pty
+    native[:FLASH]      the same, served by the C board agent built for this host
+    qemu[:FLASH]        the same, served by the C board agent as Cortex-M4 firmware on QEMU
     serial:PORT         a board on a serial port (a device path or a pyserial URL)
 
 FLASH defaults to `device.flash` (fwmodel) or a file the caller names (the pytest plugin).
@@ -26,8 +28,11 @@ from hal.soft.machine import SoftwareMachine
 from policy.errors import UsageError
 
 DEFAULT_FLASH = "device.flash"
-KINDS = ("fake", "emulator", "serial")
-GRAMMAR = "fake[:FLASH]|emulator[:FLASH]|serial:PORT"
+#: The software device in this process, the board agents that serve one (`hal.emulator.boards`
+#: by their own names, `emulator` being the Python one), and a board on a port.
+AGENTS = {"emulator": "python", "native": "native", "qemu": "qemu"}
+KINDS = ("fake", *AGENTS, "serial")
+GRAMMAR = "fake[:FLASH]|emulator[:FLASH]|native[:FLASH]|qemu[:FLASH]|serial:PORT"
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ class HalSpec:
 def parse_hal(text: str) -> HalSpec:
     """Parse a `--hal` value (see the module doc); UsageError for anything else."""
     kind, _, target = text.partition(":")
-    if kind in ("fake", "emulator"):
+    if kind == "fake" or kind in AGENTS:
         return HalSpec(kind, target or None)
     if kind == "serial" and target:
         return HalSpec(kind, target)
@@ -77,8 +82,8 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
     """
     if spec.is_board:
         if wall is not None:
-            raise UsageError("--at needs a software machine (fake or emulator); a board keeps "
-                             "its own time")
+            raise UsageError("--at needs a software device (fake, emulator, native or qemu); "
+                             "a board keeps its own time")
         with _serial(str(spec.target)) as board:
             yield board
         return
@@ -95,8 +100,8 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
                     soft.clock.set_wall(wall)
                 yield soft
         else:
-            options = [*agent_options, "--wait", str(lock_wait)]
-            with _emulated(flash, wall, options) as board:
+            options = [*agent_options, *(["--wait", str(lock_wait)] if lock_wait else [])]
+            with _emulated(flash, wall, options, AGENTS[spec.kind]) as board:
                 yield board
     except DeviceBusyError:
         raise  # the device is another process's: none of its files are this one's to remove
@@ -108,13 +113,15 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
 
 
 @contextlib.contextmanager
-def _emulated(flash: Path, wall: datetime | None, extra: Sequence[str]) -> Iterator[Machine]:
+def _emulated(flash: Path, wall: datetime | None, extra: Sequence[str],
+              board: str) -> Iterator[Machine]:
     from hal.emulator.launcher import launch_board  # a process: imported only when used
 
     options = ["--at", wall.astimezone(UTC).isoformat()] if wall is not None else []
     options += extra
-    with launch_board(flash, options=options) as agent, _serial(agent.url) as board:
-        yield board
+    with launch_board(flash, options=options, board=board) as agent, \
+            _serial(agent.url) as machine:
+        yield machine
 
 
 def _serial(port: str) -> contextlib.AbstractContextManager[Machine]:

@@ -6,7 +6,8 @@ test gets a fresh device in its tmp_path.
 - ``--hal fake`` (default): a :class:`hal.soft.machine.SoftwareMachine` on a flash file;
 - ``--hal emulator``: the Python board agent in a process of its own (`hal.emulator.launcher`,
   which stops it even if pytest dies), driven by :class:`hal.serial.machine.SerialMachine` over
-  a real pseudo-terminal;
+  a real pseudo-terminal; ``--hal native`` and ``--hal qemu``: the C board agent, built for the
+  host or as firmware under QEMU (skipped, saying why, where it is not built);
 - ``--hal serial:PORT``: ``SerialMachine`` on a board at PORT (a device path or pyserial URL).
 
 Fixtures: ``machine`` (a :class:`hal.interfaces.Machine` on the chosen backend; fresh except on
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from hal.backends import HalSpec, open_machine, parse_hal
+from hal.backends import AGENTS, HalSpec, open_machine, parse_hal
+from hal.emulator.boards import missing
 from hal.interfaces import Machine
 from hal.soft.files import device_files
 from policy.errors import UsageError
@@ -107,6 +109,10 @@ def machine(hal_backend: HalSpec, tmp_path: Path, request: pytest.FixtureRequest
         with open_machine(hal_backend) as board:
             yield board
         return
+    agent = AGENTS.get(hal_backend.kind)
+    reason = None if agent is None else missing(agent)
+    if reason is not None:
+        pytest.skip(f"--hal {hal_backend}: {reason}")
     flash = tmp_path / "flash.bin"
     try:
         options = request.config.getoption("--agent-option")

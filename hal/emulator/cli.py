@@ -1,4 +1,6 @@
-"""The emulator's command line: ``python -m hal.emulator --flash PATH (--pty | --tcp ADDR)``.
+"""The emulator's command line: ``python -m hal.emulator [--board python|native|qemu]
+--flash PATH (--pty | --tcp ADDR)``. The Python board agent serves by default; `--board native`
+or `--board qemu` hands the same arguments to the C board agent (`hal.emulator.boards`).
 
 Every argument is checked before anything is created: a bad value, a port outside 0..65535, a
 host that is not loopback, or a flash or state file that cannot be used is one line on stderr
@@ -34,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 
 from hal.emulator.agent import DEFAULT_WINDOW, MAX_WINDOW
+from hal.emulator.boards import BOARDS, BoardMissing, board_command
 from hal.emulator.kept_lines import CONSOLE_KEPT
 from hal.emulator.line import DEFAULT_REBOOT_DELAY
 from hal.emulator.line_noise import FaultRates
@@ -95,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
         "stdout line ends with the port to open.",
         epilog=_EPILOG,
     )
+    cli.add_argument("--board", choices=BOARDS, default="python",
+                     help="which board agent serves the device (default: %(default)s; native "
+                          "and qemu are the C agent, built by make board: docs/board.md)")
     cli.add_argument("--flash", type=Path, required=True, help="flash file (created if absent)")
     where = cli.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
@@ -287,8 +293,33 @@ def _stop_at_end_of_stdin(emulator: Emulator) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The emulator CLI; returns the exit code (see the module docstring)."""
-    return run_guarded(_PROG, lambda: run(parse(argv)))
+    """The emulator CLI; returns the exit code (see the module docstring). With
+    `--board native|qemu` this process becomes that board agent (exec), arguments unchanged."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_guarded(_PROG, lambda: run(parse(_serve_another_board(args))))
+
+
+def _serve_another_board(args: list[str]) -> list[str]:
+    """The arguments without `--board B`; for a board other than python, exec its agent."""
+    board, rest = _take_board(args)
+    if board == "python":
+        return rest
+    try:
+        command = board_command(board)
+    except BoardMissing as error:
+        raise BadInput(str(error)) from None
+    sys.stdout.flush()
+    os.execv(command[0], [*command, *rest])
+    raise AssertionError("exec returned")  # pragma: no cover
+
+
+def _take_board(args: list[str]) -> tuple[str, list[str]]:
+    for index, arg in enumerate(args):
+        if arg == "--board" and index + 1 < len(args):
+            return args[index + 1], args[:index] + args[index + 2:]
+        if arg.startswith("--board="):
+            return arg.partition("=")[2], args[:index] + args[index + 1:]
+    return "python", args
 
 
 if __name__ == "__main__":

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hal.emulator.boards import board_command
 from hal.errors import DeviceBusyError, HalError
 from hal.interfaces import Closeable
 
@@ -34,11 +34,13 @@ class LaunchError(HalError):
     """The agent did not start: it printed no port (its stderr, and exit code, say why)."""
 
 
-def agent_command(flash: Path, transport: str = "pty", options: Sequence[str] = ()) -> list[str]:
-    """The command line of the Python board agent (`python -m hal.emulator`) on `flash`."""
+def agent_command(flash: Path, transport: str = "pty", options: Sequence[str] = (),
+                  board: str = "python") -> list[str]:
+    """The command line of a board agent (`hal.emulator.boards`) serving `flash`;
+    BoardMissing if that board is not built here."""
     where = ["--pty"] if transport == "pty" else ["--tcp", "127.0.0.1:0"]
-    return [sys.executable, "-m", "hal.emulator", "--flash", str(flash), *where,
-            "--exit-with-parent", *options]
+    return [*board_command(board), "--flash", str(flash), *where, "--exit-with-parent",
+            *options]
 
 
 @dataclass
@@ -98,9 +100,10 @@ def launch(command: Sequence[str], stderr_path: Path, *, timeout: float = START_
 
 
 def launch_board(flash: Path, *, transport: str = "pty", options: Sequence[str] = (),
-                 timeout: float = START_TIMEOUT) -> LaunchedBoard:
-    """Start the Python board agent on `flash` (stderr in FLASH.stderr beside it)."""
-    return launch(agent_command(flash, transport, options),
+                 timeout: float = START_TIMEOUT, board: str = "python") -> LaunchedBoard:
+    """Start a board agent (default: the Python one) on `flash`, its stderr in FLASH.stderr
+    beside it."""
+    return launch(agent_command(flash, transport, options, board),
                   flash.with_name(flash.name + ".stderr"), timeout=timeout)
 
 

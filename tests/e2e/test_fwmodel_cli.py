@@ -224,7 +224,7 @@ def test_errors_are_one_line_with_the_exit_code_of_their_kind(
     one_line_error(fwmodel("update", "--feed", "https://127.0.0.1:1/", "--feed-ca",
                            str(missing_ca), hal=hal), 2, str(missing_ca))
     one_line_error(fwmodel("--at", "2025-06-01", "status", hal=f"serial:{tmp_path / 'no-tty'}"),
-                   2, "--at needs a software machine")
+                   2, "--at needs a software device")
     one_line_error(fwmodel("revoke", "store", "5", hal=hal), 1, "would revoke the running image")
     one_line_error(fwmodel("status", hal="bogus"), 2, "expected fake")
     assert ok_json(fwmodel("status", "--json", hal=hal)) == before
