@@ -30,7 +30,6 @@ What it checks, in order:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
@@ -54,7 +53,13 @@ from firmware_model.image import derive
 from firmware_model.image.keystore import Keyring, Keystore
 from firmware_model.image.manifest import ManifestEntry, manifest_date, read_manifest
 from firmware_model.image.package import ImagePackage, PackageLayout, locate
-from firmware_model.image.sections import SECTION_FORMATS, ImageType, SectionId, image_type_name
+from firmware_model.image.sections import (
+    SECTION_FORMATS,
+    ImageType,
+    SectionId,
+    guid,
+    image_type_name,
+)
 from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import INSTALL_ORDER, Component
 from firmware_model.trust.fuses import MAX_SECURITY_VERSION
@@ -71,14 +76,8 @@ class Identity:
     image_id: uuid.UUID
 
 
-# the ID section as stored (GUIDs raw: `_guid` turns them into UUIDs, memoized)
+# the ID section as stored (GUIDs raw: `guid` turns them into UUIDs, memoized)
 _IDENTITY = derive.run(SECTION_FORMATS[SectionId.Identity]).struct
-
-
-@functools.lru_cache(maxsize=64)
-def _guid(bytes_le: bytes) -> uuid.UUID:
-    """A GUID from its .NET bytes (memoized: a device meets the same few again and again)."""
-    return uuid.UUID(bytes_le=bytes_le)
 
 
 def peek(data: bytes) -> tuple[Identity, PackageLayout]:
@@ -87,7 +86,7 @@ def peek(data: bytes) -> tuple[Identity, PackageLayout]:
     layout = locate(data)
     image_type, _reserved, component, image = _IDENTITY.unpack_from(
         data, layout.spans[SectionId.Identity][0])
-    return Identity(image_type, _guid(component), _guid(image)), layout
+    return Identity(image_type, guid(component), guid(image)), layout
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from firmware_model.device.sysevent import (
 )
 from firmware_model.errors import BootError, FwModelError
 from firmware_model.trust.components import Component
-from firmware_model.trust.fuses import floors, read_root_hash
+from firmware_model.trust.fuses import floors
 from hal.interfaces import ResetCause
 
 #: How often a device checks its feed: every 20 hours on current devices (24 in older docs).
@@ -117,10 +117,8 @@ class Updater:
     def trust_state(self) -> TrustState:
         """What the running device trusts, for the agent's decisions."""
         running = self.device.running
-        otp = self.device.machine.otp
-        fused = read_root_hash(otp)
-        assert fused is not None
-        return TrustState(fused, running.loaded, floors(otp), running.record.manifest_date,
+        return TrustState(running.fused_root_hash, running.loaded,
+                          floors(self.device.machine.otp), running.record.manifest_date,
                           self.device.now())
 
     @property
@@ -151,11 +149,11 @@ class Updater:
         does a feed that has not served everything within `settings.check_deadline_s`.
         """
         running = self.device.running
-        session = UpdateSession(self.trust_state(), self.limits)
+        limits = self.limits
+        session = UpdateSession(self.trust_state(), limits)
         deadline = time.monotonic() + self.settings.check_deadline_s
         try:
-            wanted = session.accept_manifest(
-                feed.fetch(MANIFEST_NAME, self.limits.manifest, deadline))
+            wanted = session.accept_manifest(feed.fetch(MANIFEST_NAME, limits.manifest, deadline))
             if not wanted:
                 self._send(SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)
                 self.device.log(f"[agent] {feed.location}: no update available")

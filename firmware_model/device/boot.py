@@ -190,11 +190,13 @@ class BootReport:
 
 @dataclass(frozen=True)
 class Booted:
-    """The device's RAM after a good boot: the record it booted and the set it loaded."""
+    """The device's RAM after a good boot: the record it booted, the set it loaded, and the
+    root-key hash it read from the fuses (fused once, never to change)."""
 
     record: BootRecord
     loaded: LoadedSet
     report: BootReport
+    fused_root_hash: bytes = b""
 
 
 def _describe(error: FwModelError) -> str:
@@ -230,13 +232,13 @@ def boot(machine: Machine, layout: FlashLayout, records: RecordArea) -> Booted:
         records.commit(flash, next_record)
         record = next_record
     raised = {c.value: v for c, v in loaded.security_versions().items()
-              if raise_floor(otp, c, v)}
+              if v > counters[c] and raise_floor(otp, c, v)}
     report = BootReport(cause, machine.clock.wall(), record.sequence, used,
                         confirmed=used == "active" and problem is None
                         and next_record is not None,
                         reverted=used == "fallback", problem=problem, raised=raised)
     machine.console.log(_banner(report))
-    return Booted(record, loaded, report)
+    return Booted(record, loaded, report, fused)
 
 
 def _banner(report: BootReport) -> str:

@@ -12,6 +12,7 @@ the newest it installed and refuses an older one (a replay).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -111,7 +112,13 @@ def build_manifest(entries: Sequence[ManifestEntry], build_date: int = 0) -> byt
 
 def read_manifest(payload: bytes | memoryview) -> list[ManifestEntry]:
     """The entries of a manifest payload; ImageFormatError if it is not one, exactly (each
-    error names the field at fault and where it starts)."""
+    error names the field at fault and where it starts). A pure function of the bytes,
+    memoized (a device checks the same manifest again and again)."""
+    return list(_read_manifest(bytes(payload)))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_manifest(payload: bytes) -> tuple[ManifestEntry, ...]:
     count = _HEADER.unpack(payload, 0, "manifest")[1]
     entries = []
     at = _HEADER.size
@@ -122,7 +129,7 @@ def read_manifest(payload: bytes | memoryview) -> list[ManifestEntry]:
                                      values[_SHA256]))
         at += _ENTRY.size
     check_trailing(payload, at, "manifest")
-    return entries
+    return tuple(entries)
 
 
 def manifest_date(payload: bytes | memoryview) -> int:

@@ -164,8 +164,25 @@ def locate(data: bytes | memoryview) -> PackageLayout:
     """Find metadata and signature from the trailer and check the section table.
 
     Tries a P-256 (64-byte) signature, then P-384 (96 bytes), as the device does. Raises
-    ImageFormatError naming the offset of the first problem.
+    ImageFormatError naming the offset of the first problem. A pure function of the bytes:
+    for `bytes` (not a view) the answer is remembered, since the agent locates an image it
+    accepts and the boot after the reset locates the same bytes read from flash.
     """
+    if isinstance(data, bytes):
+        found = _LOCATED.get(data)
+        if found is None:
+            found = _LOCATED[data] = _locate(data)
+            while len(_LOCATED) > _LOCATED_KEPT:
+                del _LOCATED[next(iter(_LOCATED))]
+        return found
+    return _locate(data)
+
+
+_LOCATED: dict[bytes, PackageLayout] = {}  # by the bytes located, oldest first
+_LOCATED_KEPT = 8
+
+
+def _locate(data: bytes | memoryview) -> PackageLayout:
     try:
         return _candidate(data, 64)
     except ImageFormatError as error:
@@ -291,10 +308,26 @@ class ImagePackage:
 
 
 def parse_package(data: bytes, layout: PackageLayout | None = None) -> ImagePackage:
-    """Parse an image package strictly; ImageFormatError names the offset of any problem."""
-    layout = layout or locate(data)
-    sections = tuple(
-        decode_section(sid, layout.section_bytes(data, sid), layout.spans[sid][0] - 4)
-        for sid in layout.order
-    )
-    return ImagePackage(bytes(data), layout, sections)
+    """Parse an image package strictly; ImageFormatError names the offset of any problem.
+    `layout`, if given, must be `locate(data)`.
+
+    A pure function of the bytes, memoized: the update agent parses the images it accepts and
+    the boot after the reset parses the same bytes again (authenticating them anew: only the
+    parsing is remembered). Failures are not remembered.
+    """
+    data = bytes(data)
+    parsed = _PARSED.get(data)
+    if parsed is None:
+        layout = layout or locate(data)
+        sections = tuple(
+            decode_section(sid, layout.section_bytes(data, sid), layout.spans[sid][0] - 4)
+            for sid in layout.order
+        )
+        parsed = _PARSED[data] = ImagePackage(data, layout, sections)
+        while len(_PARSED) > _PARSED_KEPT:
+            del _PARSED[next(iter(_PARSED))]
+    return parsed
+
+
+_PARSED: dict[bytes, ImagePackage] = {}  # by the bytes parsed, oldest first
+_PARSED_KEPT = 8

@@ -10,6 +10,7 @@ on arbitrary bytes.
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -102,9 +103,16 @@ def section_tag(section_id: int) -> str:
     return text if text.isascii() and text.isalpha() else f"{section_id:#06x}"
 
 
+@functools.lru_cache(maxsize=256)
+def guid(bytes_le: bytes) -> uuid.UUID:
+    """A GUID from its .NET byte order (memoized: a device meets the same few again and
+    again)."""
+    return uuid.UUID(bytes_le=bytes_le)
+
+
 Guid: Construct = ExprAdapter(
     Bytes(16),
-    lambda raw, ctx: uuid.UUID(bytes_le=bytes(raw)),
+    lambda raw, ctx: guid(bytes(raw)),
     lambda value, ctx: value.bytes_le,
 )
 

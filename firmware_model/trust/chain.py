@@ -49,9 +49,9 @@ def authenticate(
     Only the trailer, the section table, the image type and the thumbprint are read first.
     `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
     """
-    view = memoryview(data)
     if layout is None:
-        layout = locate(view)
+        layout = locate(data)
+    view = memoryview(data)
     end = layout.metadata_end
     image_type, thumb = _id_fields(view, layout)
     verify_with(keyring.trusted(thumb, image_type).verifier, view[:end], view[end:])
@@ -105,9 +105,9 @@ def open_keystore(
     naming that certificate, the image signature.
     `layout`, if given, must be `locate(data)` (a caller that already located these bytes).
     """
-    view = memoryview(data)
     if layout is None:
-        layout = locate(view)
+        layout = locate(data)
+    view = memoryview(data)
     image_type, thumb = _id_fields(view, layout)
     if image_type != ImageType.TrustedKeystore:
         raise WrongImageTypeError(

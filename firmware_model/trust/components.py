@@ -14,17 +14,24 @@ class Component(enum.Enum):
     KEYSTORE = "keystore"
     STORE = "store"
 
+    # Members are singletons compared by identity: hash them so too (Enum's own __hash__ runs
+    # Python code, and the update path looks components up in dicts many times).
+    __hash__ = object.__hash__
+
     @property
     def image_type(self) -> ImageType:
         """The image type a slot of this component holds."""
-        if self is Component.KEYSTORE:
-            return ImageType.TrustedKeystore
-        return ImageType.UpdateCertStore
+        return _IMAGE_TYPES[self]
 
     @classmethod
     def for_image_type(cls, image_type: int) -> Component | None:
         """The component that holds images of `image_type`, or None if the device keeps none."""
-        return next((c for c in cls if c.image_type == image_type), None)
+        return _BY_IMAGE_TYPE.get(image_type)
+
+
+_IMAGE_TYPES = {Component.KEYSTORE: ImageType.TrustedKeystore,
+                Component.STORE: ImageType.UpdateCertStore}
+_BY_IMAGE_TYPE = {int(image_type): component for component, image_type in _IMAGE_TYPES.items()}
 
 
 #: The order in which an update verifies and writes components: a new keystore first, since

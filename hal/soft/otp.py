@@ -64,7 +64,8 @@ class FuseBank:
         if len(words) != len(self._words):
             raise OtpError(f"snapshot holds {len(words)} OTP words, the bank {len(self._words)}")
         for index, value in enumerate(words):
-            self._store(index, value)
+            if self._words[index] != value:  # only the words that differ are written back
+                self._store(index, value)
 
     def read_mapped(self, offset: int, length: int) -> bytes:
         """The bank as bytes (little-endian words), for the memory map."""
