@@ -12,6 +12,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from firmware_model.errors import ImageFormatError
 from firmware_model.image.certstore import read_store_payload
 from firmware_model.image.keystore import read_keystore_payload
 from firmware_model.image.manifest import read_manifest
@@ -79,16 +80,26 @@ def describe(image: ImagePackage) -> dict[str, Any]:
         "payload_size": image.layout.metadata_start,
         "sections": [section_json(s) for s in image.sections],
     }
-    if image.image_type == ImageType.UpdateCertStore:
-        result["certificates"] = [certificate_json(n, c)
-                                  for n, c in read_store_payload(image.payload)]
-    elif image.image_type == ImageType.TrustedKeystore:
-        keystore = read_keystore_payload(image.payload)
-        result["keys"] = [k.to_json() for k in keystore.keys]
-        result["keystore_signer"] = keystore.signer_certificate.subject.rfc4514_string()
-    elif image.image_type == ImageType.BaseSystemUpdateManifest:
-        result["entries"] = [e.to_json() for e in read_manifest(image.payload)]
+    try:
+        result |= _payload_json(image)
+    except ImageFormatError as error:  # e.g. a keystore in Microsoft's own layout
+        result["payload_error"] = str(error)
     return result
+
+
+def _payload_json(image: ImagePackage) -> dict[str, Any]:
+    """The payload decoded, for the image types whose payload we know (ImageFormatError if it
+    does not decode)."""
+    if image.image_type == ImageType.UpdateCertStore:
+        return {"certificates": [certificate_json(n, c)
+                                 for n, c in read_store_payload(image.payload)]}
+    if image.image_type == ImageType.TrustedKeystore:
+        keystore = read_keystore_payload(image.payload)
+        return {"keys": [k.to_json() for k in keystore.keys],
+                "keystore_signer": keystore.signer_certificate.subject.rfc4514_string()}
+    if image.image_type == ImageType.BaseSystemUpdateManifest:
+        return {"entries": [e.to_json() for e in read_manifest(image.payload)]}
+    return {}
 
 
 def _field_lines(section: dict[str, Any]) -> list[str]:
@@ -125,4 +136,6 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"    Component:     {entry['component_id']}")
         lines.append(f"    Size:          {entry['size']}  security version "
                      f"{entry['security_version']}")
+    if "payload_error" in info:
+        lines.append(f"  Payload: could not be decoded ({info['payload_error']})")
     return "\n".join(lines)

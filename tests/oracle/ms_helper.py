@@ -154,6 +154,9 @@ COMPOSITIONS = {
                         True),
     "ms-certstore": (22, "e5f5f3fc-2eb5-4d1b-a650-b72364446807",
                      "c0ffee00-1234-4abc-8def-0123456789ab", b"\x01\x02\x03", False),
+    # a TrustedKeystore in a layout that is not ours (Microsoft's own is not public)
+    "ms-keystore": (19, "6a1e0b4c-0d6f-4d3c-9a51-0c2f8e9d7b11",
+                    "5b3e9a20-7c41-4f0e-8d2a-3e6f1b9c0d22", b"MSKS" + bytes(60), False),
     "ms-empty-payload": (20, "f8c320c7-db5e-4805-b1e9-1535cce8f4fc",
                          "00000000-0000-0000-0000-000000000001", b"", False),
 }

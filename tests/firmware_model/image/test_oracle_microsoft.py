@@ -10,6 +10,7 @@ Microsoft's library runs in `.venv-ms` (see tests/oracle/msvenv.py), through ms_
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -169,7 +170,7 @@ def _theirs(composed: dict[str, Any], name: str) -> tuple[bytes, dict[str, Any],
     return Path(image["path"]).read_bytes(), image["described"], bytes.fromhex(image["payload"])
 
 
-COMPOSED = ["ms-all-sections", "ms-certstore", "ms-empty-payload"]
+COMPOSED = ["ms-all-sections", "ms-certstore", "ms-keystore", "ms-empty-payload"]
 
 
 @pytest.mark.parametrize("name", COMPOSED)
@@ -222,3 +223,19 @@ def test_imagetool_verifies_a_microsoft_image(composed: dict[str, Any]) -> None:
     tampered.write_bytes(bytes(data))
     done = _imagetool("verify", str(tampered), "--cert", composed["certificate"])
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.parametrize("name", ["ms-keystore", "ms-certstore"])
+def test_imagetool_shows_the_envelope_of_a_payload_it_cannot_decode(
+        composed: dict[str, Any], name: str) -> None:
+    path = composed["images"][name]["path"]
+    done = _imagetool("show", path, "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["image_id"] == composed["images"][name]["described"]["image_id"]
+    assert {s["name"] for s in info["sections"]} >= {"Identity", "Debug", "Signature"}
+    assert info["payload_error"] and "keys" not in info and "certificates" not in info
+    text = _imagetool("show", path)
+    assert text.returncode == 0, text.stderr
+    assert "Section: Identity" in text.stdout
+    assert "Payload: could not be decoded" in text.stdout.splitlines()[-1]
