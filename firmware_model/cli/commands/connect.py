@@ -1,0 +1,40 @@
+"""`fwmodel connect`: one TLS handshake from the device, with its store at its clock."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TextIO
+
+from firmware_model.cli import render
+from firmware_model.cli.commands import Subparsers, on_device
+from firmware_model.cli.options import address
+from firmware_model.device.model import Device
+from policy.errors import UsageError
+from policy.network import is_loopback
+
+
+def register(commands: Subparsers) -> None:
+    p = commands.add_parser(
+        "connect", help="TLS handshake from the device (exit 0: it held, 1: it failed, "
+                        "2: a bad HOST:PORT; see below)",
+        description="One TLS handshake from the device, verified with its store at its clock. "
+                    "Exit 0: the handshake held; 1: it failed; 2: HOST:PORT is not an address "
+                    "(or another usage error); 4: the HAL failed.")
+    p.add_argument("address", metavar="HOST:PORT")
+    p.add_argument("--server-name", help="the name to verify (default: HOST)")
+    p.add_argument("--json", action="store_true")
+    on_device(p, run)
+
+
+def run(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    host, port = address(str(args.address))
+    if not is_loopback(host):
+        raise UsageError(f"{host}: the model connects to loopback addresses only (serve the "
+                         "endpoint on 127.0.0.1, e.g. with tools/lab_server.py)")
+    device.start()
+    session = device.connect(host, port, args.server_name)
+    if args.json:
+        render.print_json(session.to_json(), out)
+    else:
+        out.write(f"connected to {session.describe()}\n")
+    return 0

@@ -1,0 +1,43 @@
+"""Argument types and defaults the `fwmodel` commands share."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from policy.errors import UsageError
+
+DEFAULT_IMAGES = Path("images/build")
+
+
+def seconds(text: str) -> float:
+    """A number of seconds >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be >= 0")
+    return value
+
+
+def minutes(text: str) -> float:
+    """A number of minutes >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: minutes must be >= 0")
+    return value
+
+
+def address(text: str) -> tuple[str, int]:
+    """HOST and PORT (1..65535) from `HOST:PORT` (`[v6]:PORT` too); UsageError."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"{text!r} is not HOST:PORT")
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"{text!r}: the port must be 1..65535")
+    return host.strip("[]"), int(port)
