@@ -189,7 +189,7 @@ def diagnose(chain: Sequence[x509.Certificate], endpoint: Endpoint, judge: Judge
     paths = list(islice(paths_to_store(chain, trust), MAX_PATHS))
     if not paths:
         top = chain[-1]
-        return Verdict(False, None, f"no path to the store (chain ends at "
+        return Verdict(False, None, f"no path to {trust.called} (chain ends at "
                                     f"{common_name(top.issuer)})")
     anchor = trust.names[paths[0][-1]]
     problems = [_time_problem(path, judge.at) for path in paths]
