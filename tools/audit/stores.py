@@ -64,6 +64,10 @@ class TrustStore:
         return {root: common_name(root.subject) for root in self.roots}
 
     @cached_property
+    def subjects(self) -> frozenset[x509.Name]:
+        return frozenset(root.subject for root in self.roots)
+
+    @cached_property
     def _names_by_identity(self) -> dict[int, str]:
         return {id(root): name for root, name in self.names.items()}
 
