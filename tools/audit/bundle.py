@@ -33,8 +33,10 @@ from tools.audit.stores import TrustStore, common_name
 
 OK, FAIL, NONE = "ok", "fail", "none"
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*-----END CERTIFICATE-----")
-# a certificate and its tbsCertificate are both SEQUENCEs with two-byte lengths
-_DER_START = re.compile(rb"\x30\x82(..)\x30\x82", re.DOTALL)
+# a certificate and its tbsCertificate, SEQUENCEs with two-byte lengths, then the version
+# ([0] INTEGER) or, in a v1 certificate, the serial number (INTEGER)
+_DER_START = re.compile(rb"\x30\x82(..)\x30\x82(..)(?:\xa0\x03\x02\x01[\x00-\x02])?\x02",
+                        re.DOTALL)
 OS_STORE_SUFFIX = ".azure-devices.net"
 OS_STORE_HOSTS = frozenset({"global.azure-devices-provisioning.net"})
 OS_STORE_NOTE = ("Azure IoT Hub/DPS: the Azure IoT C SDK on Azure Sphere verifies it against "
@@ -80,14 +82,20 @@ def _pem_certificates(data: bytes, what: str) -> tuple[list[x509.Certificate], l
 def _der_certificates(data: bytes) -> Iterator[x509.Certificate]:
     at = 0
     while (match := _DER_START.search(data, at)) is not None:
-        end = match.start() + 4 + int.from_bytes(match.group(1), "big")
-        try:
-            certificate = x509.load_der_x509_certificate(data[match.start():end])
-        except ValueError:
-            at = match.start() + 1
-            continue
-        yield certificate
-        at = end
+        start = match.start()
+        end = start + 4 + int.from_bytes(match.group(1), "big")
+        tbs_end = start + 8 + int.from_bytes(match.group(2), "big")
+        # the signature algorithm (a SEQUENCE) follows the tbsCertificate, inside the whole
+        if tbs_end < end <= len(data) and data[tbs_end] == 0x30:
+            try:
+                certificate = x509.load_der_x509_certificate(data[start:end])
+            except ValueError:
+                pass
+            else:
+                yield certificate
+                at = end
+                continue
+        at = start + 1
 
 
 def certificates_in(data: bytes, what: str) -> tuple[list[x509.Certificate], list[str]]:
