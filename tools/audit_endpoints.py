@@ -42,13 +42,15 @@ roots the app brings itself (curl's CURLOPT_CAINFO, wolfSSL_CTX_load_verify_loca
 certificate compiled in): every CA or self-signed certificate, PEM or DER, anywhere in any
 file of an --app image's filesystem; for --elf, --manifest and ENDPOINT, the files or
 folders --app-roots names. `anchor_app_bundle` names the root as `NAME (FILE)`,
-`app_bundle_reason` says why it fails, in the words above.
+`app_bundle_reason` (in the table: `app bundle: ...` in REASON) says why it fails, in the
+words above.
   ok       the app's bundled roots verify the chain at --at
   fail     they do not (or the endpoint could not be reached)
   none     the app bundles no root
   unknown  no chain to judge
-  An endpoint several inputs name fares as the weakest of them (none < fail < ok); the
-  note says how they differ.
+  An endpoint several apps name (or an app and --app-roots) fares as the weakest of them
+  (none < fail < ok), and the note says how they differ; without --app-roots, naming an
+  app's endpoint on the command line too changes nothing.
 outcome (column `OUTCOME`; JSON `breaks`, `at_risk`, `os_store_only`, `note`):
   breaks   ok before and fail after, and app bundle not ok (or an IoT Hub/DPS endpoint)
   at risk  ok before and fail after, but the app's bundled roots verify it: it breaks if

@@ -104,6 +104,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, lab_pki: LabPki) -> Iterator[L
     web.serve(DPS, old_ca)
     folder = tmp_path_factory.mktemp("bundle")
     (folder / "before.pem").write_bytes(pem(web.old.cert, web.kept.cert, web.expiring.cert))
+    (folder / "kept.pem").write_bytes(pem(web.kept.cert))
     (folder / "after.imagepackage").write_bytes(
         store_image([web.kept, web.expiring], lab_pki.signer("image-signing")))
     with LabTlsServer(web, folder / "tls") as server:
@@ -131,6 +132,26 @@ def test_an_app_bundling_the_dropped_root_is_at_risk_and_exits_0(
                                         "Lab Kept Root)"
     assert (kept["at_risk"], kept["breaks"], kept["note"]) == (False, False, None)
     assert code == 0
+
+
+def test_naming_an_apps_endpoint_on_the_command_line_too_keeps_its_bundle(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = lab.app("named-too", HOSTS[:1], {"certs/old.pem": pem(lab.web.old.cert)})
+    code, rows, _ = lab.audit(capsys, "--app", app, f"removed.lab.test:{lab.port}",
+                              hosts=HOSTS[:1])
+    removed = rows["removed.lab.test"]
+    assert removed["source"] == "elf,argument"
+    assert (removed["app_bundle"], removed["at_risk"], removed["note"]) == (
+        "ok", True, "at risk: breaks if the app reaches it through the OS store")
+    assert code == 0
+    # with --app-roots the command line brings roots of its own: the weaker one stands
+    code, rows, _ = lab.audit(capsys, "--app", app, f"removed.lab.test:{lab.port}",
+                              "--app-roots", lab.folder / "kept.pem", hosts=HOSTS[:1])
+    removed = rows["removed.lab.test"]
+    assert (removed["app_bundle"], removed["breaks"]) == ("fail", True)
+    assert removed["note"] == f"bundles differ ({app}: ok; --app-roots: fail)"
+    assert code == 1
 
 
 def test_the_same_app_without_the_bundled_root_breaks_and_exits_1(
@@ -240,6 +261,7 @@ def test_app_roots_for_elf_and_manifest_input(
     ("absent.pem", "absent.pem: cannot read"),
     ("empty.txt", "empty.txt: no CA or self-signed certificate (PEM or DER)"),
     ("broken.pem", "broken.pem: a PEM certificate at byte 0 does not parse"),
+    ("/dev/zero", "/dev/zero: not a file or a folder"),
 ])
 def test_app_roots_that_hold_no_root_are_bad_input(
     lab: Lab, capsys: pytest.CaptureFixture[str], name: str, message: str
@@ -271,7 +293,7 @@ def test_two_apps_naming_one_endpoint_fare_as_the_weaker(
     code, rows, _ = lab.audit(capsys, "--app", bundles, "--app", plain, hosts=HOSTS[:1])
     removed = rows["removed.lab.test"]
     assert (removed["app_bundle"], removed["breaks"]) == ("none", True)
-    assert removed["note"] == f"the apps naming it differ ({bundles}: ok; {plain}: none)"
+    assert removed["note"] == f"bundles differ ({bundles}: ok; {plain}: none)"
     assert code == 1
 
 
@@ -290,6 +312,8 @@ def test_the_table_shows_the_bundle_the_outcome_and_counts_what_it_judged(
     assert lines[1 + list(cells).index("removed.lab.test")].endswith(
         "at risk: breaks if the app reaches it through the OS store")
     assert cells["kept.lab.test"][2:6] == ["ok", "ok", "fail", "-"]
+    assert lines[1 + list(cells).index("kept.lab.test")].endswith(
+        "Lab Kept Root  app bundle: no path to the bundled roots (chain ends at Lab Kept Root)")
     assert cells[HUB][2:6] == ["ok", "fail", "ok", "breaks"]
     assert cells[missing][1:6] == ["argument", "unknown", "unknown", "none", "-"]
     at = NOW.strftime("%Y-%m-%d %H:%M:%S")

@@ -64,10 +64,6 @@ class Bundle:
         return not self.trust.roots
 
 
-def no_bundle(label: str) -> Bundle:
-    return Bundle(label, TrustStore(label, ()))
-
-
 def _pem_certificates(data: bytes, what: str) -> tuple[list[x509.Certificate], list[str]]:
     found, problems = [], []
     for match in _PEM_BLOCK.finditer(data):
@@ -145,10 +141,14 @@ def _quiet() -> Iterator[None]:
 
 
 def _files_under(path: Path) -> Iterator[Path]:
+    """The file itself, or every regular file under a folder; BadInputError for anything
+    else (a device, a pipe: nothing to read to its end)."""
     if path.is_dir():
         yield from sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_file() or not path.exists():
+        yield path  # a missing one fails to read, saying so
     else:
-        yield path
+        raise BadInputError(os.fspath(path), "not a file or a folder")
 
 
 def bundle_from_paths(paths: Sequence[Path]) -> Bundle:
@@ -217,4 +217,4 @@ def judge_bundles(chain: Sequence[x509.Certificate], endpoint: Endpoint,
         return weakest
     detail = "; ".join(f"{bundle.label}: {verdict.value}" for bundle, verdict in outcomes)
     return AppVerdict(weakest.value, weakest.anchor, weakest.reason,
-                      f"the apps naming it differ ({detail})")
+                      f"bundles differ ({detail})")

@@ -138,7 +138,8 @@ def summary(rows: Sequence[Row], at: dt.datetime) -> list[str]:
 
 def _cells(row: Row) -> tuple[str, ...]:
     outcome = "breaks" if row.breaks else "at risk" if row.at_risk else "-"
-    reason = "; ".join(text for text in (row.reason, row.note) if text)
+    bundle = f"app bundle: {row.app.reason}" if row.app.reason else None
+    reason = "; ".join(text for text in (row.reason, bundle, row.note) if text)
     return (str(row.endpoint), ",".join(row.sources), row.before, row.after, row.app.value,
             outcome, row.anchor_before or "-", row.anchor_after or "-", reason or "-")
 

@@ -3,8 +3,9 @@ chains, judge them against both stores and the bundled roots at one time. I/O (f
 sockets) happens here; the deciding is in `judge`, `bundle` and `report`.
 
 Which bundled roots an endpoint is judged against: those of every `--app` image that names
-it (its own files), and `--app-roots` for an endpoint named by `--elf`, `--manifest` or the
-command line. An endpoint named by several inputs fares as the weakest of them."""
+it (its own files), and `--app-roots`, when given, for an endpoint named by `--elf`,
+`--manifest` or the command line. An endpoint named by several of these fares as the weakest
+of them; one none of them names has no bundle (`none`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from tools.audit.bundle import (
     Bundle,
     bundle_from_paths,
     judge_bundles,
-    no_bundle,
     os_store_only,
 )
 from tools.audit.chains import MissingChainError, fetch_chain, load_saved_chain, saved_endpoints
@@ -103,8 +103,11 @@ class Discovery:
     findings: Findings = field(default_factory=Findings)
     bundles: dict[Endpoint, list[Bundle]] = field(default_factory=dict)
 
-    def add(self, findings: Findings, bundle: Bundle) -> None:
+    def add(self, findings: Findings, bundle: Bundle | None) -> None:
+        """The findings of one input, and its bundle (None: it says nothing of roots)."""
         self.findings.merge(findings)
+        if bundle is None:
+            return
         for endpoint in findings.sources:
             known = self.bundles.setdefault(endpoint, [])
             if not any(b is bundle for b in known):
@@ -124,10 +127,11 @@ class Discovery:
 
 def discover(request: AuditRequest, loose: Bundle | None = None) -> Discovery:
     """Every endpoint the request names, with sources and bundles: an app image's own,
-    `loose` (the --app-roots) for the rest; unreadable inputs become problems."""
+    `loose` (the --app-roots) for the rest; without --app-roots the rest say nothing of
+    roots (an endpoint an app image names too fares as that app). Unreadable inputs become
+    problems."""
     from tools.audit.apps import read_app_image  # the app image reader needs cramfs
 
-    loose = loose or no_bundle("no --app-roots")
     found = Discovery()
     for path in request.apps:
         try:
