@@ -10,7 +10,8 @@ Certificates that can anchor a chain count: CA certificates and self-signed ones
 
 Azure IoT Hub (`*.azure-devices.net`) and DPS (`global.azure-devices-provisioning.net`) are
 reached through the Azure IoT C SDK, which on Azure Sphere verifies against the OS store: a
-bundled root does not save them.
+bundled root does not save them. What this assumes where Microsoft's documentation is silent:
+docs/device.md, "Roots an app brings itself".
 """
 
 from __future__ import annotations
