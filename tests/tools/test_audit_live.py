@@ -145,7 +145,9 @@ def test_cli_json_and_exit_codes(
         "--root-pubkey)"]
     rows = json.loads(breaks.stdout)
     assert [sorted(row) for row in rows] == [sorted(
-        ["endpoint", "source", "before", "after", "anchor_before", "anchor_after", "reason"])] * 2
+        ["endpoint", "source", "before", "after", "anchor_before", "anchor_after", "reason",
+         "app_bundle", "anchor_app_bundle", "app_bundle_reason", "breaks", "at_risk",
+         "os_store_only", "note"])] * 2
     assert rows[0]["endpoint"] == f"removed.lab.test:{port}" and rows[0]["after"] == "fail"
     fine = cli(f"kept.lab.test:{port}", *common, "--store-cert",
                lab_pki.folder / "image-signing.pem")

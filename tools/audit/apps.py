@@ -1,5 +1,6 @@
-"""Endpoints of an Applications image package: its payload is a filesystem holding
-`app_manifest.json` and the ELF executable(s) under `bin/`."""
+"""Endpoints and bundled roots of an Applications image package: its payload is a filesystem
+holding `app_manifest.json`, the ELF executable(s) under `bin/`, and whatever else the app
+packs (certificates among them, see `bundle`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from firmware_model.errors import ImageFormatError
 from firmware_model.image.cramfs import read_cramfs
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType, image_type_name
+from tools.audit.bundle import Bundle, bundle_of
 from tools.audit.endpoints import Findings, from_elf, from_manifest
 from tools.audit.errors import BadInputError
 
@@ -62,7 +64,21 @@ def from_app_image(data: bytes, what: str) -> Findings:
     Raises BadInputError when the image itself cannot be read; a manifest or executable
     inside that cannot be read becomes a problem and the rest are still searched.
     """
+    return _endpoints(app_files(data, what), what)
+
+
+def read_app_image(data: bytes, what: str) -> tuple[Findings, Bundle]:
+    """The endpoints of an Applications image and the roots it bundles (any file of its
+    filesystem); a certificate that does not parse is one more problem. BadInputError when
+    the image itself cannot be read."""
     files = app_files(data, what)
+    findings = _endpoints(files, what)
+    bundle, problems = bundle_of(files, what)
+    findings.problems.extend(problems)
+    return findings, bundle
+
+
+def _endpoints(files: Mapping[str, bytes], what: str) -> Findings:
     findings = Findings()
     parts: list[tuple[str, Callable[[bytes, str], Findings]]] = [(MANIFEST, from_manifest)]
     parts += [(path, from_elf) for path in executables(files)]

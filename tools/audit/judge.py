@@ -81,9 +81,19 @@ class Judge:
         return Verdict(True, self.trust.name_of(anchor) or common_name(anchor.subject))
 
     def judge(self, chain: Sequence[x509.Certificate], endpoint: Endpoint) -> Verdict:
-        """The verdict for `chain` served as `endpoint`, with a reason when it fails."""
-        path = self.path(chain, endpoint)
+        """The verdict for `chain` served as `endpoint`, with a reason when it fails.
+
+        A chain none of whose certificates is a root of the store or names one as its
+        issuer has no path to it: the diagnosis says so without a verification that fails
+        (a refused verification costs as much as a good one)."""
+        path = self.path(chain, endpoint) if self.reaches(chain) else None
         return self.ok(path[-1]) if path else diagnose(chain, endpoint, self)
+
+    def reaches(self, chain: Sequence[x509.Certificate]) -> bool:
+        """Whether some certificate of `chain` is a root of the store or was issued by one's
+        subject (a path may exist)."""
+        subjects = self.trust.subjects
+        return any(c.issuer in subjects or c in self.trust for c in chain)
 
 
 def judge_pair(
@@ -186,10 +196,10 @@ def diagnose(chain: Sequence[x509.Certificate], endpoint: Endpoint, judge: Judge
     leaf, trust = chain[0], judge.trust
     if leaf.subject == leaf.issuer and _issued_by(leaf, leaf) and leaf not in trust:
         return Verdict(False, None, f"self-signed: {common_name(leaf.subject)}")
-    paths = list(islice(paths_to_store(chain, trust), MAX_PATHS))
+    paths = list(islice(paths_to_store(chain, trust), MAX_PATHS)) if judge.reaches(chain) else []
     if not paths:
         top = chain[-1]
-        return Verdict(False, None, f"no path to the store (chain ends at "
+        return Verdict(False, None, f"no path to {trust.called} (chain ends at "
                                     f"{common_name(top.issuer)})")
     anchor = trust.names[paths[0][-1]]
     problems = [_time_problem(path, judge.at) for path in paths]

@@ -1,5 +1,11 @@
-"""One audit from inputs to rows: find endpoints, get their chains, judge them against both
-stores at one time. I/O (files, sockets) happens here; the deciding is in `judge`."""
+"""One audit from inputs to rows: find endpoints and the roots their apps bundle, get their
+chains, judge them against both stores and the bundled roots at one time. I/O (files,
+sockets) happens here; the deciding is in `judge`, `bundle` and `report`.
+
+Which bundled roots an endpoint is judged against: those of every `--app` image that names
+it (its own files), and `--app-roots`, when given, for an endpoint named by `--elf`,
+`--manifest` or the command line. An endpoint named by several of these fares as the weakest
+of them; one none of them names has no bundle (`none`)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,13 @@ from pathlib import Path
 from cryptography import x509
 
 from firmware_model.image.keystore import Keyring
+from tools.audit.bundle import (
+    AppVerdict,
+    Bundle,
+    bundle_from_paths,
+    judge_bundles,
+    os_store_only,
+)
 from tools.audit.chains import MissingChainError, fetch_chain, load_saved_chain, saved_endpoints
 from tools.audit.endpoints import (
     Endpoint,
@@ -24,9 +37,18 @@ from tools.audit.endpoints import (
 )
 from tools.audit.errors import BadInputError, UnreachableError
 from tools.audit.judge import Judge, judge_pair
-from tools.audit.report import FAIL, UNKNOWN, Row, exit_code, judged_row, unjudged_row
+from tools.audit.report import (
+    FAIL,
+    NO_BUNDLE,
+    UNKNOWN,
+    Row,
+    exit_code,
+    judged_row,
+    unjudged_row,
+)
 from tools.audit.stores import Provenance, load_store
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 Reader = Callable[[bytes, str], Findings]
 
 
@@ -48,16 +70,18 @@ class AuditRequest:
     timeout: float = 5.0
     workers: int = 8
     keyring: Keyring | None = None
+    app_roots: Sequence[Path] = ()
 
 
 @dataclass(frozen=True)
 class AuditResult:
-    """The rows, the problems met (one line each), and the store images whose signature
-    was not checked (no keyring given)."""
+    """The rows, the problems met (one line each), the store images whose signature was
+    not checked (no keyring given), and the time the chains were judged at."""
 
     rows: list[Row]
     problems: list[str]
     unauthenticated: list[str] = field(default_factory=list)
+    at: dt.datetime = EPOCH
 
     @property
     def exit_code(self) -> int:
@@ -71,21 +95,66 @@ def _read_with(reader: Reader, path: Path) -> Findings:
         raise BadInputError(str(path), f"cannot read ({error.strerror or error})") from None
 
 
-def discover(request: AuditRequest) -> Findings:
-    """Every endpoint the request names, with sources; unreadable inputs become problems."""
-    from tools.audit.apps import from_app_image  # the app image reader needs cramfs
+@dataclass
+class Discovery:
+    """Every endpoint found (with sources and problems) and the bundles of the inputs that
+    name it."""
 
-    findings = Findings()
-    inputs: list[tuple[Reader, Path]] = [(from_app_image, path) for path in request.apps]
-    inputs += [(from_manifest, path) for path in request.manifests]
+    findings: Findings = field(default_factory=Findings)
+    bundles: dict[Endpoint, list[Bundle]] = field(default_factory=dict)
+
+    def add(self, findings: Findings, bundle: Bundle | None) -> None:
+        """The findings of one input, and its bundle (None: it says nothing of roots)."""
+        self.findings.merge(findings)
+        if bundle is None:
+            return
+        for endpoint in findings.sources:
+            known = self.bundles.setdefault(endpoint, [])
+            if not any(b is bundle for b in known):
+                known.append(bundle)
+
+    def bundles_of(self, endpoint: Endpoint) -> list[Bundle]:
+        """The bundles of the inputs naming `endpoint`; for one that only a wildcard
+        named, those of the wildcards covering it."""
+        if endpoint in self.bundles:
+            return self.bundles[endpoint]
+        found: list[Bundle] = []
+        for wildcard, bundles in self.bundles.items():
+            if covers(wildcard, endpoint):
+                found += [b for b in bundles if not any(b is f for f in found)]
+        return found
+
+
+def discover(request: AuditRequest, loose: Bundle | None = None) -> Discovery:
+    """Every endpoint the request names, with sources and bundles: an app image's own,
+    `loose` (the --app-roots) for the rest; without --app-roots the rest say nothing of
+    roots (an endpoint an app image names too fares as that app). Unreadable inputs become
+    problems."""
+    from tools.audit.apps import read_app_image  # the app image reader needs cramfs
+
+    found = Discovery()
+    for path in request.apps:
+        try:
+            found.add(*_read_app(read_app_image, path))
+        except BadInputError as error:
+            found.findings.problems.append(str(error))
+    inputs: list[tuple[Reader, Path]] = [(from_manifest, path) for path in request.manifests]
     inputs += [(from_elf, path) for path in request.elves]
     for reader, path in inputs:
         try:
-            findings.merge(_read_with(reader, path))
+            found.add(_read_with(reader, path), loose)
         except BadInputError as error:
-            findings.problems.append(str(error))
-    findings.merge(from_arguments(request.hosts))
-    return findings
+            found.findings.problems.append(str(error))
+    found.add(from_arguments(request.hosts), loose)
+    return found
+
+
+def _read_app(reader: Callable[[bytes, str], tuple[Findings, Bundle]], path: Path
+              ) -> tuple[Findings, Bundle]:
+    try:
+        return reader(path.read_bytes(), str(path))
+    except OSError as error:
+        raise BadInputError(str(path), f"cannot read ({error.strerror or error})") from None
 
 
 def covers(wildcard: Endpoint, endpoint: Endpoint) -> bool:
@@ -134,59 +203,77 @@ class ChainSource:
 
 @dataclass(frozen=True)
 class Auditor:
-    """Judges endpoints against two stores."""
+    """Judges endpoints against two stores and the roots their apps bundle (a Judge for
+    each bundle in `bundle_judges`, by identity; made on the spot for another)."""
 
     before: Judge
     after: Judge
     union: Judge
+    bundle_judges: Mapping[int, Judge] = field(default_factory=dict)
+
+    def _app(self, chain: list[x509.Certificate], endpoint: Endpoint,
+             bundles: Sequence[Bundle]) -> AppVerdict:
+        judges = [(b, None if b.empty else self.bundle_judges.get(id(b)) or
+                   Judge(b.trust, self.before.at)) for b in bundles]
+        return judge_bundles(chain, endpoint, judges)
 
     def row(
         self,
         endpoint: Endpoint,
         sources: Sequence[Source],
         get: Callable[[Endpoint], list[x509.Certificate]],
+        bundles: Sequence[Bundle] = (),
     ) -> tuple[Row, str | None]:
         """The endpoint's row, and a one-line problem when its chain could not be had."""
+        os_only = os_store_only(endpoint)
+
+        def without_chain(verdict: str, reason: str) -> Row:
+            bundled = any(not b.empty for b in bundles)
+            return unjudged_row(endpoint, sources, verdict, reason, bundled, os_only)
+
         if endpoint.is_wildcard:
-            return unjudged_row(endpoint, sources, UNKNOWN,
-                                "unresolvable wildcard: no named host or saved chain matches it"
-                                ), None
+            return without_chain(UNKNOWN, "unresolvable wildcard: no named host or saved "
+                                          "chain matches it"), None
         try:
             chain = get(endpoint)
         except UnreachableError as error:
-            return unjudged_row(endpoint, sources, FAIL, str(error).partition(": ")[2]), str(error)
+            return without_chain(FAIL, str(error).partition(": ")[2]), str(error)
         except MissingChainError as error:
-            return unjudged_row(endpoint, sources, UNKNOWN, str(error).partition(": ")[2]), None
+            return without_chain(UNKNOWN, str(error).partition(": ")[2]), None
         except BadInputError as error:
-            return unjudged_row(endpoint, sources, UNKNOWN, f"bad chain: {error.reason}"), str(
-                error)
+            return without_chain(UNKNOWN, f"bad chain: {error.reason}"), str(error)
         before, after = judge_pair(chain, endpoint, self.before, self.after, self.union)
-        return judged_row(endpoint, sources, before, after), None
+        app = self._app(chain, endpoint, bundles) if bundles else NO_BUNDLE
+        return judged_row(endpoint, sources, before, after, app, os_only), None
 
 
 def run_audit(request: AuditRequest) -> AuditResult:
-    """Audit every endpoint of `request`. Raises BadInputError only when a store cannot be
-    read or fails authentication (nothing can be judged then); every other bad input is a
-    problem line."""
+    """Audit every endpoint of `request`. Raises BadInputError only when a store or a file
+    of --app-roots cannot be read or fails authentication (nothing can be judged then);
+    every other bad input is a problem line."""
     before = load_store(request.before, request.keyring)
     after = load_store(request.after, request.keyring).sharing(before)
     unchecked = [store.label for store in (before, after)
                  if store.provenance is Provenance.UNAUTHENTICATED_IMAGE]
+    loose = bundle_from_paths(request.app_roots) if request.app_roots else None
     at = request.at or dt.datetime.now(dt.UTC)
-    auditor = Auditor(Judge(before, at), Judge(after, at), Judge(before.union(after), at))
-    findings = discover(request)
+    found = discover(request, loose)
+    judges = {id(b): Judge(b.trust, at) for bundles in found.bundles.values()
+              for b in bundles if not b.empty}
+    auditor = Auditor(Judge(before, at), Judge(after, at), Judge(before.union(after), at),
+                      judges)
     chains = ChainSource(request)
-    wildcards = any(endpoint.is_wildcard for endpoint in findings.sources)
+    wildcards = any(endpoint.is_wildcard for endpoint in found.findings.sources)
     saved = chains.saved() if wildcards else []
-    targets = list(expand_wildcards(findings.sources, saved).items())
+    targets = list(expand_wildcards(found.findings.sources, saved).items())
 
     def audit(target: tuple[Endpoint, list[Source]]) -> tuple[Row, str | None]:
-        return auditor.row(target[0], target[1], chains.get)
+        return auditor.row(target[0], target[1], chains.get, found.bundles_of(target[0]))
 
     if request.chains is None and len(targets) > 1:
         with ThreadPoolExecutor(max_workers=request.workers) as pool:
             results = list(pool.map(audit, targets))
     else:
         results = [audit(target) for target in targets]
-    problems = findings.problems + [problem for _, problem in results if problem]
-    return AuditResult([row for row, _ in results], problems, unchecked)
+    problems = found.findings.problems + [problem for _, problem in results if problem]
+    return AuditResult([row for row, _ in results], problems, unchecked, at)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -43,11 +43,14 @@ class Provenance(enum.StrEnum):
 @dataclass(frozen=True)
 class TrustStore:
     """A set of trusted roots; `names` gives each root's short name (its common name, else
-    its whole subject), the same whether the store came as an image or a PEM bundle."""
+    its whole subject, the same whether the store came as an image or a PEM bundle), or the
+    name `labels` gives it; `called` is how a reason names the store."""
 
     label: str
     roots: tuple[x509.Certificate, ...]
     provenance: Provenance = Provenance.PEM_BUNDLE
+    labels: tuple[str, ...] = ()
+    called: str = "the store"
 
     @cached_property
     def store(self) -> Store | None:
@@ -56,7 +59,13 @@ class TrustStore:
 
     @cached_property
     def names(self) -> dict[x509.Certificate, str]:
+        if self.labels:
+            return dict(zip(self.roots, self.labels, strict=True))
         return {root: common_name(root.subject) for root in self.roots}
+
+    @cached_property
+    def subjects(self) -> frozenset[x509.Name]:
+        return frozenset(root.subject for root in self.roots)
 
     @cached_property
     def _names_by_identity(self) -> dict[int, str]:
@@ -81,8 +90,7 @@ class TrustStore:
     def sharing(self, other: TrustStore) -> TrustStore:
         """This store with the roots it has in common with `other` as `other`'s objects."""
         mine = {root: root for root in other.roots}
-        return TrustStore(self.label, tuple(mine.get(root, root) for root in self.roots),
-                          self.provenance)
+        return replace(self, roots=tuple(mine.get(root, root) for root in self.roots))
 
 
 def common_name(name: x509.Name) -> str:
