@@ -21,10 +21,10 @@ from policy.cli import ExitCode, epilog
 from policy.errors import UsageError
 
 EPILOG = epilog({
-    ExitCode.REFUSED: "certstore: ENOENT (no certificate with that identifier) or ENOSPC (not "
-                      "enough space); a device that does not boot",
-    ExitCode.BAD_INPUT: "certstore: EINVAL or ERANGE (an identifier, certificate, key or "
-                        "password the store cannot take), a file that cannot be read, no "
+    ExitCode.REFUSED: "certstore: ENOENT, no certificate with that identifier; ENOSPC, not "
+                      "enough space; a device that does not boot",
+    ExitCode.BAD_INPUT: "certstore: EINVAL or ERANGE, an identifier, certificate, key or "
+                        "password the store cannot take; a file that cannot be read; no "
                         "device at FLASH",
 }, codes=(ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.HARDWARE, ExitCode.BUSY,
           ExitCode.INTERRUPTED),
