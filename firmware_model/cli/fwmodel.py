@@ -87,7 +87,8 @@ def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO, note: _Interr
             result: int = args.run(device, args, out)
             return result
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a power cut, and say where it left us
-            note.state = interrupted_state(device, before)
+            left = getattr(args, "interrupted_state", None) or interrupted_state
+            note.state = left(device, before)
             raise
         finally:
             if args.verbose:

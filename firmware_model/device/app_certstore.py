@@ -64,13 +64,14 @@ Log = Callable[[str], None]
 
 
 def check_identifier(identifier: str) -> None:
-    """IDENTIFIER_LENGTH (ERANGE) unless 1..16 bytes long, then IDENTIFIER_CHARACTERS (EINVAL)
-    unless every character is one of A-Z a-z 0-9 . _ -."""
+    """IDENTIFIER_LENGTH (ERANGE) unless 1..16 bytes long (UTF-8, as the C API counts), then
+    IDENTIFIER_CHARACTERS (EINVAL) unless every character is one of A-Z a-z 0-9 . _ -."""
     length = len(identifier.encode("utf-8", "surrogatepass"))
     if not 1 <= length <= MAX_IDENTIFIER_LENGTH:
+        unit = "characters" if identifier.isascii() else "bytes in UTF-8"
         raise Refusal.IDENTIFIER_LENGTH.error(
-            f"identifier {identifier!r} is {length} characters; it must be 1 to "
-            f"{MAX_IDENTIFIER_LENGTH}")
+            f"identifier {identifier!r} is {length} {unit}; it must be 1 to "
+            f"{MAX_IDENTIFIER_LENGTH} characters")
     if not IDENTIFIER_CHARACTERS.fullmatch(identifier):
         raise Refusal.IDENTIFIER_CHARACTERS.error(
             f"identifier {identifier!r} may only use A-Z, a-z, 0-9, '.', '-' and '_'")

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware_model.cli.fwmodel import main
+from firmware_model.cli.commands import certstore
+from firmware_model.cli.fwmodel import build_parser, main
+from firmware_model.device.model import Device
 from hal.soft.files import device_files
+from hal.soft.machine import SoftwareMachine
 from policy.cli import ExitCode
 from tests.firmware_model.certlab import Client, certificate, der_of_size, pem
 from tests.firmware_model.devicelab import Lab
@@ -151,3 +154,20 @@ def test_certstore_on_a_flash_that_is_not_there_is_no_device(tmp_path: Path) -> 
     assert result.returncode == ExitCode.BAD_INPUT
     assert result.stderr.startswith("fwmodel: error: no device at ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_certstore_command_says_the_store_is_whole_and_what_it_holds(
+        flash: Path, files: Path) -> None:
+    """Ctrl-C or SIGTERM is a power cut (the power-cut sweeps show the store whole after any
+    cut): the last line lists what the store holds instead of speaking of updates."""
+    with SoftwareMachine(flash) as machine:
+        device = Device(machine)
+        device.start()
+        assert certstore.interrupted_state(device, None) == (
+            "the app certificate store is whole, as before the command or as it made it "
+            "(0 certificates)")
+        device.app_store.install_root_ca("b", (files / "root.pem").read_bytes())
+        device.app_store.install_root_ca("a", (files / "8130.der").read_bytes())
+        assert certstore.interrupted_state(device, None).endswith("(2 certificates: a, b)")
+    args = build_parser().parse_args(["certstore", "list"])
+    assert args.interrupted_state is certstore.interrupted_state

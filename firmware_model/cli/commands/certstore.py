@@ -41,6 +41,7 @@ def register(commands: Subparsers) -> None:
                     "identifiers of 1-16 characters from A-Z a-z 0-9 . - _, one identifier "
                     "space (installing under a taken identifier replaces its certificate).",
         epilog=EPILOG)
+    p.set_defaults(interrupted_state=interrupted_state)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     install = actions.add_parser("install", help="install a root CA, or a client certificate "
                                  "with --client-key", epilog=EPILOG)
@@ -69,6 +70,15 @@ def register(commands: Subparsers) -> None:
     space = actions.add_parser("space", help="bytes available", epilog=EPILOG)
     space.add_argument("--json", action="store_true")
     on_device(space, run_space)
+
+
+def interrupted_state(device: Device, _before: object) -> str:
+    """What an interrupted certstore command left: a cut is a power cut, and the store is
+    committed whole, so it holds what it held before the command or what the command made."""
+    identifiers = device.app_store.identifiers()
+    listed = f": {', '.join(identifiers)}" if identifiers else ""
+    return (f"the app certificate store is whole, as before the command or as it made it "
+            f"({render.plural(len(identifiers), 'certificate')}{listed})")
 
 
 def _store(device: Device) -> AppCertStore:
