@@ -91,6 +91,11 @@ class AppCertStore:
         """The whole store as it is in flash now."""
         return self.area.read(self.flash)
 
+    def _current(self) -> tuple[StoreState, tuple[StoreState, int] | None]:
+        """The store, and the copy holding it (what a commit needs) from one read."""
+        newest = self.area.newest(self.flash)
+        return (StoreState() if newest is None else newest[0]), newest
+
     def identifiers(self) -> list[str]:
         """Every identifier, in index order (sorted by byte value)."""
         return [entry.identifier for entry in self.state().entries]
@@ -175,9 +180,9 @@ class AppCertStore:
 
     def delete(self, identifier: str) -> CertKind:
         """CertStore_DeleteCertificate; NOT_FOUND (ENOENT). Returns the kind deleted."""
-        state = self.state()
+        state, newest = self._current()
         entry = self._entry(state, identifier)
-        self._commit(tuple(e for e in state.entries if e is not entry))
+        self.area.commit(self.flash, tuple(e for e in state.entries if e is not entry), newest)
         self.log(f"deleted {entry.kind.value} certificate {identifier!r}")
         return entry.kind
 
@@ -190,7 +195,7 @@ class AppCertStore:
         """
         check_identifier(source)
         check_identifier(destination)
-        state = self.state()
+        state, newest = self._current()
         entry = self._entry(state, source)
         if source == destination:
             return None
@@ -198,7 +203,7 @@ class AppCertStore:
         moved = StoredEntry(destination, entry.kind, entry.certificate, entry.key,
                             entry.password)
         kept = tuple(e for e in state.entries if e.identifier not in (source, destination))
-        self._commit((*kept, moved))
+        self.area.commit(self.flash, (*kept, moved), newest)
         self.log(f"moved {entry.kind.value} certificate {source!r} to {destination!r}"
                  + (f" (replacing a {replaced.kind.value} certificate)" if replaced else ""))
         return None if replaced is None else replaced.kind
@@ -217,7 +222,7 @@ class AppCertStore:
         return entry
 
     def _install(self, entry: StoredEntry) -> CertKind | None:
-        state = self.state()
+        state, newest = self._current()
         replaced = state.find(entry.identifier)
         free = self._free(state) + (replaced.size if replaced is not None else 0)
         if entry.size > free:
@@ -225,14 +230,11 @@ class AppCertStore:
                 f"{entry.identifier!r} needs {entry.size} bytes; {free} are available"
                 + (" once the certificate it replaces is gone" if replaced else ""))
         kept = tuple(e for e in state.entries if e.identifier != entry.identifier)
-        self._commit((*kept, entry))
+        self.area.commit(self.flash, (*kept, entry), newest)
         self.log(f"installed {entry.kind.value} certificate {entry.identifier!r} "
                  f"({entry.size} bytes)"
                  + (f", replacing a {replaced.kind.value} certificate" if replaced else ""))
         return None if replaced is None else replaced.kind
-
-    def _commit(self, entries: tuple[StoredEntry, ...]) -> None:
-        self.area.commit(self.flash, entries)
 
     def log(self, line: str) -> None:
         if self._log is not None:
