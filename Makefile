@@ -64,10 +64,12 @@ lint: $(VENV)/.stamp
 typecheck: $(VENV)/.stamp
 	$(VENV)/bin/mypy
 
-# The device tests that run on whatever --hal names (provision, update, refusals, boot, TLS).
+# The device tests that run on whatever --hal names (provision, update, refusals, boot, TLS,
+# the app certificate store).
 DEVICE_TESTS := tests/firmware_model/agent/test_device_update.py \
   tests/firmware_model/agent/test_device_feed.py tests/firmware_model/agent/test_device_rejections.py \
-  tests/firmware_model/device/test_device_boot.py tests/firmware_model/device/test_device_tls.py
+  tests/firmware_model/device/test_device_boot.py tests/firmware_model/device/test_device_tls.py \
+  tests/firmware_model/device/test_device_app_certstore.py
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider
 SMALL_FLASH := --agent-option=--size --agent-option=1048576
 

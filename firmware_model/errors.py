@@ -6,11 +6,16 @@ alone decides the exit code (`policy.cli`). `FwModelError` itself is only the co
 
 from __future__ import annotations
 
+import errno as errno_codes
+
 from hal.errors import LinkError
 from policy.errors import BadInput, HardwareFault, Refused, Unavailable
 
 __all__ = [
     "BootError",
+    "CertStoreError",
+    "CertStoreInputError",
+    "CertStoreRefusedError",
     "FeedError",
     "FeedLocationError",
     "FwModelError",
@@ -32,6 +37,7 @@ __all__ = [
     "UnsafeUpdateError",
     "UntrustedSignerError",
     "WrongImageTypeError",
+    "certstore_error",
 ]
 
 
@@ -130,3 +136,36 @@ class ProvisioningError(FwModelError, BadInput):
 
 class ReadbackError(FwModelError, HardwareFault):
     """What reads back from flash is not what was written (a hardware fault)."""
+
+
+class CertStoreError(FwModelError):
+    """A refusal of the app certificate store (Applibs CertStore), as the C API reports it:
+    `errno` (28) and `errno_name` ("ENOSPC"), plus `reason`, a finer name for what was refused
+    ("identifier-characters", "no-space", ...: `device.app_certstore.Refusal`) that tells apart
+    refusals sharing an errno (the device REST API gives each its own error code).
+
+    Made by `certstore_error`, which picks the kind from the errno: EINVAL and ERANGE (an
+    identifier or a blob that cannot be used) are bad input, ENOENT and ENOSPC (a well-formed
+    request the store cannot carry out) are refusals.
+    """
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        self.errno = code
+        self.errno_name = errno_codes.errorcode.get(code, f"errno {code}")
+        self.reason = reason
+        super().__init__(f"certstore: {self.errno_name}: {message}")
+
+
+class CertStoreInputError(CertStoreError, BadInput):
+    """EINVAL or ERANGE: an identifier, certificate, key or password the store cannot take."""
+
+
+class CertStoreRefusedError(CertStoreError, Refused):
+    """ENOENT or ENOSPC: no certificate under that identifier, or not enough space."""
+
+
+def certstore_error(code: int, reason: str, message: str) -> CertStoreError:
+    """The CertStoreError for errno `code`, of the kind that errno is (see CertStoreError)."""
+    if code in (errno_codes.EINVAL, errno_codes.ERANGE):
+        return CertStoreInputError(code, reason, message)
+    return CertStoreRefusedError(code, reason, message)

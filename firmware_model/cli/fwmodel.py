@@ -1,4 +1,5 @@
-"""`fwmodel`: provision, inspect, update and connect a device model; sweep power cuts.
+"""`fwmodel`: provision, inspect, update and connect a device model; manage its app
+certificate store; sweep power cuts.
 
 Each device command opens the machine `--hal` names (`hal.backends`), attaches the device model
 to it (booting it from what its flash and fuses hold), does its work and closes the machine.
@@ -15,7 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from firmware_model.cli.commands import connect, provision, revoke, status, sweep, update
+from firmware_model.cli.commands import (
+    certstore,
+    connect,
+    provision,
+    revoke,
+    status,
+    sweep,
+    update,
+)
 from firmware_model.cli.options import seconds
 from firmware_model.device.model import Device
 from firmware_model.device.status import interrupted_state
@@ -27,7 +36,7 @@ PROG = "fwmodel"
 #: Seconds a command waits for a device another process is using.
 DEFAULT_WAIT = 5.0
 #: The command modules, in the order `--help` lists them.
-COMMANDS = (provision, status, update, connect, revoke, sweep)
+COMMANDS = (provision, status, update, connect, certstore, revoke, sweep)
 
 EPILOG = epilog({
     ExitCode.OK: "connect: the handshake held; sweep: no invariant violated",
@@ -78,7 +87,8 @@ def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO, note: _Interr
             result: int = args.run(device, args, out)
             return result
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a power cut, and say where it left us
-            note.state = interrupted_state(device, before)
+            left = getattr(args, "interrupted_state", None) or interrupted_state
+            note.state = left(device, before)
             raise
         finally:
             if args.verbose:

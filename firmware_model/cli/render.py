@@ -31,12 +31,28 @@ def status_text(status: dict[str, object]) -> list[str]:
         image = slot["image"]
         lines.append(f"{component.value}: slot {slot['active']}, {image['name']} "
                      f"(security version {image['security_version']}, fused {fuse['fused']})")
-    store = status["store"]
-    assert isinstance(store, dict)
+    store, apps = status["store"], status["app_certificate_store"]
+    assert isinstance(store, dict) and isinstance(apps, dict)
+    lines.append(f"{store['label']} (TLS and updates; a real device does not list it):")
     for cert in store["certificates"]:
         expired = "" if cert["valid_at_device_time"] else " (not valid at device time)"
         lines.append(f"  root {cert['name']}: until {cert['not_after']}{expired}")
+    count = plural(len(apps["certificates"]), "certificate")
+    lines.append(f"{apps['label']} (apps, device REST API): {count}, "
+                 f"{apps['available_space']} of {apps['available_when_empty']} bytes free")
+    lines += [f"  {line}" for line in app_cert_lines(apps["certificates"])]
     return lines
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 certificate`, `2 certificates`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def app_cert_lines(certificates: list[dict[str, object]]) -> list[str]:
+    """One line per app-store certificate (as `CertInfo.to_json` gives it)."""
+    return [f"{c['id']}: {c['type']}, {c['bytes']} bytes, {c['subject_name']}, "
+            f"until {c['not_after']}" for c in certificates]
 
 
 def event_text(info: SysEventInfo) -> str:

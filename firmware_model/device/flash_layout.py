@@ -1,10 +1,16 @@
-"""Where things live in the device's flash: two boot-record copies, A/B slots per component.
+"""Where things live in the device's flash: two boot-record copies, A/B slots per component,
+two copies of the app certificate store.
 
     sector 0            boot record, copy 0
     sector 1            boot record, copy 1
     keystore slot A, B  (KEYSTORE_SLOT_SIZE each, rounded up to whole sectors)
     store slot A, B     (STORE_SLOT_SIZE each)
+    app store 0, 1      (APP_STORE_COPY_SIZE each: the Applibs CertStore, `app_certstore`)
     the rest            unused by the model
+
+The app store comes last so that the regions before it keep the offsets they had before it
+was added: a device file provisioned earlier reads as it did, with an empty app store (its
+copies are erased flash).
 
 The staging area is not a fixed region: it is whatever the next commit may write before it
 commits, i.e. the slot of each pair that the boot record does not name as active, and the
@@ -22,6 +28,10 @@ from hal.interfaces import FlashGeometry
 
 KEYSTORE_SLOT_SIZE = 16 * 1024
 STORE_SLOT_SIZE = 256 * 1024
+#: One copy of the app certificate store: its 24 KiB of certificates and at most 24 bytes of
+#: bookkeeping per certificate (which is always smaller than the certificate), so 48 KiB holds
+#: any store the accounting admits (`app_certstore_area`).
+APP_STORE_COPY_SIZE = 48 * 1024
 SLOT_NAMES = ("A", "B")
 
 
@@ -45,6 +55,7 @@ class FlashLayout:
     geometry: FlashGeometry
     record_copies: tuple[Region, Region]
     slots: Mapping[Component, tuple[Region, Region]]
+    app_store: tuple[Region, Region]
 
     @classmethod
     def for_geometry(
@@ -52,6 +63,7 @@ class FlashLayout:
         geometry: FlashGeometry,
         keystore_slot_size: int = KEYSTORE_SLOT_SIZE,
         store_slot_size: int = STORE_SLOT_SIZE,
+        app_store_copy_size: int = APP_STORE_COPY_SIZE,
     ) -> FlashLayout:
         """Lay the regions out from offset 0; LayoutError if the flash is too small."""
         sector = geometry.sector_size
@@ -70,11 +82,13 @@ class FlashLayout:
             for component, size in ((Component.KEYSTORE, keystore_slot_size),
                                     (Component.STORE, store_slot_size))
         }
+        app_store = (take("app store copy 0", app_store_copy_size),
+                     take("app store copy 1", app_store_copy_size))
         if cursor > geometry.size:
             raise LayoutError(
                 f"the flash layout needs {cursor:#x} bytes; the flash has {geometry.size:#x}"
             )
-        return cls(geometry, records, slots)
+        return cls(geometry, records, slots, app_store)
 
     def slot(self, component: Component, index: int) -> Region:
         """Slot `index` (0 = A, 1 = B) of `component`."""
@@ -86,7 +100,8 @@ class FlashLayout:
 
     def regions(self) -> list[Region]:
         """Every region, in flash order."""
-        found = [*self.record_copies, *(r for pair in self.slots.values() for r in pair)]
+        found = [*self.record_copies, *(r for pair in self.slots.values() for r in pair),
+                 *self.app_store]
         return sorted(found, key=lambda region: region.offset)
 
 

@@ -5,6 +5,7 @@
     device.start()                            # or: boot an already provisioned one
     device.connect("127.0.0.1", 8443)         # TLS with the store, at the device's clock
     device.bus.register(DeferringApp(60))     # an app that defers system updates by an hour
+    device.app_store.install_root_ca("Lab-Root", pem)   # the app certificate store (CertStore)
 
 Everything the device knows between resets lives in flash and fuses; `device.ram` is what a
 boot rebuilt from them (lost on every reset, rebuilt by the boot hook). The update agent
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from firmware_model.device.app_certstore import AppCertStore
+from firmware_model.device.app_certstore_area import AppStoreArea
 from firmware_model.device.boot import Booted, BootReport, boot
 from firmware_model.device.bootrecord import RecordArea, RecordState
 from firmware_model.device.flash_layout import FlashLayout, Region, staging_regions
@@ -100,7 +103,7 @@ class Device:
 
     @property
     def store(self) -> DeviceStore:
-        """The certificate store the device booted with."""
+        """The OS trusted root store the device booted with (TLS, updates)."""
         return self.running.loaded.store
 
     def ssl_context(self) -> DeviceSSLContext:
@@ -116,6 +119,15 @@ class Device:
             raise
         self.log(f"[tls] connected to {session.describe()}")
         return session
+
+    # -- the app certificate store -------------------------------------------------------------
+
+    @property
+    def app_store(self) -> AppCertStore:
+        """The app certificate store (Applibs CertStore) in its own flash region; not the OS
+        trusted root store that `store` is."""
+        return AppCertStore(self.machine.flash, AppStoreArea(self.flash_layout.app_store),
+                            self.log)
 
     # -- revocation ----------------------------------------------------------------------------
 

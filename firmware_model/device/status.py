@@ -1,8 +1,10 @@
 """What a device is running, as `fwmodel status --json` prints it: slots, images, security
-versions (fused and running), the OS trusted root store, the last boot and reset."""
+versions (fused and running), the OS trusted root store, the app certificate store, the last
+boot and reset."""
 
 from __future__ import annotations
 
+from firmware_model.device.app_certstore import AVAILABLE_WHEN_EMPTY, CAPACITY
 from firmware_model.device.bootrecord import BootRecord, RecordState
 from firmware_model.device.flash_layout import slot_name
 from firmware_model.device.model import Device
@@ -10,6 +12,20 @@ from firmware_model.device.tls import iso
 from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, read_root_hash
 from hal.errors import HalError
+
+#: How status names the store TLS and updates use (a real device's status does not list it).
+OS_STORE_LABEL = "OS trusted root store"
+APP_STORE_LABEL = "app certificate store"
+
+
+def app_store_status(device: Device) -> dict[str, object]:
+    """The app certificate store: each certificate, and the space free of what an empty store
+    has (`app_certstore`)."""
+    store = device.app_store
+    entries = store.entries()
+    return {"label": APP_STORE_LABEL, "certificates": [info.to_json() for info in entries],
+            "available_space": store.available_space(),
+            "available_when_empty": AVAILABLE_WHEN_EMPTY, "capacity": CAPACITY}
 
 
 def device_status(device: Device) -> dict[str, object]:
@@ -39,7 +55,9 @@ def device_status(device: Device) -> dict[str, object]:
         "security_versions": {c.value: {"fused": counters[c],
                                         "running": installed[c].security_version}
                               for c in Component},
-        "store": {"certificates": [root.to_json(at) for root in running.loaded.store.roots]},
+        "store": {"label": OS_STORE_LABEL,
+                  "certificates": [root.to_json(at) for root in running.loaded.store.roots]},
+        "app_certificate_store": app_store_status(device),
         "last_boot": running.report.to_json(),
     }
 

@@ -3,7 +3,9 @@
 Each module has `register(commands)`, which adds its sub-parser to `commands` (the result of
 `add_subparsers`) with `run` set by `set_defaults`: `run(device, args, out)` for a command on
 the device `--hal` names, or `run(args, out, err)` with `on_device=False` for one that makes its
-own machines (the sweep).
+own machines (the sweep). A device command may also set `interrupted_state(device, before)`:
+what an interrupted run (a power cut) left, for its last line, when the boot record alone
+(`device.status.interrupted_state`, the default) does not say it.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def test_an_expired_root_fails_at_the_device_clock_not_the_host_clock(
         set_clock(device, JUNE_2025)
         with pytest.raises(TlsError, match=r"unable to get local issuer.*2025-06-01"):
             device.connect("127.0.0.1", port)
-    assert device_status(device)["store"] == {"certificates": [
+    assert device_status(device)["store"] == {"label": "OS trusted root store", "certificates": [
         {**device.store.roots[0].to_json(JUNE_2025), "valid_at_device_time": False}]}
 
 
