@@ -42,11 +42,12 @@ Apps on the device (SysEvent, as Microsoft documents it):
 A system update may be deferred 1440 minutes in all, counted from when the device learned of it
 (UpdateStarted), over as many deferrals as the apps ask for: a longer one is truncated to what
 is left. When every deferral in force has run out the apps get Pending again (with the minutes
-left); when none defers within Pending's 10 seconds, or an app resumes, or less than a minute is
-left, Final follows, and the install (a reboot) 10 s after Final. Every app registered is sent
-Deferred for each deferral granted; no Complete for a system update. The output lists what each
-app was told and its calls, with device times, and the time deferred in all. The deferral lives
-in this run: the device's clock is moved through it (see docs/device.md, SysEvent)."""
+left); when none defers within Pending's 10 seconds, or the last deferral in force is resumed,
+or less than a minute is left, Final follows, and the install (a reboot) 10 s after Final.
+Every app registered is sent Deferred for each deferral granted; no Complete for a system
+update. The output lists what each app was told and its calls, with device times, and the time
+deferred in all. The deferral lives in this run: the device's clock is moved through it (see
+docs/device.md, SysEvent)."""
 
 
 @dataclass(frozen=True)
