@@ -53,9 +53,9 @@ class AppManifest:
 
 def parse_app_manifest(data: bytes, what: str) -> AppManifest:
     """The manifest in `data` (UTF-8 JSON, a byte-order mark allowed); AppManifestError naming
-    `what` if it is not an object with a non-empty string `Name`, or if `Capabilities` is not
-    an object or holds a SysEvent capability that is not `true`/`false`. Other keys and other
-    capabilities are not looked at."""
+    `what` if it is not an object with a non-empty printable string `Name`, or if `Capabilities`
+    is not an object or holds a SysEvent capability that is not `true`/`false`. Other keys and
+    other capabilities are not looked at."""
     try:
         document = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -65,6 +65,9 @@ def parse_app_manifest(data: bytes, what: str) -> AppManifest:
     name = document.get("Name")
     if not isinstance(name, str) or not name.strip():
         raise AppManifestError(f"{what}: the app manifest has no Name")
+    if not name.isprintable():
+        raise AppManifestError(f"{what}: the app's Name {json.dumps(name)} holds control "
+                               "characters")
     capabilities = document.get("Capabilities", {})
     if not isinstance(capabilities, dict):
         raise AppManifestError(f"{what}: Capabilities must be a JSON object")

@@ -72,6 +72,8 @@ def app_spec(text: str) -> AppSpec:
         if key in options:
             raise argparse.ArgumentTypeError(f"{text!r}: {key}= given twice")
         options[key] = value
+    if not ":".join(parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: name the app's manifest first")
     path = Path(":".join(parts))
     try:
         defers = tuple(whole_minutes(v) for v in options["defer"].split(",")) \
