@@ -152,7 +152,7 @@ class DeviceApp:
     """An app on the device: its manifest, its SysEvent calls, and what it was told (`log`)."""
 
     manifest: AppManifest
-    bus: SysEventBus
+    bus: SysEventBus = field(repr=False)
     callback: Callback | None = None
     log: list[LogEntry] = field(default_factory=list)
     status: EventStatus | None = None  # UpdateReadyForInstall's status as last told to it
