@@ -12,6 +12,7 @@ from hal.errors import LinkError
 from policy.errors import BadInput, HardwareFault, Refused, Unavailable
 
 __all__ = [
+    "AppManifestError",
     "BootError",
     "CertStoreError",
     "CertStoreInputError",
@@ -124,6 +125,11 @@ class FeedLocationError(FwModelError, BadInput):
     """A feed location that names no feed: a missing folder or channel folder, a scheme other
     than http/https/file, a host off the loopback interface (bad usage, not a feed that is
     down)."""
+
+
+class AppManifestError(FwModelError, BadInput):
+    """An app manifest (app_manifest.json) that cannot be read as one: not JSON, not an object,
+    no Name, a SysEvent capability that is not true or false."""
 
 
 class NotProvisionedError(FwModelError, BadInput):

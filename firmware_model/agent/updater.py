@@ -6,9 +6,9 @@ python-tuf's Updater beside its TrustedMetadataSet.
 
 A check is two halves: `fetch_update` (fetch the manifest and each image it lists, accept them
 step by step; nothing is written) and `install` (write the free slots and read them back, offer
-the install to the apps and wait out their deferral on the device's clock, commit the trial
-boot record, ask the HAL for a reset). Every refusal happens in the first half, so a refused
-update leaves the device as it was.
+the install to the apps and wait out their deferrals on the device's clock, as
+`firmware_model.device.deferral` says, commit the trial boot record, ask the HAL for a reset).
+Every refusal happens in the first half, so a refused update leaves the device as it was.
 """
 
 from __future__ import annotations
@@ -27,18 +27,19 @@ from firmware_model.agent.decisions import (
 from firmware_model.agent.feed import MANIFEST_NAME, Feed, image_file_name
 from firmware_model.device.boot import Booted, BootReport, InstalledImage
 from firmware_model.device.bootrecord import SlotRef
+from firmware_model.device.deferral import OfferReport, offer_install
 from firmware_model.device.flash_layout import slot_name
 from firmware_model.device.model import Device
 from firmware_model.device.slots import write_slot
 from firmware_model.device.sysevent import (
     MAX_SYSTEM_DEFERRAL_MINUTES,
-    EventHandle,
+    AppReport,
     EventStatus,
+    Mark,
     SysEvent,
     SysEventBus,
     SysEventInfo,
     UpdateType,
-    deferral_minutes,
 )
 from firmware_model.errors import BootError, FwModelError
 from firmware_model.trust.components import Component
@@ -72,19 +73,28 @@ class UpdateOutcome(enum.Enum):
 
 @dataclass(frozen=True)
 class UpdateResult:
-    """What one check for updates did."""
+    """What one check for updates did: every notification sent (`events`), each app's part
+    (`apps`), how the install was offered (`offer`, None without an install)."""
 
     outcome: UpdateOutcome
     feed: str
     images: tuple[InstalledImage, ...] = ()
     events: tuple[SysEventInfo, ...] = ()
-    deferred_minutes: float = 0.0
+    apps: tuple[AppReport, ...] = ()
+    offer: OfferReport | None = None
     boot: BootReport | None = None
+
+    @property
+    def deferred_minutes(self) -> float:
+        """How long deferrals held the install, in all."""
+        return 0.0 if self.offer is None else self.offer.deferred_minutes
 
     def to_json(self) -> dict[str, object]:
         return {"outcome": self.outcome.value, "feed": self.feed,
                 "images": [image.to_json() for image in self.images],
                 "events": [event.to_json() for event in self.events],
+                "apps": [app.to_json() for app in self.apps],
+                "deferral": None if self.offer is None else self.offer.to_json(),
                 "deferred_minutes": self.deferred_minutes,
                 "boot": None if self.boot is None else self.boot.to_json()}
 
@@ -101,6 +111,7 @@ class AcceptedUpdate:
     staged: tuple[StagedImage, ...]
     booted: Booted
     manifest_date: int = 0  # the manifest's build date, remembered by the trial record
+    learned_at: float = 0.0  # when the device learned of it (UpdateStarted), device time
 
 
 @dataclass
@@ -133,12 +144,12 @@ class Updater:
         logging it on the console) with the device unchanged: every check happens before the
         first flash write.
         """
-        first_event = len(self.bus.sent)
+        mark = self.bus.mark()
         accepted = self.fetch_update(feed)
         if accepted is None:
-            return UpdateResult(UpdateOutcome.NO_UPDATE, feed.location,
-                                events=tuple(self.bus.sent[first_event:]))
-        return self._install(accepted, first_event)
+            events, apps = self.bus.since(mark)
+            return UpdateResult(UpdateOutcome.NO_UPDATE, feed.location, events=events, apps=apps)
+        return self._install(accepted, mark)
 
     def fetch_update(self, feed: Feed) -> AcceptedUpdate | None:
         """Fetch and accept what `feed` offers, writing nothing (the first half of a check).
@@ -158,7 +169,7 @@ class Updater:
                 self._send(SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)
                 self.device.log(f"[agent] {feed.location}: no update available")
                 return None
-            self._send(SysEvent.UPDATE_STARTED, EventStatus.PENDING)
+            learned_at = self._send(SysEvent.UPDATE_STARTED, EventStatus.PENDING)
             for entry in wanted:
                 session.accept_image(entry, feed.fetch(image_file_name(entry.image_id),
                                                        entry.size, deadline))
@@ -167,7 +178,7 @@ class Updater:
                             f"({type(error).__name__}): {error}")
             raise
         return AcceptedUpdate(feed.location, tuple(session.staged), running,
-                              session.manifest_date)
+                              session.manifest_date, learned_at)
 
     def install(self, update: AcceptedUpdate) -> UpdateResult:
         """Install an update `fetch_update` accepted: the second half of a check (write the
@@ -176,27 +187,27 @@ class Updater:
         ValueError if the device has booted since the update was accepted: what it was
         checked against (the running keystore, the counters, the installed images) may differ.
         """
-        return self._install(update, len(self.bus.sent))
+        return self._install(update, self.bus.mark())
 
-    def _install(self, update: AcceptedUpdate, first_event: int) -> UpdateResult:
+    def _install(self, update: AcceptedUpdate, mark: Mark) -> UpdateResult:
         device = self.device
         if device.ram is None or device.ram is not update.booted:
             raise ValueError(f"the update from {update.location} was accepted before the "
                              "device's last boot; fetch it again")
         staged = update.staged
         refs = self._stage(list(staged))
-        deferred = self._offer_install()
+        offer = self._offer_install(update.learned_at)
         trial = device.running.record.trial(refs, update.manifest_date)
         device.record_area.commit(device.machine.flash, trial)
         device.log(f"[agent] record {trial.sequence} committed (trial); requesting a reset")
-        events = tuple(self.bus.sent[first_event:])
+        events, apps = self.bus.since(mark)
         device.machine.reset.request_reset(ResetCause.SOFTWARE)
         if device.ram is None:
             raise device.boot_failure or BootError("the device did not come back after the reset")
         report = device.ram.report
         outcome = UpdateOutcome.REVERTED if report.reverted else UpdateOutcome.INSTALLED
         images = tuple(InstalledImage.of(s.component, s.image, s.digest) for s in staged)
-        return UpdateResult(outcome, update.location, images, events, deferred, report)
+        return UpdateResult(outcome, update.location, images, events, apps, offer, report)
 
     def _stage(self, staged: list[StagedImage]) -> dict[Component, SlotRef]:
         """Write each accepted image to its component's inactive slot and read it back."""
@@ -213,23 +224,20 @@ class Updater:
                        f"{slot_name(index)} and read back")
         return refs
 
-    def _offer_install(self) -> float:
-        """Pending to the apps, wait out their deferral on the device clock, then Final."""
-        handles = self._send(SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.PENDING,
-                             self.settings.max_deferral_minutes)
-        minutes = deferral_minutes(handles)
-        if minutes > 0:
-            self.device.log(f"[agent] install deferred by {minutes:g} minutes")
-            self.device.machine.clock.sleep(minutes * 60)
-        self._send(SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.FINAL)
-        return minutes
+    def _offer_install(self, learned_at: float) -> OfferReport:
+        """UpdateReadyForInstall to the apps; wait out their deferrals and Final's 10 s on the
+        device clock (`firmware_model.device.deferral`)."""
+        offer = offer_install(self.bus, self.device.machine.clock, UpdateType.SYSTEM, learned_at,
+                              self.settings.max_deferral_minutes)
+        if offer.deferred_minutes:
+            self.device.log(f"[agent] install deferred by {offer.deferred_minutes:g} minutes")
+        return offer
 
-    def _send(
-        self, event: SysEvent, status: EventStatus, max_deferral: int = 0
-    ) -> list[EventHandle]:
-        info = SysEventInfo(event, status, UpdateType.SYSTEM, max_deferral,
-                            self.device.machine.clock.wall())
-        return self.bus.send(info)
+    def _send(self, event: SysEvent, status: EventStatus) -> float:
+        """Tell the apps `event` (not an UpdateReadyForInstall); returns when (device time)."""
+        at = self.device.machine.clock.wall()
+        self.bus.send(SysEventInfo(event, status, None, 0, at))
+        return at
 
     def run_checks(self, feed: Feed, checks: int) -> list[CheckResult]:
         """Check `feed` `checks` times, one check interval apart on the device clock.

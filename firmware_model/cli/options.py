@@ -33,6 +33,17 @@ def minutes(text: str) -> float:
     return value
 
 
+def whole_minutes(text: str) -> int:
+    """A whole number of minutes, 0..4294967295 (SysEvent_DeferEvent takes a uint32_t)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of minutes") from None
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r}: minutes must be 0..4294967295")
+    return value
+
+
 def address(text: str) -> tuple[str, int]:
     """HOST and PORT (1..65535) from `HOST:PORT` (`[v6]:PORT` too); UsageError."""
     host, sep, port = text.rpartition(":")

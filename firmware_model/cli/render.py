@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from errno import errorcode
 from typing import TextIO
 
 from firmware_model.agent.sweep import SweepReport
 from firmware_model.agent.updater import UpdateResult
-from firmware_model.device.sysevent import SysEventInfo
+from firmware_model.device.sysevent import AppReport, EventStatus, SysEventCall, SysEventInfo
 from firmware_model.device.tls import iso
 from firmware_model.trust.components import Component
 
@@ -55,17 +56,57 @@ def app_cert_lines(certificates: list[dict[str, object]]) -> list[str]:
             f"until {c['not_after']}" for c in certificates]
 
 
-def event_text(info: SysEventInfo) -> str:
+def _when(at: float) -> str:
+    return iso(datetime.fromtimestamp(at, UTC))
+
+
+def _event(info: SysEventInfo) -> str:
     allowance = (f", may defer up to {info.max_deferral_minutes} min"
-                 if info.max_deferral_minutes else "")
-    when = iso(datetime.fromtimestamp(info.at, UTC))
-    return f"{when} {info.event.value} ({info.status.value}{allowance})"
+                 if info.status is EventStatus.PENDING and info.update_type is not None else "")
+    return f"{info.event.value} ({info.status.value}{allowance})"
+
+
+def event_text(info: SysEventInfo) -> str:
+    return f"{_when(info.at)} {_event(info)}"
+
+
+def call_text(call: SysEventCall) -> str:
+    asked = "" if call.requested_minutes is None else f" {call.requested_minutes} min"
+    if not call.ok:
+        return f"{_when(call.at)} {call.call}{asked}: refused, {errorcode[call.errno]} ({call.why})"
+    granted = "" if call.granted_minutes is None else f": granted {call.granted_minutes:g} min"
+    why = f" ({call.why})" if call.why else ""
+    return f"{_when(call.at)} {call.call}{asked}{granted or ': ok'}{why}"
+
+
+def app_text(app: AppReport) -> list[str]:
+    """One app: its capabilities, then what it was told and the calls it made, in order."""
+    held = ", ".join(app.manifest.capabilities) or "no SysEvent capability"
+    head = f"app {app.manifest.name} [{held}]"
+    if not app.registered:
+        reason = "never registered" if app.registration is None else call_text(app.registration)
+        return [f"{head}: told nothing ({reason})"]
+    lines = [head + ":"]
+    for entry in app.log:
+        lines.append("  " + (call_text(entry) if isinstance(entry, SysEventCall)
+                             else f"{_when(entry.at)} told {_event(entry)}"))
+    granted = [c for c in app.calls if c.call == "DeferEvent" and c.ok]
+    refused = [c for c in app.calls if not c.ok]
+    lines.append(f"  deferrals granted: {len(granted)} ({app.granted_minutes:g} min in all); "
+                 f"calls refused: {len(refused)}")
+    return lines
 
 
 def update_text(result: UpdateResult) -> list[str]:
     lines = [event_text(info) for info in result.events]
-    if result.deferred_minutes:
-        lines.append(f"install deferred by {result.deferred_minutes:g} minutes")
+    for app in result.apps:
+        lines += app_text(app)
+    offer = result.offer
+    if offer is not None:
+        lines.append(f"install deferred by {offer.deferred_minutes:g} minutes in all (allowance "
+                     f"{offer.allowance_minutes} minutes from {_when(offer.learned_at)}, when "
+                     "the device learned of the update)")
+        lines.append(f"Final at {_when(offer.final_at)}; install at {_when(offer.install_at)}")
     if result.images:
         lines.append("installed: " + ", ".join(
             f"{i.component.value} {i.name} (security version {i.security_version})"

@@ -5,6 +5,7 @@
     device.start()                            # or: boot an already provisioned one
     device.connect("127.0.0.1", 8443)         # TLS with the store, at the device's clock
     device.bus.register(DeferringApp(60))     # an app that defers system updates by an hour
+                                              # (firmware_model.device.deferral)
     device.app_store.install_root_ca("Lab-Root", pem)   # the app certificate store (CertStore)
 
 Everything the device knows between resets lives in flash and fuses; `device.ram` is what a
@@ -49,6 +50,8 @@ class Device:
             self.layout = FlashLayout.for_geometry(self.machine.flash.geometry)
         if self.records is None:
             self.records = RecordArea(self.layout)
+        if self.bus.clock is None:
+            self.bus.clock = self.machine.clock
         self.machine.set_boot_hook(self.on_reset)
 
     # -- boot ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def test_demo_tells_the_february_2025_story(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     assert "rehearsal went as February 2025 did" in out
-    before, after = out.split("UpdateReadyForInstall (Final)")
+    before, after = out.split("UpdateReadyForInstall (Final)", 1)
     # both endpoints connect before; both stores list the real roots that stay
     assert before.count("connected to 127.0.0.1") == 2
     for real in ("DigiCert_Global_Root_G2", "Microsoft_RSA_Root_Certificate_Authority_2017"):

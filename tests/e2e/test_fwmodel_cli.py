@@ -171,10 +171,12 @@ def test_the_device_clock_goes_on_from_one_run_to_the_next(
     assert device_time() == "2025-02-01T00:00:00Z"
     update = ok_json(fwmodel("update", "--feed", str(device_lab.folder / "feeds"), "--defer",
                              "120", "--json", hal=hal))
+    # 120 minutes deferred, Pending again, Final 10 s later, the reboot 10 s after Final
     events = update["events"]
-    assert isinstance(events, list) and events[-1]["time"] == "2025-02-01T02:00:00Z"
-    assert device_time() == "2025-02-01T02:00:00Z"
-    assert (tmp_path / "dev.flash.clock").read_text().startswith("2025-02-01T02:00:00")
+    assert isinstance(events, list) and events[-1]["time"] == "2025-02-01T02:00:10Z"
+    assert events[-1]["status"] == "Final"
+    assert device_time() == "2025-02-01T02:00:20Z"
+    assert (tmp_path / "dev.flash.clock").read_text().startswith("2025-02-01T02:00:20")
     moved = ok_json(fwmodel("--at", "2025-06-01T12:00:00Z", "status", "--json", hal=hal))
     assert moved["device_time"] == "2025-06-01T12:00:00Z"
     assert device_time() == "2025-06-01T12:00:00Z"
@@ -280,7 +282,8 @@ def test_the_same_commands_over_the_serial_protocol(device_lab: Lab, tmp_path: P
     assert status["last_reset_cause"] == "POWER_ON"
     slots = status["slots"]
     assert isinstance(slots, dict) and slots["store"]["active"] == "B"
-    assert status["device_time"] == "2025-02-01T00:30:00Z"  # the deferral's half hour, kept
+    # the deferral's half hour and the two 10-second warnings, kept
+    assert status["device_time"] == "2025-02-01T00:30:20Z"
 
 
 def test_the_sweep_shows_a_progress_bar_on_a_terminal(device_lab: Lab) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from firmware_model.agent.feed import MANIFEST_NAME, image_file_name, open_feed
 from firmware_model.agent.updater import UpdateOutcome, Updater
+from firmware_model.device.deferral import DeferringApp
 from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
-from firmware_model.device.sysevent import DeferringApp
 from firmware_model.errors import TlsError
 from firmware_model.image.package import parse_package
 from hal.soft.machine import SoftwareMachine

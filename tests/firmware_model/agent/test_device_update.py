@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from errno import EACCES
 
 import pytest
 
 from firmware_model.agent.decisions import Limits, TrustState, UpdateSession
 from firmware_model.agent.feed import MemoryFeed
 from firmware_model.agent.updater import AgentSettings, CheckResult, UpdateOutcome, Updater
+from firmware_model.device.appmanifest import AppManifest
+from firmware_model.device.deferral import DeferringApp
 from firmware_model.device.model import Device
 from firmware_model.device.status import device_status
 from firmware_model.device.sysevent import (
-    DeferringApp,
-    EventHandle,
+    DeviceApp,
     EventStatus,
     SysEvent,
+    SysEventCall,
     SysEventInfo,
-    UpdateType,
 )
 from firmware_model.errors import FeedError, ManifestMismatchError
 from firmware_model.trust.components import Component
@@ -31,22 +33,30 @@ def timeline(device: Device) -> list[tuple[str, str]]:
     return [(info.event.value, info.status.value) for info in device.bus.sent]
 
 
+def told(app: DeviceApp) -> list[SysEventInfo]:
+    return [entry for entry in app.log if isinstance(entry, SysEventInfo)]
+
+
 # --- the flow ------------------------------------------------------------------------------
 
 
 def test_an_update_tells_the_apps_then_installs_through_a_reset(
     device: Device, device_lab: Lab
 ) -> None:
-    app = DeferringApp(0)
-    device.bus.register(app)
+    app = device.bus.register(DeferringApp(0))
     result = Updater(device).check_for_update(device_lab.feed("RetailEval"))
     assert result.outcome is UpdateOutcome.INSTALLED
-    assert [(i.event, i.status) for i in app.seen] == [
+    started, pending, final = told(app)
+    assert [(i.event, i.status) for i in told(app)] == [
         (SysEvent.UPDATE_STARTED, EventStatus.PENDING),
         (SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.PENDING),
         (SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.FINAL),
     ]
-    assert app.seen[1].max_deferral_minutes == 1440
+    # the allowance, 1,440 minutes from UpdateStarted (a board whose clock runs on its own
+    # while the images are written offers a minute less)
+    assert pending.max_deferral_minutes == (started.at + 1440 * 60 - pending.at) // 60
+    assert pending.max_deferral_minutes >= 1439
+    assert final.at - pending.at == pytest.approx(10.0, abs=1.0)  # nobody deferred
     assert [(i.component, i.name) for i in result.images] == [
         (Component.KEYSTORE, "keystore-2025-02"), (Component.STORE, "certstore-2025-02")]
     status = device_status(device)
@@ -62,12 +72,11 @@ def test_an_update_tells_the_apps_then_installs_through_a_reset(
 def test_a_feed_with_nothing_new_sends_no_update_available(device: Device, device_lab: Lab) -> None:
     Updater(device).check_for_update(device_lab.feed())
     before = device_status(device)
-    app = DeferringApp(60)
-    device.bus.register(app)
+    app = device.bus.register(DeferringApp(60))
     result = Updater(device).check_for_update(device_lab.feed())
-    assert result.outcome is UpdateOutcome.NO_UPDATE
-    assert [(i.event, i.status) for i in app.seen] == [
-        (SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE)]
+    assert result.outcome is UpdateOutcome.NO_UPDATE and result.offer is None
+    assert [(i.event, i.status, i.update_type) for i in told(app)] == [
+        (SysEvent.NO_UPDATE_AVAILABLE, EventStatus.COMPLETE, None)]
     assert device_status(device) == before
 
 
@@ -83,26 +92,29 @@ def test_a_store_only_update_keeps_the_keystore_slot(device_lab: Lab) -> None:
 # --- deferral ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("asked", "resume_after", "waited_minutes"), [
-    (1440, None, 1440),   # a full day: the reboot comes exactly 24 h later
-    (5000, None, 1440),   # longer requests are truncated to the allowance
-    (1440, 0, 0),         # resume: installs at once
-    (1440, 90, 90),       # the app's timer resumes after an hour and a half
-    (30, 90, 30),         # the deferral ends before the resume would
+@pytest.mark.parametrize(("asked", "resume_after", "waited_minutes", "final_after_s"), [
+    (1440, None, 1440, 86400),  # a full day: Final exactly 24 h after the device learned
+    (5000, None, 1440, 86400),  # longer requests are truncated to the allowance
+    (1440, 0, 0, 0),            # resume at once: Final at once
+    (1440, 90, 90, 5400),       # the app's timer resumes after an hour and a half
+    (30, 90, 30, 1810),         # the deferral runs out first: Pending again, Final 10 s later
 ])
 def test_deferral_delays_the_reboot_on_the_device_clock(
-    device: Device, device_lab: Lab, asked: float, resume_after: float | None,
-    waited_minutes: float,
+    device: Device, device_lab: Lab, asked: int, resume_after: float | None,
+    waited_minutes: float, final_after_s: float,
 ) -> None:
-    app = DeferringApp(asked, resume_after)
-    device.bus.register(app)
+    app = device.bus.register(DeferringApp(asked, resume_after))
     result = Updater(device).check_for_update(device_lab.feed())
-    pending, final = app.seen[1], app.seen[2]
-    assert app.granted == [min(asked, 1440)]
-    assert result.deferred_minutes == waited_minutes
+    pending, final = told(app)[1], told(app)[-1]
+    assert final.status is EventStatus.FINAL
+    grants = [c.granted_minutes for c in app.log if isinstance(c, SysEventCall)
+              and c.call == "DeferEvent"]
     # a board whose clock also runs on its own (QEMU's counter) adds its milliseconds
-    assert final.at - pending.at == pytest.approx(waited_minutes * 60, abs=1.0)
-    assert result.boot is not None and result.boot.at == pytest.approx(final.at, abs=1.0)
+    assert grants == [pytest.approx(min(asked, 1440), abs=0.1)]
+    assert result.deferred_minutes == pytest.approx(waited_minutes, abs=0.1)
+    assert final.at - pending.at == pytest.approx(final_after_s, abs=1.0)
+    # the reboot: 10 s after Final
+    assert result.boot is not None and result.boot.at == pytest.approx(final.at + 10, abs=1.0)
     assert result.boot.confirmed
 
 
@@ -113,14 +125,25 @@ def test_the_install_waits_for_the_longest_deferral_of_all_apps(device_lab: Lab)
     start = device.machine.clock.monotonic()
     result = Updater(device).check_for_update(device_lab.feed())
     assert result.deferred_minutes == 600
-    assert device.machine.clock.monotonic() - start == 600 * 60
+    # Pending again at 600 minutes, nobody defers: Final 10 s later, the reboot 10 s after
+    assert device.machine.clock.monotonic() - start == 600 * 60 + 20
+    assert [status for _, status in timeline(device)][-3:] == ["Deferred", "Pending", "Final"]
 
 
-def test_only_a_pending_ready_for_install_can_be_deferred() -> None:
-    for event, status in [(SysEvent.UPDATE_READY_FOR_INSTALL, EventStatus.FINAL),
-                          (SysEvent.UPDATE_STARTED, EventStatus.PENDING)]:
-        handle = EventHandle(SysEventInfo(event, status, UpdateType.SYSTEM, 1440, 0.0))
-        assert handle.defer(60) == 0.0 and handle.holds_minutes == 0.0
+def test_an_install_sends_no_complete_and_reports_each_apps_part(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    device.bus.register(DeferringApp([60, 60]), AppManifest.deferring("a"))
+    device.bus.register(DeferringApp(30), AppManifest("b", system_event_notifications=True))
+    result = Updater(device).check_for_update(device_lab.feed())
+    assert "Complete" not in [status for _, status in timeline(device)]
+    a, b = result.apps
+    assert (a.registered, a.granted_minutes, b.registered, b.granted_minutes) == (
+        True, 120, True, 0)
+    assert [(c.call, c.errno) for c in b.calls] == [("DeferEvent", EACCES)]
+    document = result.to_json()
+    assert document["deferred_minutes"] == 120
+    apps = document["apps"]
+    assert isinstance(apps, list) and apps[1]["calls"][0]["errno"] == "EACCES"
 
 
 # --- the check cadence ---------------------------------------------------------------------
@@ -158,7 +181,9 @@ def test_a_failed_check_is_retried_one_check_interval_later(device_lab: Lab, hou
     assert not isinstance(results[1], Exception) and results[1].outcome is UpdateOutcome.INSTALLED
     assert not isinstance(results[2], Exception) and results[2].outcome is UpdateOutcome.NO_UPDATE
     first, second, third = feed.calls[0], feed.calls[1], feed.calls[-1]
-    assert (second - first, third - second) == (hours * 3600, hours * 3600)
+    offer = results[1].offer
+    assert offer is not None  # the next check comes one interval after the install's reboot
+    assert (second - first, third - offer.install_at) == (hours * 3600, hours * 3600)
 
 
 # --- the agent's decisions, without a device -----------------------------------------------

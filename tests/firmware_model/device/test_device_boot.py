@@ -12,7 +12,7 @@ from firmware_model.device.model import Device
 from firmware_model.device.provision import FactoryImages
 from firmware_model.device.slots import write_slot
 from firmware_model.device.status import device_status
-from firmware_model.device.sysevent import EventHandle, EventStatus, SysEventInfo
+from firmware_model.device.sysevent import DeviceApp, EventStatus, SysEventInfo
 from firmware_model.errors import (
     BootError,
     NotProvisionedError,
@@ -111,7 +111,7 @@ def test_counters_rise_only_after_the_trial_boot_confirmed_the_new_store(device_
     device = small_device(device_lab)
     seen: list[dict[Component, int]] = []
 
-    def app(info: SysEventInfo, handle: EventHandle) -> None:
+    def app(info: SysEventInfo, _app: DeviceApp) -> None:
         if info.status is EventStatus.FINAL:
             seen.append(floors(device.machine.otp))
 
