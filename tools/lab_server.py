@@ -45,6 +45,8 @@ from tools.pki import ROOT, general_name, issue, load_signer, new_key
 PROG = "lab-server"
 DEFAULT_KEYS = Path("images/build/keys")
 HANDSHAKE_TIMEOUT = 10.0
+#: How long stopping waits for connections in progress to finish (and say how they went).
+DRAIN_TIMEOUT = 2.0
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 EPILOG = epilog({ExitCode.OK: "stopped by Ctrl-C or SIGTERM",
@@ -132,9 +134,27 @@ class LabServer(http.server.ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.name = name
         self.context = context
+        self._active = 0
+        self._idle = threading.Condition()
         super().__init__(address, _Greeting)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._active += 1
+        try:
+            self._serve_one(request, client_address)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def server_close(self) -> None:
+        """Stop listening; give connections in progress DRAIN_TIMEOUT seconds to end."""
+        super().server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=DRAIN_TIMEOUT)
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
         peer = f"{client_address[0]}:{client_address[1]}"
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
@@ -143,6 +163,7 @@ class LabServer(http.server.ThreadingHTTPServer):
             reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
             say(f"{peer} handshake failed: {reason}")
             return
+        say(f"{peer} handshake ok ({tls.version()})")
         try:
             _Greeting(tls, client_address, self)
         except OSError as error:
