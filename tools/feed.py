@@ -107,6 +107,9 @@ def _authenticated(paths: Sequence[Path], fused: bytes, running: Keyring
             raise UsageError(f"{seen[component]} and {path} are both {component.value} images: "
                              "an update holds one image per component")
         seen[component] = path
+    ids = {image.image_id: path for path, _data, image, _component in read}
+    if len(ids) < len(read):
+        raise UsageError("two images with one image GUID: a feed serves each under its GUID")
     keyring = running
     result = []
     for path, data, _image, component in sorted(read, key=lambda r: r[3] != Component.KEYSTORE):

@@ -19,16 +19,19 @@ It runs until Ctrl-C or SIGTERM, then stops and exits 0. The leaf's key lives in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import ipaddress
 import json
 import re
 import shlex
+import signal
 import socket
 import ssl
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,7 +200,8 @@ class Reach:
         host = f"[{self.name}]" if ":" in self.name else self.name
         line = f"audit-endpoints {host}:{self.port}"
         if self.name != self.address:
-            line += f" --resolve {self.name}:{self.port}:{self.address}"
+            address = f"[{self.address}]" if ":" in self.address else self.address
+            line += f" --resolve {self.name}:{self.port}:{address}"
         return f"{line} --before STORE --after STORE"
 
     def to_json(self) -> dict[str, object]:
@@ -223,6 +227,9 @@ def bind(address: str, port: int, name: str, context: ssl.SSLContext) -> LabServ
 def serve(args: argparse.Namespace) -> int:
     name, address = endpoint_name(args.name), listen_address(args.address)
     keys: Path = args.keys
+    if not (keys / f"{ROOT}.key").exists():
+        raise UsageError(f"{keys} holds no lab PKI ({ROOT}.key, {ROOT}.pem): make one with "
+                         "`imagetool keygen --out DIR`, or `make images` for images/build/keys")
     root = load_signer(keys / f"{ROOT}.key", keys / f"{ROOT}.pem")
     server = bind(address, args.port, name, server_context(name, root))
     reach = Reach(name, address, int(server.server_address[1]), keys / f"{ROOT}.pem",
@@ -234,9 +241,24 @@ def serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        with _signals_ignored():  # a second Ctrl-C while stopping
+            server.server_close()
     say("stopped")
     return 0
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the duration (in the main thread; elsewhere no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def parser() -> argparse.ArgumentParser:

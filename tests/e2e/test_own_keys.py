@@ -104,7 +104,8 @@ def test_your_own_keys_from_keygen_to_an_installed_store(tmp_path: Path) -> None
         assert f"connect: {connect.replace('--hal fake:lab.flash ', '')};" in first
         reached = shell(connect, tmp_path)
         assert reached.returncode == 0, reached.stderr
-        assert "chain api.lab.test -> Lab Root (fused) (store root Lab_Root_fused)" in reached.stdout
+        assert "chain api.lab.test -> Lab Root (fused) (store root Lab_Root_fused)" in \
+            reached.stdout
         judged = shell(audit, tmp_path)  # fails before (no lab root), ok after: no break
         assert judged.returncode == 0, (judged.stdout, judged.stderr)
         assert f"api.lab.test:{port[1]}" in judged.stdout

@@ -217,6 +217,18 @@ def test_two_images_of_one_component_are_refused(device_lab: Lab, store: Path, k
     assert not (tmp_path / "feed").exists()
 
 
+def test_two_images_with_one_image_guid_are_refused(device_lab: Lab, keys: Path,
+                                                   tmp_path: Path) -> None:
+    """A feed serves each image under its GUID: two with one GUID would overwrite each other."""
+    keystore, store = tmp_path / "keystore.imagepackage", tmp_path / "store.imagepackage"
+    keystore.write_bytes(device_lab.keystore())
+    store.write_bytes(device_lab.store(device_lab.roots(), 3,
+                                       image_id=parse_package(keystore.read_bytes()).image_id))
+    refused(call("feed", keystore, store, "--keys", keys, "--channel", "Retail", "-o",
+                 tmp_path / "feed"), 2, "two images with one image GUID")
+    assert not (tmp_path / "feed").exists()
+
+
 def test_an_image_a_device_does_not_install_from_a_feed_is_refused(
         device_lab: Lab, keys: Path, tmp_path: Path) -> None:
     for name in ("app-example", "manifest-retail"):
