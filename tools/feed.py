@@ -19,7 +19,7 @@ Everything is checked before anything is written, as the device would check it:
   build from DIR: its image-signing key may sign stores and update manifests);
 - the manifest's signer may sign manifests under the keystore the device runs.
 The channel folder is written whole beside FEED and renamed into place: a channel folder that
-is not empty, or a FEED holding anything but channel folders, is refused unless `force`
+is not empty, or a FEED holding anything but channel folders, is refused unless --force
 (which replaces the channel folder and nothing else).
 """
 

@@ -29,6 +29,7 @@ from firmware_model.trust.chain import open_keystore, verify_image
 from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.errors import UsageError
 from tools.describe import describe, render_text
+from tools.feed import __doc__ as feed_doc
 from tools.feed import publish
 from tools.files import write_atomic
 from tools.pki import keygen, load_certificate, load_public_key, load_signer
@@ -107,17 +108,20 @@ def _feed(args: argparse.Namespace) -> int:
 
 def _add_feed(sub: argparse._SubParsersAction[OneLineParser]) -> None:
     p = sub.add_parser("feed", help="publish images into an update feed folder (signed manifest "
-                                    "and the images, where `fwmodel update --feed` looks)")
+                                    "and the images, where `fwmodel update --feed` looks)",
+                       description=feed_doc, epilog=EPILOG)
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="TrustedKeystore and UpdateCertStore images, one per component")
-    p.add_argument("--keys", required=True, help="the lab PKI (imagetool keygen) whose "
-                   "image-signing key signs the manifest and whose root the device fused")
+    p.add_argument("--keys", required=True, metavar="DIR",
+                   help="the lab PKI (imagetool keygen) whose image-signing key signs the "
+                        "manifest and whose root the device fused")
     p.add_argument("--channel", required=True, metavar="|".join(CHANNELS))
     p.add_argument("-o", "--output", required=True, metavar="FEED",
                    help="the feed folder (one folder per channel), or the channel's folder")
-    p.add_argument("--keystore", help="the keystore image the device runs (default: what the "
-                   "shipped keystore recipes build from --keys: its image-signing key may sign "
-                   "stores and update manifests)")
+    p.add_argument("--keystore", metavar="KS",
+                   help="the keystore image the device runs (default: what the shipped keystore "
+                        "recipes build from --keys: its image-signing key may sign stores and "
+                        "update manifests)")
     p.add_argument("--date", type=iso_datetime, help="the manifest's build date, its version "
                    "(default: now; an older one than the device installed is a replay)")
     p.add_argument("--force", action="store_true",

@@ -52,10 +52,12 @@ HANDSHAKE_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 2.0
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-EPILOG = epilog({ExitCode.OK: "stopped by Ctrl-C or SIGTERM",
+EPILOG = epilog({ExitCode.OK: "stopped by Ctrl-C or SIGTERM once serving",
                  ExitCode.BAD_INPUT: "also an address off the loopback interface, a port in "
-                                     "use, a NAME that is no host name"},
-                codes=[ExitCode.OK, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED])
+                                     "use, a NAME that is no host name, a keys folder without "
+                                     "a lab PKI"},
+                codes=[ExitCode.OK, ExitCode.BAD_INPUT],
+                extra="(Ctrl-C while it is still starting, before its first line, is 130.)")
 
 
 def endpoint_name(text: str) -> str:
@@ -262,8 +264,7 @@ def _signals_ignored() -> Iterator[None]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = OneLineParser(prog=PROG, description=(__doc__ or "").splitlines()[0],
-                        epilog=EPILOG)
+    top = OneLineParser(prog=PROG, description=__doc__, epilog=EPILOG)
     top.add_argument("name", metavar="NAME", help="the endpoint's host name (or IP address)")
     top.add_argument("--keys", type=Path, default=DEFAULT_KEYS, metavar="DIR",
                      help="the lab PKI whose root issues the certificate (default: %(default)s)")
