@@ -52,14 +52,16 @@ fwmodel --hal fake:lab.flash status
 #: README: the lab server (PORT is what its first line says).
 SERVER = "lab-server api.lab.test --keys lab-keys"
 CONNECT = "fwmodel --hal fake:lab.flash connect 127.0.0.1:PORT --server-name api.lab.test"
-AUDIT = ("audit-endpoints api.lab.test:PORT --resolve api.lab.test:PORT:127.0.0.1 "
-         "--before lab-store-1.imagepackage --after lab-store-2.imagepackage")
+AUDIT = """\
+audit-endpoints api.lab.test:PORT --resolve api.lab.test:PORT:127.0.0.1 \\
+    --before lab-store-1.imagepackage --after lab-store-2.imagepackage
+"""
 
 #: README: rehearsing a replay (the second command exits 1).
 REPLAY = """\
-imagetool feed lab-store-1.imagepackage --keys lab-keys --channel Retail -o old-feed \\
+imagetool feed lab-store-1.imagepackage --keys lab-keys --channel Retail -o lab-feed-old \\
     --date 2024-12-01
-fwmodel --hal fake:lab.flash update --feed old-feed --channel Retail
+fwmodel --hal fake:lab.flash update --feed lab-feed-old --channel Retail
 """
 
 
@@ -102,11 +104,12 @@ def test_your_own_keys_from_keygen_to_an_installed_store(tmp_path: Path) -> None
         assert port, first
         connect, audit = (line.replace("PORT", port[1]) for line in (CONNECT, AUDIT))
         assert f"connect: {connect.replace('--hal fake:lab.flash ', '')};" in first
-        reached = shell(connect, tmp_path)
+        assert f"audit: audit-endpoints api.lab.test:{port[1]} --resolve " in first
+        reached = bash(connect, tmp_path)
         assert reached.returncode == 0, reached.stderr
         assert "chain api.lab.test -> Lab Root (fused) (store root Lab_Root_fused)" in \
             reached.stdout
-        judged = shell(audit, tmp_path)  # fails before (no lab root), ok after: no break
+        judged = bash(audit, tmp_path)  # fails before (no lab root), ok after: no break
         assert judged.returncode == 0, (judged.stdout, judged.stderr)
         assert f"api.lab.test:{port[1]}" in judged.stdout
     finally:
