@@ -54,7 +54,8 @@ SERVER = "lab-server api.lab.test --keys lab-keys"
 CONNECT = "fwmodel --hal fake:lab.flash connect 127.0.0.1:PORT --server-name api.lab.test"
 AUDIT = """\
 audit-endpoints api.lab.test:PORT --resolve api.lab.test:PORT:127.0.0.1 \\
-    --before lab-store-1.imagepackage --after lab-store-2.imagepackage
+    --before lab-store-1.imagepackage --after lab-store-2.imagepackage \\
+    --store-keystore lab-keystore.imagepackage --root-pubkey lab-keys/root.pub.pem
 """
 
 #: README: rehearsing a replay (the second command exits 1).
@@ -110,7 +111,7 @@ def test_your_own_keys_from_keygen_to_an_installed_store(tmp_path: Path) -> None
         assert "chain api.lab.test -> Lab Root (fused) (store root Lab_Root_fused)" in \
             reached.stdout
         judged = bash(audit, tmp_path)  # fails before (no lab root), ok after: no break
-        assert judged.returncode == 0, (judged.stdout, judged.stderr)
+        assert judged.returncode == 0 and judged.stderr == "", (judged.stdout, judged.stderr)
         assert f"api.lab.test:{port[1]}" in judged.stdout
     finally:
         server.send_signal(signal.SIGTERM)
