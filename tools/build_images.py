@@ -4,9 +4,11 @@
 
 Lays out:
     keys/                       a lab PKI (made once; reused while it exists)
-    <recipe>.imagepackage       one image per recipe
+    <recipe>.imagepackage       one image per recipe (app-example.imagepackage: an
+                                Applications image, see images/recipes/app-example.toml)
     feeds/<Channel>/            what an update feed serves: manifest.imagepackage and each
-                                listed image as <image GUID>.imagepackage
+                                listed image as <image GUID>.imagepackage (a feed of
+                                your own images: `imagetool feed`)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from firmware_model.agent.feed import MANIFEST_NAME, image_file_name
 from firmware_model.image.manifest import read_manifest
 from firmware_model.image.package import parse_package
 from policy.cli import run_guarded
@@ -24,17 +27,18 @@ from tools.recipes import build_from_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "images" / "recipes"
 # Order matters: manifests list images that must exist first.
-IMAGES = ["certstore-2024", "certstore-2025-02", "keystore-2024", "keystore-2025-02"]
+IMAGES = ["certstore-2024", "certstore-2025-02", "keystore-2024", "keystore-2025-02",
+          "app-example"]
 FEEDS = {"Retail": "manifest-retail", "RetailEval": "manifest-retaileval"}
 
 
 def publish_feed(manifest: Path, images: Path, feed: Path) -> None:
     """Lay out `feed` with `manifest` and every image it lists, named by image GUID."""
     feed.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(manifest, feed / "manifest.imagepackage")
+    shutil.copyfile(manifest, feed / MANIFEST_NAME)
     by_id = {parse_package(p.read_bytes()).image_id: p for p in images.glob("*.imagepackage")}
     for entry in read_manifest(parse_package(manifest.read_bytes()).payload):
-        shutil.copyfile(by_id[entry.image_id], feed / f"{entry.image_id}.imagepackage")
+        shutil.copyfile(by_id[entry.image_id], feed / image_file_name(entry.image_id))
 
 
 def build_all(out: Path, recipes: Path = RECIPES) -> None:

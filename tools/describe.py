@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from firmware_model.errors import ImageFormatError
-from firmware_model.image.certstore import read_store_payload
+from firmware_model.image.certstore import BAD_CERTIFICATE, read_store_payload, real_world_roots
+from firmware_model.image.cramfs import read_cramfs
 from firmware_model.image.keystore import read_keystore_payload
 from firmware_model.image.manifest import read_manifest
 from firmware_model.image.package import ImagePackage, Section
@@ -99,7 +100,36 @@ def _payload_json(image: ImagePackage) -> dict[str, Any]:
                 "keystore_signer": keystore.signer_certificate.subject.rfc4514_string()}
     if image.image_type == ImageType.BaseSystemUpdateManifest:
         return {"entries": [e.to_json() for e in read_manifest(image.payload)]}
+    if image.image_type == ImageType.Applications:
+        return {"files": [file_json(path, content) for path, content
+                          in sorted(read_cramfs(image.payload).items())]}
     return {}
+
+
+def certificate_subjects(content: bytes) -> list[str]:
+    """The subjects of the certificates a file holds (PEM, one or a bundle, or DER); empty
+    when it holds none (or anything else)."""
+    try:
+        with real_world_roots():
+            if b"-----BEGIN CERTIFICATE-----" in content:
+                certificates = x509.load_pem_x509_certificates(content)
+            elif content[:1] == b"\x30":  # a DER SEQUENCE
+                certificates = [x509.load_der_x509_certificate(content)]
+            else:
+                return []
+    except BAD_CERTIFICATE:
+        return []
+    return [certificate.subject.rfc4514_string() for certificate in certificates]
+
+
+def file_json(path: str, content: bytes) -> dict[str, Any]:
+    """A file of an Applications image: its path, size, and for a certificate file the
+    subject of each certificate in it."""
+    entry: dict[str, Any] = {"path": path, "size": len(content)}
+    subjects = certificate_subjects(content)
+    if subjects:
+        entry["subjects"] = subjects
+    return entry
 
 
 def _field_lines(section: dict[str, Any]) -> list[str]:
@@ -136,6 +166,9 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append(f"    Component:     {entry['component_id']}")
         lines.append(f"    Size:          {entry['size']}  security version "
                      f"{entry['security_version']}")
+    for file in info.get("files", []):
+        lines.append(f"  File: {file['path']} ({file['size']} bytes)")
+        lines += [f"    Certificate:   {subject}" for subject in file.get("subjects", [])]
     if "payload_error" in info:
         lines.append(f"  Payload: could not be decoded ({info['payload_error']})")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The tools as programs (the console scripts `imagetool` and `audit-endpoints`)."""
+"""The tools as programs (the console scripts `imagetool`, `audit-endpoints`, `lab-server`)."""
 
 from typing import NoReturn
 
@@ -13,3 +13,8 @@ def imagetool() -> NoReturn:
 def audit_endpoints() -> NoReturn:
     """Run `audit-endpoints`, interruptible from its first instant (`policy.entry`)."""
     launch("audit_endpoints", "tools.audit_endpoints")
+
+
+def lab_server() -> NoReturn:
+    """Run `lab-server`, interruptible from its first instant (`policy.entry`)."""
+    launch("lab-server", "tools.lab_server")

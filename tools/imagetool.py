@@ -5,6 +5,8 @@
     python tools/imagetool.py sign IMAGE --key KEY --cert CERT -o OUT
     python tools/imagetool.py show IMAGE [--json]
     python tools/imagetool.py verify IMAGE (--cert CERT.pem | --keystore KS --root-pubkey ROOT.pem)
+    python tools/imagetool.py feed IMAGE... --keys DIR --channel NAME -o FEED [--keystore KS]
+        [--date DATE] [--force]
 
 Also installed as the console script `imagetool`. Exit codes: see `--help` (policy.cli).
 Errors are one line on stderr; nothing is written when the input is bad.
@@ -13,17 +15,22 @@ Errors are one line on stderr; nothing is written when the input is bad.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
+import time
 from pathlib import Path
 
+from firmware_model.agent.feed import CHANNELS
 from firmware_model.image.build import resign
 from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
 from firmware_model.image.package import parse_package
 from firmware_model.trust.chain import open_keystore, verify_image
-from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.errors import UsageError
 from tools.describe import describe, render_text
+from tools.feed import __doc__ as feed_doc
+from tools.feed import publish
 from tools.files import write_atomic
 from tools.pki import keygen, load_certificate, load_public_key, load_signer
 from tools.recipes import build_from_recipe
@@ -31,7 +38,11 @@ from tools.recipes import build_from_recipe
 PROG = "imagetool"
 EPILOG = epilog({
     ExitCode.OK: "verify: the image is valid and its signer may sign its type",
-    ExitCode.BAD_INPUT: "also keygen refusing to replace an existing lab PKI",
+    ExitCode.REFUSED: "feed: an image the keystore would not authenticate, or of a type a "
+                      "device does not install from a feed",
+    ExitCode.BAD_INPUT: "also keygen refusing to replace an existing lab PKI; feed: an unknown "
+                        "channel, two images of one component, an output folder with other "
+                        "content",
 }, codes=[ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED])
 
 
@@ -78,6 +89,46 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feed(args: argparse.Namespace) -> int:
+    date = int(args.date.timestamp()) if args.date is not None else int(time.time())
+    if date < 0:
+        raise UsageError(f"--date {args.date:%Y-%m-%d}: a manifest is dated 1970 or later")
+    done = publish([Path(p) for p in args.images], Path(args.keys), args.channel,
+                   Path(args.output), date=date,
+                   keystore=Path(args.keystore) if args.keystore else None, force=args.force)
+    when = dt.datetime.fromtimestamp(date, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"{done.folder}: manifest {done.manifest_id} dated {when}, signed by "
+          f"{args.keys}/image-signing")
+    for path, image in done.images:
+        print(f"  {path.name}: {image.image_type_name} {image.name} (security version "
+              f"{image.security_version})")
+    print(f"install with: fwmodel update --feed {args.output} --channel {args.channel}")
+    return 0
+
+
+def _add_feed(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    p = sub.add_parser("feed", help="publish images into an update feed folder (signed manifest "
+                                    "and the images, where `fwmodel update --feed` looks)",
+                       description=feed_doc, epilog=EPILOG)
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="TrustedKeystore and UpdateCertStore images, one per component")
+    p.add_argument("--keys", required=True, metavar="DIR",
+                   help="the lab PKI (imagetool keygen) whose image-signing key signs the "
+                        "manifest and whose root the device fused")
+    p.add_argument("--channel", required=True, metavar="|".join(CHANNELS))
+    p.add_argument("-o", "--output", required=True, metavar="FEED",
+                   help="the feed folder (one folder per channel), or the channel's folder")
+    p.add_argument("--keystore", metavar="KS",
+                   help="the keystore image the device runs (default: what the shipped keystore "
+                        "recipes build from --keys: its image-signing key may sign stores and "
+                        "update manifests)")
+    p.add_argument("--date", type=iso_datetime, help="the manifest's build date, its version "
+                   "(default: now; an older one than the device installed is a replay)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the channel folder even if it holds a feed already")
+    p.set_defaults(func=_feed)
+
+
 def parser() -> argparse.ArgumentParser:
     top = OneLineParser(prog=PROG, description=(__doc__ or "").splitlines()[0], epilog=EPILOG)
     sub = top.add_subparsers(dest="command", required=True)
@@ -108,6 +159,7 @@ def parser() -> argparse.ArgumentParser:
     trust.add_argument("--keystore", help="a keystore image, authenticated with --root-pubkey")
     p.add_argument("--root-pubkey", help="the root public key (PEM) whose hash a device fuses")
     p.set_defaults(func=_verify)
+    _add_feed(sub)
     return top
 
 

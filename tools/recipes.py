@@ -23,6 +23,9 @@ its contents in one table named after the kind:
 
     [app]                               # Applications: path in the image = file (recipe-relative)
     files = { "app_manifest.json" = "app_manifest.json", "bin/app" = "build/app" }
+    # or, without an executable of your own, a stand-in (tools/elfstub.py): an ELF32 ARM file
+    # whose read-only data holds these strings (the endpoints the app reaches)
+    stand_in_executables = { "bin/app" = ["https://telemetry.example.com/v1/readings"] }
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from firmware_model.image.manifest import ManifestEntry, build_manifest
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from firmware_model.trust.fuses import MAX_SECURITY_VERSION
+from tools.elfstub import arm_executable
 from tools.files import write_atomic
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, load_signer
 
@@ -90,6 +94,32 @@ def _unique(named: list[tuple[str, x509.Certificate]]) -> list[tuple[str, x509.C
         seen[name] = seen.get(name, 0) + 1
         result.append((name if seen[name] == 1 else f"{name}_{seen[name]}", cert))
     return result
+
+
+def _subtable(table: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise ImageFormatError(f"{path}: app.{key} is not a table (path in the image = ...)")
+    return value
+
+
+def _app_files(table: dict[str, Any], path: Path) -> dict[str, bytes]:
+    """The files of an Applications image: `files` read from disk, `stand_in_executables`
+    made by `tools.elfstub`."""
+    if not isinstance(table, dict):
+        raise ImageFormatError(f"{path}: 'app' is not a table")
+    files = {name: (path.parent / str(file)).read_bytes()
+             for name, file in _subtable(table, "files", path).items()}
+    for name, strings in _subtable(table, "stand_in_executables", path).items():
+        if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
+            raise ImageFormatError(f"{path}: stand_in_executables.{name} is not a list of "
+                                   "strings")
+        if name in files:
+            raise ImageFormatError(f"{path}: {name} is both a file and a stand-in executable")
+        files[name] = arm_executable(strings)
+    if not files:
+        raise ImageFormatError(f"{path}: an Applications image with no file")
+    return files
 
 
 def _keystore_payload(table: dict[str, Any], keys: Path, path: Path) -> bytes:
@@ -145,9 +175,7 @@ def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
     elif image_type == ImageType.BaseSystemUpdateManifest:
         payload = _manifest_payload(_need(recipe, "manifest", path), out.parent, build_time)
     elif image_type == ImageType.Applications:
-        files = _need(recipe, "app", path).get("files", {})
-        payload = build_cramfs({name: (path.parent / file).read_bytes()
-                                for name, file in files.items()})
+        payload = build_cramfs(_app_files(_need(recipe, "app", path), path))
     else:
         raise ImageFormatError(
             f"{path}: recipes build stores, keystores, manifests and applications only")

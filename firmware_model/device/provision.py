@@ -25,8 +25,10 @@ from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import fuse_root_hash, raise_floor, read_root_hash
 from hal.interfaces import Machine
 
+#: The file of a lab PKI (`imagetool keygen`) holding the root-key hash a device fuses (hex).
+ROOT_HASH_NAME = "root.hash"
 #: The images a build folder (`tools/build_images.py`) provides for provisioning.
-ROOT_HASH_FILE = "keys/root.hash"
+ROOT_HASH_FILE = f"keys/{ROOT_HASH_NAME}"
 KEYSTORE_FILE = "keystore-2024.imagepackage"
 STORE_FILE = "certstore-2024.imagepackage"
 

@@ -1,0 +1,286 @@
+"""Serve a named HTTPS endpoint on 127.0.0.1 whose certificate chains to a lab root.
+
+    python tools/lab_server.py NAME [--keys DIR] [--port PORT] [--address ADDR] [--json]
+
+Also installed as the console script `lab-server`. NAME is a host name (`api.lab.test`) or an
+IP address; the server's certificate is issued for it, at start, by the root of the lab PKI in
+DIR (`imagetool keygen`; default images/build/keys, made by `make images`): `DIR/root.pem` is
+the root a device's store must hold for the endpoint to verify. Nobody can sign with a real
+root, so lab servers stand in for real endpoints this way. It listens on 127.0.0.1 (or another
+loopback address: --address; any other is refused), on PORT (default: a free one), and answers
+every GET with a one-line greeting.
+
+The first line on stdout says how to reach it: address and port, the root to trust, and the
+`fwmodel connect` and `audit-endpoints --resolve` command lines that do (with --json the same
+as one JSON object). Then one line per connection (a handshake the client refused included).
+It runs until Ctrl-C or SIGTERM, then stops and exits 0. The leaf's key lives in memory only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import ipaddress
+import json
+import re
+import shlex
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from firmware_model.image.signing import Signer
+from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
+from policy.errors import UsageError
+from policy.network import is_loopback
+from tools.pki import ROOT, general_name, issue, load_signer, new_key
+
+PROG = "lab-server"
+DEFAULT_KEYS = Path("images/build/keys")
+HANDSHAKE_TIMEOUT = 10.0
+#: How long stopping waits for connections in progress to finish (and say how they went).
+DRAIN_TIMEOUT = 2.0
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+EPILOG = epilog({ExitCode.OK: "stopped by Ctrl-C or SIGTERM once serving",
+                 ExitCode.BAD_INPUT: "also an address off the loopback interface, a port in "
+                                     "use, a NAME that is no host name, a keys folder without "
+                                     "a lab PKI"},
+                codes=[ExitCode.OK, ExitCode.BAD_INPUT],
+                extra="(Ctrl-C while it is still starting, before its first line, is 130.)")
+
+
+def endpoint_name(text: str) -> str:
+    """NAME as a certificate can carry it: an IP address or a host name (UsageError)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if len(text) > 253 or not _HOST.fullmatch(text):
+        raise UsageError(f"{text!r} is not a host name or an IP address (no wildcards)")
+    return text.lower()
+
+
+def listen_address(text: str) -> str:
+    """A loopback IP address to listen on; UsageError for anything else."""
+    name = "127.0.0.1" if text == "localhost" else text.strip("[]")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        raise UsageError(f"--address {text}: not an IP address (the lab server listens on "
+                         "127.0.0.1)") from None
+    if not is_loopback(name):
+        raise UsageError(f"--address {text}: the lab server listens on the loopback interface "
+                         "only (127.0.0.1)")
+    return name
+
+
+def server_context(name: str, root: Signer) -> ssl.SSLContext:
+    """A TLS server context with a fresh key and a certificate for `name` issued by `root`
+    (loaded through a private temporary folder, removed at once)."""
+    key = new_key()
+    leaf = issue(name, key, (root.certificate, root.key), names=[general_name(name)],
+                 extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="lab-server-") as folder:
+        chain, secret = Path(folder) / "chain.pem", Path(folder) / "leaf.key"
+        chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        secret.touch(mode=0o600)
+        secret.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+        context.load_cert_chain(chain, secret)
+    return context
+
+
+_print_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    with _print_lock:
+        print(line, flush=True)
+
+
+class _Greeting(http.server.BaseHTTPRequestHandler):
+    """Answers every GET (and HEAD) with one line naming the endpoint."""
+
+    server: LabServer
+
+    def do_GET(self) -> None:
+        body = f"hello from {self.server.name} (sphere-fwmodel lab server)\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        say(f"{self.client_address[0]}:{self.client_address[1]} {format % args}")
+
+
+class LabServer(http.server.ThreadingHTTPServer):
+    """An HTTPS server: each connection's handshake runs in its own thread (a client that
+    stalls holds up nobody), and a failed one is a line of output, not a traceback."""
+
+    def __init__(self, address: tuple[str, int], name: str, context: ssl.SSLContext) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.name = name
+        self.context = context
+        self._active = 0
+        self._idle = threading.Condition()
+        super().__init__(address, _Greeting)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._active += 1
+        try:
+            self._serve_one(request, client_address)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def server_close(self) -> None:
+        """Stop listening; give connections in progress DRAIN_TIMEOUT seconds to end."""
+        super().server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=DRAIN_TIMEOUT)
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        peer = f"{client_address[0]}:{client_address[1]}"
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as error:
+            reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
+            say(f"{peer} handshake failed: {reason}")
+            return
+        say(f"{peer} handshake ok ({tls.version()})")
+        try:
+            _Greeting(tls, client_address, self)
+        except OSError as error:
+            say(f"{peer} connection dropped: {error.strerror or type(error).__name__}")
+        finally:
+            tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        say(f"{client_address[0]}:{client_address[1]} request failed: "
+            f"{type(sys.exc_info()[1]).__name__}")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How to reach a running lab server (its first line)."""
+
+    name: str
+    address: str
+    port: int
+    root: Path
+    root_subject: str
+
+    @property
+    def connect(self) -> str:
+        target = f"[{self.address}]" if ":" in self.address else self.address
+        line = f"fwmodel connect {target}:{self.port}"
+        return line if self.name == self.address else f"{line} --server-name {self.name}"
+
+    @property
+    def audit(self) -> str:
+        host = f"[{self.name}]" if ":" in self.name else self.name
+        line = f"audit-endpoints {host}:{self.port}"
+        if self.name != self.address:
+            address = f"[{self.address}]" if ":" in self.address else self.address
+            line += f" --resolve {self.name}:{self.port}:{address}"
+        return f"{line} --before STORE --after STORE"
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "address": self.address, "port": self.port,
+                "url": f"https://{self.name}:{self.port}/", "root": str(self.root),
+                "root_subject": self.root_subject, "connect": self.connect,
+                "audit": self.audit}
+
+    def line(self) -> str:
+        return (f"serving https://{self.name}:{self.port}/ on {self.address} port {self.port}; "
+                f"trust {shlex.quote(str(self.root))} ({self.root_subject}); "
+                f"connect: {self.connect}; audit: {self.audit}")
+
+
+def bind(address: str, port: int, name: str, context: ssl.SSLContext) -> LabServer:
+    try:
+        return LabServer((address, port), name, context)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {address} port {port}: "
+                         f"{error.strerror or error}") from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    name, address = endpoint_name(args.name), listen_address(args.address)
+    keys: Path = args.keys
+    if not (keys / f"{ROOT}.key").exists():
+        raise UsageError(f"{keys} holds no lab PKI ({ROOT}.key, {ROOT}.pem): make one with "
+                         "`imagetool keygen --out DIR`, or `make images` for images/build/keys")
+    root = load_signer(keys / f"{ROOT}.key", keys / f"{ROOT}.pem")
+    server = bind(address, args.port, name, server_context(name, root))
+    reach = Reach(name, address, int(server.server_address[1]), keys / f"{ROOT}.pem",
+                  root.certificate.subject.rfc4514_string())
+    try:
+        say(json.dumps(reach.to_json()) if args.json else reach.line())
+        say("stop with Ctrl-C (or SIGTERM)")
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with _signals_ignored():  # a second Ctrl-C while stopping
+            server.server_close()
+    say("stopped")
+    return 0
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored for the duration (in the main thread; elsewhere no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = OneLineParser(prog=PROG, description=__doc__, epilog=EPILOG)
+    top.add_argument("name", metavar="NAME", help="the endpoint's host name (or IP address)")
+    top.add_argument("--keys", type=Path, default=DEFAULT_KEYS, metavar="DIR",
+                     help="the lab PKI whose root issues the certificate (default: %(default)s)")
+    top.add_argument("--port", type=int, default=0, help="default: a free port")
+    top.add_argument("--address", default="127.0.0.1",
+                     help="a loopback address to listen on (default: %(default)s)")
+    top.add_argument("--json", action="store_true", help="the first line as a JSON object")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not 0 <= args.port < 65536:
+        parser().error(f"--port {args.port}: 0..65535")
+    return run_guarded(PROG, lambda: serve(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
