@@ -139,7 +139,12 @@ def image_id_of(data: bytes) -> uuid.UUID:
 @dataclass(frozen=True)
 class Outside:
     """What a device looks like from outside: status, hashes of flash outside staging and of
-    the whole flash, fuses. Equal before and after: the device is as it was."""
+    the whole flash, fuses. Equal before and after: the device is as it was.
+
+    The status leaves out what time alone changes (`TIME_KEYS`): a board whose clock runs on
+    its own (QEMU, native) moves it between two looks at an unchanged device."""
+
+    TIME_KEYS = ("device_time", "uptime_s")
 
     status: dict[str, object]
     outside_staging: tuple[bytes, ...]
@@ -151,7 +156,8 @@ class Outside:
         flash, otp = device.machine.flash, device.machine.otp
         size = flash.geometry.size
         spans = complement(size, device.staging())
-        return cls(device_status(device),
+        status = {k: v for k, v in device_status(device).items() if k not in cls.TIME_KEYS}
+        return cls(status,
                    tuple(flash.hash(start, end - start) for start, end in spans),
                    flash.hash(0, size),
                    tuple(otp.read_word(i) for i in range(otp.word_count)))
