@@ -1,7 +1,9 @@
 """Provisioning: a fresh device gets its root-key hash fused, a keystore and a store in slot A.
 
 Everything is checked before anything is written: the keystore must authenticate against the
-root-key hash and the store against that keystore. Then, in this order: the root-key hash is
+root-key hash and the store against that keystore, and both must pass boot's own admission
+(security versions the counters hold, a store whose certificates load), so that the first boot
+cannot fail. Then, in this order: the root-key hash is
 fused, both images are written to slot A and read back, the first boot record (confirmed,
 no fallback) is committed, and the anti-rollback counters are raised to the images' security
 versions. Until the boot record is committed the device is not provisioned, so a power cut
@@ -14,15 +16,15 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_model.device.boot import admit_keystore, admit_store
 from firmware_model.device.bootrecord import RecordArea, SlotRef, SlotSet, first_record
 from firmware_model.device.flash_layout import FlashLayout
 from firmware_model.device.slots import write_slot
-from firmware_model.device.tls import DeviceStore
 from firmware_model.errors import ProvisioningError, SizeLimitError
 from firmware_model.image.sections import ImageType
 from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import Component
-from firmware_model.trust.fuses import fuse_root_hash, raise_floor, read_root_hash
+from firmware_model.trust.fuses import floors, fuse_root_hash, raise_floor, read_root_hash
 from hal.interfaces import Machine
 
 #: The file of a lab PKI (`imagetool keygen`) holding the root-key hash a device fuses (hex).
@@ -80,7 +82,9 @@ def provision(
         raise ProvisioningError("the device's fuses hold another root-key hash")
     keystore_image, keystore = open_keystore(images.keystore, images.root_hash)
     store_image = verify_image(images.store, keystore.keyring, ImageType.UpdateCertStore)
-    DeviceStore.from_payload(store_image.payload)
+    counters = floors(machine.otp)  # boot's own rules, so the first boot cannot fail them
+    admit_keystore(keystore_image, counters)
+    admit_store(store_image, counters)
     for component, data in ((Component.KEYSTORE, images.keystore),
                             (Component.STORE, images.store)):
         if len(data) > layout.capacity(component):

@@ -18,6 +18,7 @@ from firmware_model.errors import (
     NotProvisionedError,
     ProvisioningError,
     RevokedError,
+    UnfitImageError,
     UntrustedSignerError,
 )
 from firmware_model.trust.components import Component
@@ -95,6 +96,29 @@ def test_provisioning_checks_everything_before_writing_anything(device_lab: Lab)
         assert machine.flash.hash(0, SMALL.size) == SoftwareMachine(None, SMALL).flash.hash(
             0, SMALL.size)
         assert all(machine.otp.read_word(i) == 0 for i in range(machine.otp.word_count))
+
+
+@pytest.mark.parametrize("component", ["keystore", "store"])
+def test_provisioning_refuses_a_security_version_the_counters_cannot_hold(
+    device_lab: Lab, component: str
+) -> None:
+    """Boot would refuse such an image: provisioning it would brick the device for good (fused,
+    committed, never booting, never provisioned again). Refused before anything is written."""
+    lab = device_lab
+    keystore, store = lab.image("keystore-2024"), lab.image("certstore-2024")
+    if component == "store":
+        store = lab.store(lab.roots(), 65)
+    else:
+        keystore = lab.keystore(security_version=65)
+    device = small_device()
+    with pytest.raises(UnfitImageError, match="holds at most 64"):
+        device.provision(FactoryImages(lab.factory.root_hash, keystore, store))
+    machine = device.machine
+    assert machine.flash.hash(0, SMALL.size) == SoftwareMachine(None, SMALL).flash.hash(
+        0, SMALL.size)
+    assert all(machine.otp.read_word(i) == 0 for i in range(machine.otp.word_count))
+    device.provision(lab.factory)  # the device is still fresh
+    assert device.running.report.used == "active"
 
 
 def test_a_device_never_provisioned_does_not_boot() -> None:

@@ -1,4 +1,4 @@
-"""The BaseSystemUpdateManifest payload (image manifest v3 layout, 80-byte entries)."""
+"""The BaseSystemUpdateManifest payload (image manifest v3 layout, 112-byte entries)."""
 
 from __future__ import annotations
 
