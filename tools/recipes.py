@@ -42,7 +42,12 @@ from firmware_model.errors import ImageFormatError
 from firmware_model.image.build import build_package
 from firmware_model.image.certstore import build_store_payload, file_stem, load_pem_bundle
 from firmware_model.image.cramfs import build_cramfs
-from firmware_model.image.keystore import TrustedKey, build_keystore_payload
+from firmware_model.image.keystore import (
+    KEYSTORE_SIGNING_ROLE,
+    TrustedKey,
+    build_keystore_payload,
+    has_keystore_signing_role,
+)
 from firmware_model.image.manifest import ManifestEntry, build_manifest
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
@@ -122,7 +127,9 @@ def _app_files(table: dict[str, Any], path: Path) -> dict[str, bytes]:
     return files
 
 
-def _keystore_payload(table: dict[str, Any], keys: Path, path: Path) -> bytes:
+def _keystore_payload(table: dict[str, Any], keys: Path, stem: str, path: Path) -> bytes:
+    """The keystore's payload, carrying `stem`.pem as its signer certificate: the device
+    authenticates the keystore with it, and refuses it without the keystore-signing role."""
     entries = [
         TrustedKey.from_certificate(
             load_certificate(keys / k["certificate"]),
@@ -135,7 +142,13 @@ def _keystore_payload(table: dict[str, Any], keys: Path, path: Path) -> bytes:
         raise ImageFormatError(f"{path}: no key of this keystore may sign an update manifest: "
                                "a device that installed it could never update again")
     root = load_certificate(keys / f"{ROOT}.pem").public_key()
-    signer = load_certificate(keys / f"{KEYSTORE_SIGNING}.pem")
+    signer = load_certificate(keys / f"{stem}.pem")
+    if not has_keystore_signing_role(signer):
+        raise ImageFormatError(
+            f"{path}: {keys / stem}.pem lacks the keystore-signing role "
+            f"({KEYSTORE_SIGNING_ROLE.dotted_string}): every device would refuse a keystore it "
+            f"signs (sign keystores with {KEYSTORE_SIGNING}; a lab PKI made before the role "
+            "existed gets it from imagetool keygen or make images)")
     return build_keystore_payload(root, signer, entries)  # type: ignore[arg-type]
 
 
@@ -168,10 +181,12 @@ def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
     recipe = load_recipe(path)
     image_type = _image_type(_need(recipe, "type", path), path)
     build_time = _timestamp(recipe.get("build_time"))
+    default_key = KEYSTORE_SIGNING if image_type == ImageType.TrustedKeystore else IMAGE_SIGNING
+    stem = str(recipe.get("signing_key", default_key))
     if image_type == ImageType.UpdateCertStore:
         payload = _store_payload(_need(recipe, "store", path), path.parent, path)
     elif image_type == ImageType.TrustedKeystore:
-        payload = _keystore_payload(_need(recipe, "keystore", path), keys, path)
+        payload = _keystore_payload(_need(recipe, "keystore", path), keys, stem, path)
     elif image_type == ImageType.BaseSystemUpdateManifest:
         payload = _manifest_payload(_need(recipe, "manifest", path), out.parent, build_time)
     elif image_type == ImageType.Applications:
@@ -179,8 +194,6 @@ def build_from_recipe(path: Path, keys: Path, out: Path) -> bytes:
     else:
         raise ImageFormatError(
             f"{path}: recipes build stores, keystores, manifests and applications only")
-    default_key = KEYSTORE_SIGNING if image_type == ImageType.TrustedKeystore else IMAGE_SIGNING
-    stem = recipe.get("signing_key", default_key)
     try:
         ids = (uuid.UUID(_need(recipe, "component_id", path)),
                uuid.UUID(_need(recipe, "image_id", path)))

@@ -366,6 +366,10 @@ BAD_RECIPES = {
         "UpdateCertStore", "TrustedKeystore")
     + '[keystore]\nkeys = [{ certificate = "image-signing.pem", image_types = '
       '["UpdateCertStore"] }]\n',
+    "keystore signed by the image-signing key": RECIPE_HEAD.replace(
+        "UpdateCertStore", "TrustedKeystore") + 'signing_key = "image-signing"\n'
+    + '[keystore]\nkeys = [{ certificate = "image-signing.pem", image_types = '
+      '["BaseSystemUpdateManifest", "UpdateCertStore"] }]\n',
 }
 
 
@@ -374,6 +378,7 @@ REASONS = {
     "negative security version": "counter holds 0..64",
     "store with no root": "a store with no root",
     "keystore that trusts no manifest signer": "could never update again",
+    "keystore signed by the image-signing key": "lacks the keystore-signing role",
 }
 
 
