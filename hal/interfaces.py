@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from policy.interrupts import interrupts_deferred
+
 
 class Closeable(abc.ABC):
     """Holds files, ports or threads until `close`; as a context manager, closed on the way out
@@ -31,7 +33,8 @@ class Closeable(abc.ABC):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        with interrupts_deferred():  # a Ctrl-C waits until what is held is released
+            self.close()
 
 
 @dataclass(frozen=True)

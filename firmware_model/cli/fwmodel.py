@@ -31,6 +31,7 @@ from firmware_model.device.status import interrupted_state
 from hal.backends import DEFAULT_FLASH, GRAMMAR, open_machine, parse_hal
 from hal.errors import HalError
 from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
+from policy.interrupts import interrupts_deferred
 
 PROG = "fwmodel"
 #: Seconds a command waits for a device another process is using.
@@ -83,13 +84,16 @@ def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO, note: _Interr
         first_line = len(machine.console.lines()) if args.verbose else 0
         device = Device(machine)
         before = device.record_area.read(machine.flash)
+        left = getattr(args, "interrupted_state", None) or interrupted_state
         try:
             result: int = args.run(device, args, out)
-            return result
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a power cut, and say where it left us
-            left = getattr(args, "interrupted_state", None) or interrupted_state
             note.state = left(device, before)
             raise
+        else:
+            with interrupts_deferred():  # done: an interrupt from here on says what it left
+                note.state = left(device, before)
+            return result
         finally:
             if args.verbose:
                 with contextlib.suppress(HalError):

@@ -227,6 +227,49 @@ def test_an_interrupted_update_is_a_power_cut_and_says_where_it_left_the_device(
     assert "unchanged" in states, states  # the fetch phase is wide: it is always caught
 
 
+def handlers_installed(pid: int) -> bool:
+    """True once the process catches SIGTERM (`policy.entry` installs its handlers when it is
+    imported; before that only Python's start-up runs, which no program can guard)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # it has ended already
+    caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)  # type: ignore[union-attr]
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+#: Seconds after the handlers are installed: importing, opening the device, booting it,
+#: reading its status, closing it, exiting.
+INSTANTS = [0.0, 0.005, 0.02, 0.05, 0.1, 0.15, 0.25, 0.4]
+
+
+@pytest.mark.parametrize("instant", INSTANTS)
+def test_an_interrupt_at_any_instant_of_a_command_is_one_line_and_a_code(
+    device_lab: Lab, tmp_path: Path, instant: float
+) -> None:
+    """From the first instant the program can guard to its exit: exit 0 (it had finished) or
+    130 with one last line `fwmodel: interrupted...`; never a traceback, never Python's
+    "Exception ignored" report, never death by the signal."""
+    hal, flash = provisioned(device_lab, tmp_path)
+    before = files_of(flash)
+    run = start("status", hal=hal)
+    deadline = time.monotonic() + TIMEOUT
+    while not handlers_installed(run.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.0005)
+    time.sleep(instant)
+    run.send_signal(signal.SIGINT if INSTANTS.index(instant) % 2 else signal.SIGTERM)
+    out, err = run.communicate(timeout=TIMEOUT)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert run.returncode in (0, ExitCode.INTERRUPTED), (run.returncode, err)
+    if run.returncode == ExitCode.INTERRUPTED:
+        assert err.strip().splitlines()[-1].startswith("fwmodel: interrupted"), err
+    else:
+        assert "device time" in out
+    assert {k: v for k, v in files_of(flash).items() if not k.endswith(".clock")} == {
+        k: v for k, v in before.items() if not k.endswith(".clock")}
+
+
 # --- the exit codes are one table --------------------------------------------------------------
 
 
