@@ -18,8 +18,25 @@ def print_json(value: object, out: TextIO) -> None:
     out.write("\n")
 
 
+def duration_text(seconds: float | None) -> str:
+    """`seconds` as days, hours, minutes and seconds ("1 d 2 h 0 min 5 s", "42 s")."""
+    if seconds is None:
+        return "unknown"
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min")]
+    while parts and parts[0][0] == 0:  # leading zero units are left out
+        parts.pop(0)
+    return " ".join([*(f"{value} {unit}" for value, unit in parts), f"{secs} s"])
+
+
 def status_text(status: dict[str, object]) -> list[str]:
-    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}"]
+    uptime = status["uptime_s"]
+    assert uptime is None or isinstance(uptime, float | int)
+    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}",
+             f"OS version {status['os_version']}, boot {status['boot_count']} since power-up, "
+             f"up {duration_text(uptime)}"]
     if not status.get("booted"):
         lines.append("not booted: " + str(status.get("problem") or "not provisioned"))
         return lines
