@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from firmware_model.cli.commands import connect, provision, revoke, status, sweep, update
+from firmware_model.cli.commands import connect, provision, revoke, run, status, sweep, update
 from firmware_model.cli.options import seconds
 from firmware_model.device.model import Device
 from firmware_model.device.status import interrupted_state
@@ -27,12 +27,13 @@ PROG = "fwmodel"
 #: Seconds a command waits for a device another process is using.
 DEFAULT_WAIT = 5.0
 #: The command modules, in the order `--help` lists them.
-COMMANDS = (provision, status, update, connect, revoke, sweep)
+COMMANDS = (provision, status, update, run, connect, revoke, sweep)
 
 EPILOG = epilog({
     ExitCode.OK: "connect: the handshake held; sweep: no invariant violated",
     ExitCode.REFUSED: "also an update that reverted at its trial boot, status of a device "
-                      "that does not boot; sweep: a violated invariant",
+                      "that does not boot; run: the first check that failed gives the code; "
+                      "sweep: a violated invariant",
     ExitCode.BAD_INPUT: "also an image or manifest over its size limit, no device at FLASH "
                         "(only provision creates one), a device not provisioned (or provisioned "
                         "already)",
