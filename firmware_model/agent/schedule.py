@@ -31,6 +31,9 @@ from firmware_model.errors import FwModelError
 #: The longest run `run_schedule` takes, in hours of device time (about eleven years: 5,000
 #: checks at the documented 20 hours).
 MAX_RUN_HOURS = 100_000.0
+#: The most checks a run may schedule at its interval (hours / interval): a tiny interval
+#: would otherwise make a run that never ends.
+MAX_SCHEDULED_CHECKS = 10_000
 
 
 class Reason(enum.Enum):
@@ -99,9 +102,9 @@ def run_schedule(updater: Updater, feed: Feed, hours: float,
                  on_check: OnCheck | None = None) -> RunReport:
     """Run the device `hours` on its clock, checking `feed` on the schedule of the module doc;
     `on_check` is told of each check as it ends. ValueError for hours outside
-    0..MAX_RUN_HOURS. HAL errors (a lost board) propagate; a refused check does not."""
-    if not 0 <= hours <= MAX_RUN_HOURS:
-        raise ValueError(f"a run of {hours!r} hours: it must be 0..{MAX_RUN_HOURS:g}")
+    0..MAX_RUN_HOURS, or more than MAX_SCHEDULED_CHECKS intervals in them. HAL errors (a lost
+    board) propagate; a refused check does not."""
+    check_scheduling(hours, updater.settings.check_interval_hours)
     clock = updater.device.machine.clock
     interval = updater.settings.check_interval_hours * 3600
     report = RunReport(hours, updater.settings.check_interval_hours, clock.wall())
@@ -122,6 +125,15 @@ def run_schedule(updater: Updater, feed: Feed, hours: float,
         clock.sleep(max(0.0, end - clock.monotonic()))
     report.ended = clock.wall()
     return report
+
+
+def check_scheduling(hours: float, interval_hours: float) -> None:
+    """ValueError unless a run of `hours` checking every `interval_hours` can be run."""
+    if not 0 <= hours <= MAX_RUN_HOURS:
+        raise ValueError(f"a run of {hours!r} hours: it must be 0..{MAX_RUN_HOURS:g}")
+    if not interval_hours > 0 or hours / interval_hours > MAX_SCHEDULED_CHECKS:
+        raise ValueError(f"checks every {interval_hours!r} hours for {hours:g} hours: at most "
+                         f"{MAX_SCHEDULED_CHECKS:,} checks a run")
 
 
 def _check(updater: Updater, feed: Feed, reason: Reason) -> ScheduledCheck:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from firmware_model.device.flash_layout import FlashLayout
 from firmware_model.trust.components import Component
 from hal.soft.machine import SoftwareMachine
@@ -98,3 +100,19 @@ def test_status_json_keeps_last_boot_when_the_device_does_not_boot(
     assert (last["used"], last["cause"], last["record_sequence"]) == ("none", "POWER_ON", 1)
     assert last["problem"].startswith("BootError: record 1: active set fails")
     assert last["problem"].removeprefix("BootError: ") == status["problem"]
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--hours", "-1"], "hours must be 0..100000"),
+    (["--hours", "30", "--interval-hours", "0"], "more than 0 hours"),
+    (["--hours", "100000", "--interval-hours", "0.001"], "at most 10,000 checks a run"),
+])
+def test_a_run_that_cannot_be_run_is_bad_usage_and_changes_nothing(
+    device_lab: Lab, tmp_path: Path, args: list[str], text: str
+) -> None:
+    hal = provisioned(device_lab, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    done = fwmodel("run", "--feed", str(device_lab.folder / "feeds"), *args, hal=hal)
+    assert done.returncode == ExitCode.BAD_INPUT and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and text in done.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -11,6 +11,7 @@ from firmware_model.agent.schedule import (
     MAX_RUN_HOURS,
     RunReport,
     ScheduledCheck,
+    check_scheduling,
     run_schedule,
 )
 from firmware_model.agent.updater import CHECK_INTERVAL_HOURS, AgentSettings, Updater
@@ -20,6 +21,7 @@ from firmware_model.cli.feeds import add_feed_options, feed_of
 from firmware_model.device.model import Device
 from firmware_model.device.status import OS_VERSION
 from policy.cli import ExitCode, exit_code
+from policy.errors import UsageError
 
 
 def hours(text: str) -> float:
@@ -62,6 +64,10 @@ def register(commands: Subparsers) -> None:
 
 
 def run(device: Device, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        check_scheduling(args.hours, args.interval_hours)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     device.start()
     feed = feed_of(device, args)
     settings = AgentSettings(check_interval_hours=args.interval_hours,

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_model.agent.schedule import MAX_RUN_HOURS, Reason, RunReport, run_schedule
+from firmware_model.agent.schedule import (
+    MAX_RUN_HOURS,
+    MAX_SCHEDULED_CHECKS,
+    Reason,
+    RunReport,
+    run_schedule,
+)
 from firmware_model.agent.updater import CHECK_INTERVAL_HOURS, AgentSettings, Updater
 from firmware_model.device.model import Device
 from firmware_model.device.sysevent import DeferringApp
@@ -126,3 +132,11 @@ def test_an_older_24_hour_interval_is_a_setting(device_lab: Lab) -> None:
 def test_a_run_of_no_sensible_length_is_refused(device_lab: Lab, hours: float) -> None:
     with pytest.raises(ValueError, match="hours"):
         run_schedule(Updater(small_device(device_lab)), device_lab.feed(), hours)
+
+
+def test_a_run_of_more_than_10000_checks_is_refused_before_it_starts(device_lab: Lab) -> None:
+    device = small_device(device_lab)
+    tiny = Updater(device, AgentSettings(check_interval_hours=0.001))
+    with pytest.raises(ValueError, match="at most 10,000 checks"):
+        run_schedule(tiny, device_lab.feed(), hours=MAX_SCHEDULED_CHECKS * 0.001 + 1)
+    assert device.machine.clock.monotonic() == 0.0 and device.bus.sent == []
