@@ -47,7 +47,7 @@ def register(commands: Subparsers) -> None:
     p = commands.add_parser(
         "run", help="run the device N hours of its clock, checking a feed on its schedule",
         description="Connect the device to a feed for --hours of device time: it checks at "
-                    "once (the first connection since its last reset), then every "
+                    "once (its first connection since it booted), then every "
                     "--interval-hours; an update that installs resets it, and it checks again "
                     "at once. Each check is printed with its device time and outcome.")
     add_feed_options(p)
