@@ -110,9 +110,11 @@ class BootRegister:
         return self._count, self._booted_at
 
     def load(self, state: tuple[int, float]) -> None:
-        """Put back what `state` captured (and write it through)."""
-        self._count, self._booted_at = state
-        self.save()
+        """Put back what `state` captured (written through if it differs: a sweep restores a
+        snapshot at every cut point)."""
+        if state != (self._count, self._booted_at):
+            self._count, self._booted_at = state
+            self.save()
 
     def booted(self, *, power_up: bool = False) -> None:
         """Count a boot happening now: the first since power-up if `power_up`."""

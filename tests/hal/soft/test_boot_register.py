@@ -81,6 +81,15 @@ def test_a_snapshot_puts_back_the_boot_count_and_uptime() -> None:
         assert (soft.reset.boot_count(), soft.reset.uptime()) == (1, 5.0)
 
 
+def test_a_restored_snapshot_is_written_to_the_boot_file(tmp_path: Path) -> None:
+    with machine(tmp_path / "dev.flash") as soft:
+        snap = soft.snapshot()
+        soft.reset.request_reset()
+        assert (tmp_path / "dev.flash.boot").read_text().startswith("boot_count=2 ")
+        soft.restore(snap)
+        assert (tmp_path / "dev.flash.boot").read_text().startswith("boot_count=1 ")
+
+
 def test_a_device_without_a_boot_file_has_booted_once(tmp_path: Path) -> None:
     flash = tmp_path / "dev.flash"
     machine(flash).close()
