@@ -7,7 +7,7 @@ powering on or after the Reset button is pressed. Thereafter, checks occur at re
     report = run_schedule(Updater(device), feed, hours=45, on_check=print)
 
 connects the device for `hours` of its clock (the start of a run is its first connection since
-its last reset: between commands the model's device is offline) and checks at once, then every
+it booted: between commands the model's device is offline) and checks at once, then every
 `check_interval_hours` (20) after the previous check, until the run's end (a check falling due
 at the end itself is made). An update that installs resets the device, and the device checks
 again at its first connection after that reset: at once. A check that is refused or finds the
