@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MS_VENV := .venv-ms
 
-.PHONY: all demo test lint typecheck pytest images bench oracle cramfs-tools clean board board-tools fuzz
+.PHONY: all demo demo-july-2024 test lint typecheck pytest images bench oracle cramfs-tools clean board board-tools fuzz
 
 all: test
 
@@ -90,6 +90,10 @@ test: lint typecheck pytest
 
 demo: $(VENV)/.stamp images
 	$(PY) tools/demo.py --images images/build
+
+# The July 2024 trusted-keystore update (the image-signing key change), end to end.
+demo-july-2024: $(VENV)/.stamp images
+	$(PY) -m tools.demo --rehearsal july-2024 --images images/build
 
 bench: $(VENV)/.stamp oracle
 	$(PY) -m bench.verify

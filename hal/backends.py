@@ -1,9 +1,9 @@
 """The machines a device can run on, named by one `--hal` grammar (fwmodel and the pytest plugin):
 
     fake[:FLASH]        the software machine on the flash file FLASH, in this process (fuses,
-                        reset cause and wall clock in FLASH.otp, FLASH.reset and FLASH.clock
-                        beside it), so a device keeps its state, and its time moves on, from
-                        one run to the next
+                        reset cause, boot count and uptime, and wall clock in FLASH.otp,
+                        FLASH.reset, FLASH.boot and FLASH.clock beside it), so a device keeps
+                        its state, and its time moves on, from one run to the next
     emulator[:FLASH]    the same device served by the Python board agent in a process of its
                         own (`python -m hal.emulator`), driven over the serial protocol on a pty
     native[:FLASH]      the same, served by the C board agent built for this host

@@ -94,7 +94,8 @@ class Otp(Protocol):
 
 @runtime_checkable
 class ResetController(Protocol):
-    """Requests resets and reports why the last one happened."""
+    """Requests resets and reports why the last one happened, how many boots there have been
+    and how long ago the last one was."""
 
     def request_reset(self, cause: ResetCause = ResetCause.SOFTWARE) -> None:
         """Reset the device: flash and OTP kept, RAM lost, the boot hook re-run. Any cause but
@@ -102,6 +103,14 @@ class ResetController(Protocol):
 
     def last_cause(self) -> ResetCause:
         """The cause of the most recent reset."""
+
+    def boot_count(self) -> int:
+        """Boots since the device was powered up: 1 after a power-up, one more for every
+        reset, watchdog bite or power loss after it (docs/serial-protocol.md §9)."""
+
+    def uptime(self) -> float | None:
+        """Seconds since the last boot on the device's monotonic clock (a change of the wall
+        clock does not move it); None where the device cannot tell (an older board)."""
 
 
 @runtime_checkable

@@ -3,12 +3,15 @@
     python tools/build_images.py --out images/build
 
 Lays out:
-    keys/                       a lab PKI (made once; reused while it exists)
+    keys/                       a lab PKI (made once; reused while it exists; an image-signing
+                                key it lacks, the July 2024 one, is added under its root)
     <recipe>.imagepackage       one image per recipe (app-example.imagepackage: an
                                 Applications image, see images/recipes/app-example.toml)
     feeds/<Channel>/            what an update feed serves: manifest.imagepackage and each
-                                listed image as <image GUID>.imagepackage (a feed of
-                                your own images: `imagetool feed`)
+                                listed image as <image GUID>.imagepackage (February 2025; a
+                                feed of your own images: `imagetool feed`)
+    feeds-2024-07/<Channel>/    the July 2024 keystore update, on both channels
+    feeds-2024-07-newkey/<Channel>/  an update signed by the July 2024 image-signing key
 """
 
 from __future__ import annotations
@@ -22,14 +25,18 @@ from firmware_model.agent.feed import MANIFEST_NAME, image_file_name
 from firmware_model.image.manifest import read_manifest
 from firmware_model.image.package import parse_package
 from policy.cli import run_guarded
-from tools.pki import keygen
+from tools.pki import add_image_signers, keygen
 from tools.recipes import build_from_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "images" / "recipes"
 # Order matters: manifests list images that must exist first.
 IMAGES = ["certstore-2024", "certstore-2025-02", "keystore-2024", "keystore-2025-02",
-          "app-example"]
+          "keystore-2024-07", "certstore-2024-newkey", "app-example"]
 FEEDS = {"Retail": "manifest-retail", "RetailEval": "manifest-retaileval"}
+#: Feed folders beside feeds/, each serving one manifest on both channels.
+CHANNELS = ("Retail", "RetailEval")
+OTHER_FEEDS = {"feeds-2024-07": "manifest-2024-07",
+               "feeds-2024-07-newkey": "manifest-2024-07-newkey"}
 
 
 def publish_feed(manifest: Path, images: Path, feed: Path) -> None:
@@ -45,10 +52,14 @@ def build_all(out: Path, recipes: Path = RECIPES) -> None:
     keys = out / "keys"
     if not (keys / "root.key").exists():
         keygen(keys)
-    for name in IMAGES + list(FEEDS.values()):
+    add_image_signers(keys)
+    for name in IMAGES + list(FEEDS.values()) + list(OTHER_FEEDS.values()):
         build_from_recipe(recipes / f"{name}.toml", keys, out / f"{name}.imagepackage")
-    for channel, manifest in FEEDS.items():
-        feed = out / "feeds" / channel
+    published = [("feeds", channel, manifest) for channel, manifest in FEEDS.items()]
+    published += [(folder, channel, manifest) for folder, manifest in OTHER_FEEDS.items()
+                  for channel in CHANNELS]
+    for folder, channel, manifest in published:
+        feed = out / folder / channel
         shutil.rmtree(feed, ignore_errors=True)
         publish_feed(out / f"{manifest}.imagepackage", out, feed)
 

@@ -1,6 +1,8 @@
 """The February 2025 certificate-store update, end to end, on the software machine.
 
-    python tools/demo.py [--images images/build]
+    python tools/demo.py [--images images/build] [--rehearsal february-2025|july-2024]
+
+(`--rehearsal july-2024` runs the July 2024 image-signing key change instead: tools/demo_july.py.)
 
 What it does (each device step is the `fwmodel` command it prints, run in this process):
 1. builds two demo stores from recipes: "before" = the three real roots plus two lab roots,
@@ -38,6 +40,8 @@ from tools.pki import issue, new_key, write_certificate, write_private_key
 from tools.recipes import build_from_recipe
 
 ROOTS = Path(__file__).resolve().parent.parent / "images" / "roots"
+#: The rehearsals `--rehearsal` names; the first is the default (`make demo`).
+REHEARSALS = ("february-2025", "july-2024")
 STORE_COMPONENT = "e5f5f3fc-2eb5-4d1b-a650-b72364446807"  # images/recipes/certstore-*.toml
 STAND_INS = {"baltimore": "Lab stand-in for Baltimore CyberTrust Root",
              "digicert": "Lab stand-in for DigiCert Global Root G2"}
@@ -198,12 +202,18 @@ def rehearse(images: Path, work: Path, tls: dict[str, Path]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     top = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
     top.add_argument("--images", type=Path, default=Path("images/build"))
+    top.add_argument("--rehearsal", choices=REHEARSALS, default=REHEARSALS[0],
+                     help="which update to rehearse (default: %(default)s)")
     args = top.parse_args(argv)
     images: Path = args.images.resolve()
 
     def body() -> int:
-        if not (images / "keys" / "root.hash").exists():
-            build_all(images)
+        if not (images / "keys" / "root.hash").exists() or args.rehearsal != REHEARSALS[0]:
+            build_all(images)  # the July 2024 feeds are newer than some build folders
+        if args.rehearsal == "july-2024":
+            from tools.demo_july import main_july  # it uses this module's helpers
+
+            return main_july(images)
         work = images / "demo"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)

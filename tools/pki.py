@@ -24,6 +24,12 @@ from tools.files import write_atomic
 ROOT = "root"
 KEYSTORE_SIGNING = "keystore-signing"
 IMAGE_SIGNING = "image-signing"
+#: The image-signing key of the July 2024 rotation (a lab stand-in for the key AS3 signs with
+#: since 24 July 2024): the July 2024 keystore adds it beside IMAGE_SIGNING.
+IMAGE_SIGNING_2024_07 = "image-signing-2024-07"
+#: Common names of the image-signing certificates keygen issues, by stem.
+IMAGE_SIGNERS = {IMAGE_SIGNING: "Lab Image Signing",
+                 IMAGE_SIGNING_2024_07: "Lab Image Signing (July 2024)"}
 VALIDITY = dt.timedelta(days=3650)
 EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -108,12 +114,13 @@ class LabPki:
         return load_signer(self.folder / f"{stem}.key", self.folder / f"{stem}.pem")
 
 
-KEYGEN_FILES = [f"{stem}{suffix}" for stem in (ROOT, KEYSTORE_SIGNING, IMAGE_SIGNING)
+KEYGEN_FILES = [f"{stem}{suffix}" for stem in (ROOT, KEYSTORE_SIGNING, *IMAGE_SIGNERS)
                 for suffix in (".key", ".pem")] + [f"{ROOT}.pub.pem", f"{ROOT}.hash"]
 
 
 def keygen(folder: Path, *, force: bool = False) -> LabPki:
-    """Create root, keystore-signing and image-signing keys and certificates in `folder`.
+    """Create root, keystore-signing and image-signing keys and certificates in `folder` (two
+    image-signing keys: IMAGE_SIGNING and the July 2024 one, IMAGE_SIGNING_2024_07).
 
     The keystore-signing certificate carries the keystore-signing role (an extended key usage,
     `KEYSTORE_SIGNING_ROLE`); the image-signing one does not, so it cannot sign keystores.
@@ -132,7 +139,7 @@ def keygen(folder: Path, *, force: bool = False) -> LabPki:
         (stem, k, issue(name, k, (root, root_key), extended_usages=usages))
         for stem, name, k, usages in [
             (KEYSTORE_SIGNING, "Lab Keystore Signing", new_key(), [KEYSTORE_SIGNING_ROLE]),
-            (IMAGE_SIGNING, "Lab Image Signing", new_key(), [])]
+            *((stem, name, new_key(), []) for stem, name in IMAGE_SIGNERS.items())]
     ]:
         write_private_key(folder / f"{stem}.key", key)
         write_certificate(folder / f"{stem}.pem", cert)
@@ -141,6 +148,23 @@ def keygen(folder: Path, *, force: bool = False) -> LabPki:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     write_atomic(folder / f"{ROOT}.hash", (root_key_hash(public).hex() + "\n").encode())
     return LabPki(folder)
+
+
+def add_image_signers(folder: Path) -> list[str]:
+    """Issue under the lab root in `folder` each image-signing key of IMAGE_SIGNERS it lacks (a
+    lab PKI made before the July 2024 key existed); the stems issued. The root and the keys
+    already there are kept: a device that fused that root still trusts what they signed."""
+    root = load_signer(folder / f"{ROOT}.key", folder / f"{ROOT}.pem")
+    made = []
+    for stem, name in IMAGE_SIGNERS.items():
+        if (folder / f"{stem}.key").exists() and (folder / f"{stem}.pem").exists():
+            continue
+        key = new_key()
+        write_private_key(folder / f"{stem}.key", key)
+        write_certificate(folder / f"{stem}.pem",
+                          issue(name, key, (root.certificate, root.key)))
+        made.append(stem)
+    return made
 
 
 def load_certificate(path: Path) -> x509.Certificate:

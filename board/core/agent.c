@@ -111,6 +111,7 @@ static void send_banner(struct agent *a)
 void agent_boot(struct agent *a)
 {
     a->persist->boot_count++;
+    a->persist->boot_mono_us = agent_monotonic_us(a);
     cache_clear(&a->cache);
     slip_rx_reset(&a->rx);
     a->dog.armed = false;

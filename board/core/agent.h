@@ -31,6 +31,7 @@ struct board_persist {
     uint32_t session;
     uint8_t last_cause;
     int64_t mono_base_us;    /* CLOCK_MONOTONIC when this boot's uptime was 0 */
+    int64_t boot_mono_us;    /* CLOCK_MONOTONIC at this boot: HELLO's boot_monotonic (§6.1) */
     int64_t wall_minus_mono_us;
     struct board_stats stats;
     struct console console;

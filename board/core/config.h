@@ -12,8 +12,8 @@
 #define BOARD_CACHE_ENTRIES 64u
 #endif
 
-/* Reply payload bytes a cache entry keeps: enough for every error reply this agent sends and
- * for the 38-byte HELLO; longer replies (all of idempotent requests) are not kept (§5). */
+/* Reply payload bytes a cache entry keeps: enough for every error reply this agent sends;
+ * longer replies (all of idempotent requests, the 46-byte HELLO among them) are not kept (§5). */
 #ifndef BOARD_CACHE_KEEP
 #define BOARD_CACHE_KEEP 40u
 #endif

@@ -22,6 +22,7 @@ enum error_code op_hello(struct agent *a, const struct request *rq, struct reply
     out[32] = p->last_cause;
     put_u32(out + 33, p->session);
     out[37] = BOARD_FLAG_VIRTUAL_CLOCK;
+    put_f64(out + 38, (double)p->boot_mono_us / 1e6);
     rp->length = HELLO_SIZE;
     return ERR_NONE;
 }

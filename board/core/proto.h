@@ -11,7 +11,7 @@
 #define MAX_PAYLOAD 65600u    /* §3.1: the largest */
 #define MAX_DATA 65536u       /* §3.1: FLASH_PROGRAM data / FLASH_READ length cap */
 #define MAX_LOG_TEXT 61440u   /* §3.1: CONSOLE_LOG text cap */
-#define HELLO_SIZE 38u
+#define HELLO_SIZE 46u       /* §6.1: 38 bytes, then f64 boot_monotonic */
 
 enum slip_byte { SLIP_END = 0xC0, SLIP_ESC = 0xDB, SLIP_ESC_END = 0xDC, SLIP_ESC_ESC = 0xDD };
 

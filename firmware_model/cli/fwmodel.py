@@ -21,6 +21,7 @@ from firmware_model.cli.commands import (
     connect,
     provision,
     revoke,
+    run,
     status,
     sweep,
     update,
@@ -37,12 +38,13 @@ PROG = "fwmodel"
 #: Seconds a command waits for a device another process is using.
 DEFAULT_WAIT = 5.0
 #: The command modules, in the order `--help` lists them.
-COMMANDS = (provision, status, update, connect, certstore, revoke, sweep)
+COMMANDS = (provision, status, update, run, connect, certstore, revoke, sweep)
 
 EPILOG = epilog({
     ExitCode.OK: "connect: the handshake held; sweep: no invariant violated",
     ExitCode.REFUSED: "also an update that reverted at its trial boot, status of a device "
-                      "that does not boot; sweep: a violated invariant",
+                      "that does not boot; run: the first check that failed gives the code; "
+                      "sweep: a violated invariant",
     ExitCode.BAD_INPUT: "also an image or manifest over its size limit, no device at FLASH "
                         "(only provision creates one), a device not provisioned (or provisioned "
                         "already)",

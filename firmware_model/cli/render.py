@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from errno import errorcode
 from typing import TextIO
 
+from firmware_model.agent.schedule import Reason, RunReport, ScheduledCheck
 from firmware_model.agent.sweep import SweepReport
-from firmware_model.agent.updater import UpdateResult
+from firmware_model.agent.updater import UpdateOutcome, UpdateResult
+from firmware_model.device.status import OS_VERSION
 from firmware_model.device.sysevent import AppReport, EventStatus, SysEventCall, SysEventInfo
 from firmware_model.device.tls import iso
 from firmware_model.trust.components import Component
@@ -19,8 +21,25 @@ def print_json(value: object, out: TextIO) -> None:
     out.write("\n")
 
 
+def duration_text(seconds: float | None) -> str:
+    """`seconds` as days, hours, minutes and seconds ("1 d 2 h 0 min 5 s", "42 s")."""
+    if seconds is None:
+        return "unknown"
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "min")]
+    while parts and parts[0][0] == 0:  # leading zero units are left out
+        parts.pop(0)
+    return " ".join([*(f"{value} {unit}" for value, unit in parts), f"{secs} s"])
+
+
 def status_text(status: dict[str, object]) -> list[str]:
-    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}"]
+    uptime = status["uptime_s"]
+    assert uptime is None or isinstance(uptime, float | int)
+    lines = [f"device time {status['device_time']}, last reset {status['last_reset_cause']}",
+             f"OS version {status['os_version']}, boot {status['boot_count']} since power-up, "
+             f"up {duration_text(uptime)}"]
     if not status.get("booted"):
         lines.append("not booted: " + str(status.get("problem") or "not provisioned"))
         return lines
@@ -116,6 +135,47 @@ def update_text(result: UpdateResult) -> list[str]:
         state = "reverted to the previous images" if boot.reverted else "trial confirmed"
         lines.append(f"rebooted (cause {boot.cause.name}): {state}")
     lines.append(f"outcome: {result.outcome.value}")
+    return lines
+
+
+def check_text(check: ScheduledCheck, interval_hours: float) -> str:
+    """One line for a scheduled check: when, the boot it ran in, why, and how it ended."""
+    when = iso(datetime.fromtimestamp(check.at, UTC))
+    why = ("first connection since the device booted" if check.reason is Reason.FIRST_CONNECTION
+           else f"{interval_hours:g} h after the previous check")
+    head = f"{when} boot {check.boot_count}, up {duration_text(check.uptime_s)}: check ({why}): "
+    result = check.result
+    if result is None:
+        error = check.error
+        return head + f"failed ({type(error).__name__}): {error}"
+    if result.outcome is UpdateOutcome.NO_UPDATE:
+        return head + "no update available"
+    installed = ", ".join(f"{i.name} (security version {i.security_version})"
+                          for i in result.images)
+    deferred = (f", install deferred by {result.deferred_minutes:g} minutes"
+                if result.deferred_minutes else "")
+    boot = result.boot
+    cause = "" if boot is None else f" (cause {boot.cause.name})"
+    if result.outcome is UpdateOutcome.REVERTED:
+        return head + (f"installed {installed}{deferred}; the device reset{cause} and the "
+                       "trial boot failed: reverted to the previous images")
+    return head + f"installed {installed}{deferred}; the device reset{cause}: trial confirmed"
+
+
+def run_text(report: RunReport, boot_count: int, uptime: float | None) -> list[str]:
+    """The summary after a run's check lines."""
+    outcomes = [check.outcome for check in report.checks]
+    started, ended = (iso(datetime.fromtimestamp(t, UTC)) for t in (report.started,
+                                                                     report.ended))
+    checks = len(outcomes)
+    lines = [f"ran {report.hours:g} h of device time, {started} to {ended}: {checks} "
+             f"check{'' if checks == 1 else 's'} (at each first connection after a boot, then "
+             f"every {report.interval_hours:g} h); {outcomes.count('installed')} installed, "
+             f"{outcomes.count('reverted')} reverted, {outcomes.count('failed')} failed"]
+    if report.halted is not None:
+        lines.append(f"the device halted: {type(report.halted).__name__}: {report.halted}")
+    lines.append(f"now: OS version {OS_VERSION}, boot {boot_count} since power-up, "
+                 f"up {duration_text(uptime)}")
     return lines
 
 

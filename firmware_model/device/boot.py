@@ -170,12 +170,13 @@ def load_set(
 
 @dataclass(frozen=True)
 class BootReport:
-    """What a boot did: which set came up, whether it confirmed or reverted, fuses raised."""
+    """What a boot did: which set came up, whether it confirmed or reverted, fuses raised; or,
+    for a boot that failed (`used` "none"), why (`problem`)."""
 
     cause: ResetCause
     at: float
-    sequence: int
-    used: str  # "active" or "fallback"
+    sequence: int | None  # the boot record's; None when there was none to read
+    used: str  # "active", "fallback", or "none": the device did not come up
     confirmed: bool = False
     reverted: bool = False
     problem: str | None = None
@@ -201,6 +202,12 @@ class Booted:
 
 def _describe(error: FwModelError) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def failed_boot(cause: ResetCause, at: float, sequence: int | None,
+                error: FwModelError) -> BootReport:
+    """The report of a boot that did not come up (`used` "none"), saying why."""
+    return BootReport(cause, at, sequence, "none", problem=_describe(error))
 
 
 def boot(machine: Machine, layout: FlashLayout, records: RecordArea) -> Booted:

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from firmware_model.device.app_certstore import AppCertStore
 from firmware_model.device.app_certstore_area import AppStoreArea
-from firmware_model.device.boot import Booted, BootReport, boot
+from firmware_model.device.boot import Booted, BootReport, boot, failed_boot
 from firmware_model.device.bootrecord import RecordArea, RecordState
 from firmware_model.device.flash_layout import FlashLayout, Region, staging_regions
 from firmware_model.device.provision import FactoryImages, provision
@@ -31,7 +31,8 @@ from firmware_model.device.tls import DeviceSSLContext, DeviceStore, TlsSession,
 from firmware_model.errors import FwModelError, NotProvisionedError, RevokedError, TrustError
 from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import raise_floor
-from hal.interfaces import Machine
+from hal.errors import HalError
+from hal.interfaces import Machine, ResetCause
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Device:
     bus: SysEventBus = field(default_factory=SysEventBus)  # the apps, as SysEvent reaches them
     ram: Booted | None = None
     boot_failure: FwModelError | None = None
+    last_boot: BootReport | None = None  # the last boot's report, good or failed
 
     def __post_init__(self) -> None:
         if self.layout is None:
@@ -73,9 +75,21 @@ class Device:
             self.ram = boot(self.machine, self.flash_layout, self.record_area)
         except FwModelError as error:
             self.boot_failure = error
+            self.last_boot = self._failed(error)
             self.log(f"[boot] halted: {error}")
             raise
+        self.last_boot = self.ram.report
         return self.ram.report
+
+    def _failed(self, error: FwModelError) -> BootReport:
+        """The report of a boot that failed with `error` (what the device can still read)."""
+        machine, at, cause, sequence = self.machine, 0.0, ResetCause.POWER_ON, None
+        with contextlib.suppress(HalError, FwModelError):  # a HAL that fails too: what was read
+            at = machine.clock.wall()
+            cause = machine.reset.last_cause()
+            record = self.record_area.read(machine.flash)
+            sequence = None if record is None else record.sequence
+        return failed_boot(cause, at, sequence, error)
 
     def start(self) -> BootReport:
         """Boot if this model has not booted yet (a process attaching to a powered device)."""

@@ -1,6 +1,6 @@
-"""What a device is running, as `fwmodel status --json` prints it: slots, images, security
-versions (fused and running), the OS trusted root store, the app certificate store, the last
-boot and reset."""
+"""What a device is running, as `fwmodel status --json` prints it: the OS version, boot count and
+uptime, slots, images, security versions (fused and running), the OS trusted root store, the
+app certificate store, the last boot and reset."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ from firmware_model.device.tls import iso
 from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, read_root_hash
 from hal.errors import HalError
+
+#: The version of the Azure Sphere OS the model stands for. The model installs no OS images
+#: (only the trusted keystore and the certificate store), so no update changes it, as neither
+#: the July 2024 keystore update nor the February 2025 store update changed a real device's.
+#: 24.03 is the last OS release found before February 2025 (Retail Eval on 5 March 2024, see
+#: docs/device.md, "OS version").
+OS_VERSION = "24.03"
 
 #: How status names the store TLS and updates use (a real device's status does not list it).
 OS_STORE_LABEL = "OS trusted root store"
@@ -29,20 +36,25 @@ def app_store_status(device: Device) -> dict[str, object]:
 
 
 def device_status(device: Device) -> dict[str, object]:
-    """The device's status (it need not have booted: then why not, and whether it is
-    provisioned)."""
+    """The device's status (it need not have booted: then why not, whether it is provisioned,
+    and the report of the boot that failed)."""
     at = device.now()
     machine = device.machine
+    uptime = machine.reset.uptime()
     base: dict[str, object] = {
+        "os_version": OS_VERSION,
+        "boot_count": machine.reset.boot_count(),
+        "uptime_s": None if uptime is None else round(uptime, 3),
         "device_time": iso(at),
         "last_reset_cause": machine.reset.last_cause().name,
     }
     if device.ram is None:
         provisioned = (device.record_area.read(machine.flash) is not None
                        and read_root_hash(machine.otp) is not None)
-        failure = device.boot_failure
+        failure, report = device.boot_failure, device.last_boot
         return {"provisioned": provisioned, "booted": False, **base,
-                "problem": None if failure is None else str(failure)}
+                "problem": None if failure is None else str(failure),
+                "last_boot": None if report is None else report.to_json()}
     running = device.ram
     counters = floors(machine.otp)
     installed = running.loaded.installed()

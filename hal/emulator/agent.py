@@ -98,8 +98,9 @@ class AgentCounters:
 class BoardAgent:
     """Answers requests on `machine`; counts boots through the machine's boot hook.
 
-    Creating the agent is the board's power-up: boot count 1, a new session, and (on a machine
-    that records it, the software machine) the reset cause POWER_ON. The agent installs its own
+    Creating the agent is the board's power-up: boot count 1, a new session, the boot at the
+    machine's monotonic time now (HELLO's `boot_monotonic`), and (on a machine that records it,
+    the software machine) the reset cause POWER_ON. The agent installs its own
     boot hook on `machine` (the board's boot path): every reset, watchdog bite or power cycle
     counts as a boot and is announced with a BOOT_BANNER.
 
@@ -130,6 +131,7 @@ class BoardAgent:
         self.board_flags: int = BoardFlag.VIRTUAL_CLOCK if virtual_clock else BoardFlag.NONE
         self.session = random.getrandbits(32) if session is None else session
         self.boot_count = 1
+        self.boot_monotonic = self._monotonic()
         self.counters = AgentCounters()
         self.decoder = FrameDecoder(max_payload)
         self._cache_size = max(cache_size, 4 * window)
@@ -295,7 +297,15 @@ class BoardAgent:
 
     def _on_boot(self, _machine: Machine) -> None:
         self.boot_count += 1
+        self.boot_monotonic = self._monotonic()
         self._booted = True
+
+    def _monotonic(self) -> float:
+        """The machine's monotonic clock now (0 on a machine that has lost power)."""
+        try:
+            return self.machine.clock.monotonic()
+        except PowerLoss:
+            return 0.0
 
     def query(self, seq: int) -> tuple[QueryAnswer, Frame | None]:
         """What QUERY answers about `seq` (docs §6.2), and the cached reply if there is one:

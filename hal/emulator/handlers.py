@@ -59,6 +59,7 @@ class BoardState(Protocol):
     window: int
     baud: int
     boot_count: int
+    boot_monotonic: float
     session: int
     limits: Limits
     board_flags: int
@@ -111,7 +112,7 @@ class Handlers:
         return Hello(
             PROTOCOL_VERSION, board.limits.max_payload, board.window, board.baud, geometry.size,
             geometry.sector_size, geometry.page_size, self._otp_words(), board.boot_count,
-            int(board.last_cause()), board.session, board.board_flags,
+            int(board.last_cause()), board.session, board.board_flags, board.boot_monotonic,
         ).pack()
 
     def _otp_words(self) -> int:

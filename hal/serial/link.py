@@ -105,7 +105,7 @@ class BoardLink(RequestEngine):
 
     def handshake(self, on_boot: BootPolicy = BootPolicy.RESEND) -> Hello:
         """HELLO: learn the board's geometry, limits, boot count and session."""
-        source = Single(Request(Op.HELLO, reply_bytes=Hello.LAYOUT.size))
+        source = Single(Request(Op.HELLO, reply_bytes=Hello.SIZE))
         self._pump(source, stream=False, on_boot=on_boot)
         hello = Hello.unpack(source.reply)
         if hello.version != PROTOCOL_VERSION:

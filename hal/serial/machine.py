@@ -99,6 +99,23 @@ class SerialReset:
         (raw,) = unpack_ints(U8, self._link.call(Op.RESET_LAST_CAUSE), "RESET_LAST_CAUSE reply")
         return ResetCause(raw)
 
+    def boot_count(self) -> int:
+        """Boots since the board powered up, as its last HELLO said (the host handshakes
+        again after every boot it learns of, docs §9)."""
+        self._link.settle()
+        return self._link.hello.boot_count
+
+    def uptime(self) -> float | None:
+        """Seconds since the board's last boot: CLOCK_MONOTONIC minus HELLO's `boot_monotonic`;
+        None from a board whose HELLO does not carry it (docs §6.1)."""
+        self._link.settle()
+        if self._link.hello.boot_monotonic is None:
+            return None  # an older board: no request needed
+        now = unpack_float(self._link.call(Op.CLOCK_MONOTONIC, reply_bytes=F64.size),
+                           "CLOCK_MONOTONIC")
+        booted = self._link.hello.boot_monotonic  # read after the call: a boot it caught up on
+        return None if booted is None else max(0.0, now - booted)
+
 
 class SerialClock:
     """:class:`hal.interfaces.Clock` on a board (virtual on the emulator, real on a kit)."""

@@ -4,6 +4,7 @@ request and reply (docs/serial-protocol.md §6-§7). Pure functions and data onl
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from dataclasses import dataclass
 
@@ -199,10 +200,13 @@ def decode_text(raw: bytes, what: str) -> str:
 
 @dataclass(frozen=True)
 class Hello:
-    """The HELLO reply: who the board is and what it can take (38 bytes; a longer reply is
-    accepted and the bytes after the known fields ignored, room for later fields)."""
+    """The HELLO reply: who the board is and what it can take (46 bytes; an older board's
+    38-byte reply, without `boot_monotonic`, is accepted, and so is a longer one, the bytes
+    after the known fields ignored: room for later fields)."""
 
-    LAYOUT = struct.Struct("<HIHIIIIIIBIB")
+    LAYOUT = struct.Struct("<HIHIIIIIIBIB")  # the first 38 bytes, every board sends them
+    LATER = struct.Struct("<d")  # boot_monotonic, from offset 38 (a board may leave it out)
+    SIZE = LAYOUT.size + LATER.size
 
     version: int
     max_payload: int
@@ -216,6 +220,10 @@ class Hello:
     last_cause: int
     session: int  # random at power-on: a new value means the board was power-cycled
     board_flags: int = BoardFlag.NONE  # BoardFlag bits
+    #: CLOCK_MONOTONIC when the board last booted (its uptime is CLOCK_MONOTONIC minus this);
+    #: None from an older board, whose reply stops at 38 bytes, or one that sent no finite
+    #: time >= 0
+    boot_monotonic: float | None = None
 
     @property
     def virtual_clock(self) -> bool:
@@ -228,17 +236,27 @@ class Hello:
         return Limits(self.max_payload)
 
     def pack(self) -> bytes:
-        """The reply payload."""
-        return self.LAYOUT.pack(
+        """The reply payload (38 bytes without `boot_monotonic`, as an older board sends it)."""
+        head = self.LAYOUT.pack(
             self.version, self.max_payload, self.window, self.baud, self.flash_size,
             self.sector_size, self.page_size, self.otp_words, self.boot_count, self.last_cause,
             self.session, self.board_flags)
+        return head if self.boot_monotonic is None else head + self.LATER.pack(
+            self.boot_monotonic)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Hello:
-        """Parse a HELLO reply payload (38 bytes or more; what follows them is ignored)."""
-        head, _later_fields = unpack_head(cls.LAYOUT, payload, "HELLO reply")
-        return cls(*head)
+        """Parse a HELLO reply payload: 38 bytes or more, `boot_monotonic` from 46 (what
+        follows is ignored)."""
+        head, later = unpack_head(cls.LAYOUT, payload, "HELLO reply")
+        booted = None
+        if len(later) >= cls.LATER.size:
+            (value,) = cls.LATER.unpack_from(later)
+            booted = value if math.isfinite(value) and value >= 0 else None
+        (version, max_payload, window, baud, flash_size, sector_size, page_size, otp_words,
+         boot_count, last_cause, session, board_flags) = head
+        return cls(version, max_payload, window, baud, flash_size, sector_size, page_size,
+                   otp_words, boot_count, last_cause, session, board_flags, booted)
 
 
 @dataclass(frozen=True)

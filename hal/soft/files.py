@@ -4,9 +4,12 @@
     FLASH.otp       the fuse words, little-endian u32 each
     FLASH.reset     the last reset cause's name, left-justified to 15 characters, then a newline
     FLASH.clock     the wall clock, ISO 8601 UTC (`datetime.isoformat()`), then a newline
+    FLASH.boot      `boot_count=N uptime_s=S` and a newline: boots since power-up, and seconds
+                    on the monotonic clock since the last one (hal.soft.reset.BootRegister)
 
-The board agents in C read and write the same files (docs/board.md), so any agent can serve
-any device.
+The board agents in C read and write the same files but FLASH.boot (docs/board.md), so any
+agent can serve any device; a board agent counts boots in its own RAM from its start, which is
+a power-up (docs/serial-protocol.md §9), and leaves FLASH.boot as it was.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from pathlib import Path
 
 from hal.errors import StateFileError
 
-OTP, RESET, CLOCK = ".otp", ".reset", ".clock"
+OTP, RESET, CLOCK, BOOT = ".otp", ".reset", ".clock", ".boot"
 #: Every file beside FLASH, in the order they are made.
-SUFFIXES = (OTP, RESET, CLOCK)
+SUFFIXES = (OTP, RESET, BOOT, CLOCK)
 
 
 def device_files(flash: Path) -> list[Path]:

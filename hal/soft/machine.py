@@ -10,14 +10,18 @@ What the device model uses::
     m.set_boot_hook(boot)          # boot(m) runs on every reset, watchdog bite and power_on()
     m.flash.program(off, data); m.flash.erase(off, n); m.flash.read(off, n); m.flash.hash(off, n)
     m.otp.blow(word, bits); m.reset.request_reset(); m.reset.last_cause()
+    m.reset.boot_count(); m.reset.uptime()   # boots since power-up, seconds since the last
     m.clock.advance(86_400); m.clock.sleep(1.5); m.clock.set_wall(datetime(...))
     m.faults.arm(op, CutMode.TORN); m.faults.op_count   # see hal.soft.power_cuts
     snap = m.snapshot(); ...; m.restore(snap)
     m.power_off(); m.power_on()    # power_on re-runs boot with cause POWER_LOSS
 
 State on disk, next to the flash file FLASH: FLASH (the flash bytes), FLASH.otp (the fuse
-words), FLASH.reset (the last reset cause). A new SoftwareMachine on the same path is the same
-device: flash, fuses and last reset cause as they were. Without a path everything is in memory.
+words), FLASH.reset (the last reset cause), FLASH.boot (boots since power-up and the uptime).
+A new SoftwareMachine on the same path is the same device, still powered: flash, fuses, last
+reset cause and boot count as they were, its uptime going on from where the last run left it
+(only a new device, or `record_power_on`, is a power-up). Without a path everything is in
+memory.
 
 With `keep_clock=True` the wall clock is kept too, in FLASH.clock (an ISO 8601 UTC time): a
 machine resumes at the time saved there (`wall_start` is for a device without one) and `close()`
@@ -37,13 +41,13 @@ from pathlib import Path
 from hal.interfaces import BootHook, Closeable, FlashGeometry, ResetCause
 from hal.soft.clock import DEFAULT_WALL_START, ClockState, VirtualClock
 from hal.soft.console import Echo, LineConsole
-from hal.soft.files import CLOCK, OTP, RESET, load_wall, save_wall, sidecar
+from hal.soft.files import BOOT, CLOCK, OTP, RESET, load_wall, save_wall, sidecar
 from hal.soft.flash import NorFlash
 from hal.soft.memory_map import MemoryMap
 from hal.soft.otp import FuseBank
 from hal.soft.power import PowerRail
 from hal.soft.power_cuts import FaultInjector
-from hal.soft.reset import ResetCauseRegister, SoftResetController
+from hal.soft.reset import BootRegister, ResetCauseRegister, SoftResetController
 from hal.soft.watchdog import VirtualWatchdog, WatchdogState
 
 #: The default flash: MT3620-like, 16 MiB NOR with 4 KiB sectors and 256-byte pages.
@@ -57,11 +61,13 @@ RESET_CAUSE_BASE = 0x4000_0000
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What `restore` puts back: flash, fuses, reset cause, clock, watchdog, power, console."""
+    """What `restore` puts back: flash, fuses, reset cause, boots, clock, watchdog, power,
+    console."""
 
     flash: bytes
     otp: tuple[int, ...]
     cause: ResetCause
+    boots: tuple[int, float]
     clock: ClockState
     watchdog: WatchdogState | None
     powered: bool
@@ -106,10 +112,11 @@ class SoftwareMachine(Closeable):
             self.clock = VirtualClock(wall_start if saved is None else saved)
             self.otp = FuseBank(otp_words, self._rail, sidecar(path, OTP), create=create)
             self._cause = ResetCauseRegister(sidecar(path, RESET), create=create)
+            self._boots = BootRegister(self.clock.monotonic, sidecar(path, BOOT))
         except BaseException:
             self.close()
             raise
-        self.reset = SoftResetController(self._rail, self._cause, self._reboot)
+        self.reset = SoftResetController(self._rail, self._cause, self._reboot, self._boots)
         self.watchdog = VirtualWatchdog(
             self.clock, self._rail, lambda: self._reboot(ResetCause.WATCHDOG)
         )
@@ -146,6 +153,7 @@ class SoftwareMachine(Closeable):
         a power-up, whatever cause the previous run ended with (docs/serial-protocol.md §9)."""
         self.watchdog.halt()
         self._cause.record(ResetCause.POWER_ON)
+        self._boots.booted(power_up=True)
 
     def snapshot(self) -> Snapshot:
         """Capture the machine's state (one 16 MiB copy for the default flash)."""
@@ -154,6 +162,7 @@ class SoftwareMachine(Closeable):
             flash=self.flash.image(token),
             otp=self.otp.words(),
             cause=self._cause.cause,
+            boots=self._boots.state(),
             clock=self.clock.state(),
             watchdog=self.watchdog.state(),
             powered=self._rail.on,
@@ -170,6 +179,7 @@ class SoftwareMachine(Closeable):
         self.otp.load(snap.otp)
         self._cause.record(snap.cause)
         self.clock.load(snap.clock)
+        self._boots.load(snap.boots)
         self.watchdog.load(snap.watchdog)
         self.console.truncate(snap.console_lines)
         if snap.powered:
@@ -180,7 +190,8 @@ class SoftwareMachine(Closeable):
     def close(self) -> None:
         """Close the backing files (their contents stay); the machine must not be used after.
 
-        With `keep_clock`, the wall time reached is saved to FLASH.clock first.
+        The uptime reached is saved to FLASH.boot; with `keep_clock`, the wall time reached to
+        FLASH.clock.
         """
         clock_file, self._clock_file = self._clock_file, None
         try:
@@ -192,10 +203,13 @@ class SoftwareMachine(Closeable):
                 self.otp.close()
             if hasattr(self, "_cause"):
                 self._cause.close()
+            if hasattr(self, "_boots"):
+                self._boots.close()
 
     def _reboot(self, cause: ResetCause) -> None:
         self.watchdog.halt()
         self._cause.record(cause)
+        self._boots.booted()
         self.console.log(f"[hal] reset: cause {cause.name}")
         if self._hook is not None:
             self._hook(self)

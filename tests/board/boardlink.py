@@ -253,12 +253,14 @@ class Hello:
     last_cause: int
     session: int
     board_flags: int | None  # None: the reply stopped at 37 bytes
+    boot_monotonic: float | None  # None: the reply stopped before offset 46 (an older board)
 
     @classmethod
     def parse(cls, p: bytes) -> Hello:
         assert len(p) >= 37, f"HELLO reply is {len(p)} bytes"
         fields = struct.unpack_from("<HIHIIIIIIBI", p)
-        return cls(*fields, p[37] if len(p) >= 38 else None)
+        booted = struct.unpack_from("<d", p, 38)[0] if len(p) >= 46 else None
+        return cls(*fields, p[37] if len(p) >= 38 else None, booted)
 
 
 @dataclass

@@ -44,11 +44,15 @@ def test_reset_request(start, cause: int) -> None:
     agent = start()
     with agent.link() as board:
         before = board.hello()
+        sleep(board, 30.0)
+        reset_at = board.monotonic()
         reset(board, cause)
         boot_count, got_cause, session, _ = banner(board)
         assert (boot_count, got_cause, session) == (2, cause, before.session)
         after = board.hello()
         assert (after.boot_count, after.last_cause, after.session) == (2, cause, before.session)
+        assert after.boot_monotonic is not None and before.boot_monotonic is not None
+        assert before.boot_monotonic < reset_at <= after.boot_monotonic <= board.monotonic()
         assert board.ok("RESET_LAST_CAUSE") == bytes([cause])
         assert board.stats()[5] == 2
     reset_file = agent.flash.parent / (agent.flash.name + ".reset")

@@ -36,10 +36,15 @@ def test_hello_fields(request, target, start) -> None:
     agent = start()
     with agent.link() as board:
         reply = board.ok("HELLO")
-        assert len(reply) == 38
+        assert len(reply) == 46
         h = board.hello()
         assert h.version == 1 and 512 <= h.max_payload <= 65_600 and h.window >= 1
         assert (h.boot_count, h.last_cause) == (1, 0)
+        assert h.boot_monotonic is not None
+        if target.running_clock:  # QEMU's clock is read a little before it settles: within 3 s
+            assert abs(h.boot_monotonic - board.monotonic()) < 3.0
+        else:
+            assert h.boot_monotonic == board.monotonic() == 0.0
         geometry = struct.unpack("<III", board.ok("FLASH_GEOMETRY"))
         assert (h.flash_size, h.sector_size, h.page_size) == geometry
         assert h.otp_words == struct.unpack("<I", board.ok("OTP_WORD_COUNT"))[0]

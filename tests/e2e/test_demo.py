@@ -35,3 +35,21 @@ def test_demo_tells_the_february_2025_story(tmp_path: Path) -> None:
     assert "(exit 1)" in tail
     assert tail.count("connected to 127.0.0.1") == 1
     assert "Lab stand-in for DigiCert Global Root G2" in tail
+
+
+def test_the_july_2024_rehearsal_shows_the_keystore_update_end_to_end(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--rehearsal", "july-2024",
+         "--images", str(tmp_path / "build")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert "rehearsal went as July 2024 did" in out
+    refused, rest = out.split("the trusted-keystore update on the Retail feed")
+    assert "(exit 1)" in refused and "is not in the keystore" in run.stderr
+    assert "installed keystore-2024-07 (security version 1); the device reset" in rest
+    assert "OS version 24.03, boot 1 since power-up" in refused
+    assert "OS version 24.03, boot 2 since power-up" in rest  # rebooted, same OS version
+    assert "keystore: slot B, keystore-2024-07" in rest
+    assert "store: slot B, certstore-2024-newkey" in rest.split("are taken now")[1]

@@ -111,7 +111,8 @@ def test_only_provision_creates_a_device(device_lab: Lab, tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
     assert fwmodel("provision", "--images", str(device_lab.folder), cwd=tmp_path).returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "device.flash", "device.flash.clock", "device.flash.otp", "device.flash.reset"]
+        "device.flash", "device.flash.boot", "device.flash.clock", "device.flash.otp",
+        "device.flash.reset"]
     assert ok_json(fwmodel("status", "--json", cwd=tmp_path))["provisioned"] is True
 
 

@@ -59,7 +59,7 @@ def store_of(hal: str) -> str:
     return str(status["slots"]["store"]["image"]["name"])
 
 
-# --- a hostile feed: refused updates leave the four device files byte-identical -------------
+# --- a hostile feed: refused updates leave the five device files byte-identical -------------
 
 
 def write_feed(folder: Path, manifest: bytes, images: list[bytes],
@@ -102,7 +102,7 @@ def test_every_refused_update_leaves_the_device_files_byte_identical(
 ) -> None:
     hal, flash = provisioned(device_lab, tmp_path / "dev")
     before = files_of(flash)
-    assert len(before) == 4  # FLASH, .otp, .reset, .clock
+    assert len(before) == 5  # FLASH, .otp, .reset, .boot, .clock
     for name, (feed, code, reason) in hostile_feeds(device_lab, tmp_path / "feeds").items():
         done = fwmodel("update", "--feed", str(feed), hal=hal)
         assert done.returncode == code, (name, done.stderr)

@@ -136,15 +136,21 @@ def image_id_of(data: bytes) -> uuid.UUID:
     return parse_package(data).image_id
 
 
+#: What `status` reads off the device's clock: not the device's state (a board whose clock runs
+#: on its own, QEMU's, moves them between two readings).
+CLOCK_READINGS = ("device_time", "uptime_s")
+
+
+def without_clock(status: dict[str, object]) -> dict[str, object]:
+    """`status` without its clock readings."""
+    return {key: value for key, value in status.items() if key not in CLOCK_READINGS}
+
+
 @dataclass(frozen=True)
 class Outside:
-    """What a device looks like from outside: status, hashes of flash outside staging and of
-    the whole flash, fuses. Equal before and after: the device is as it was.
-
-    The status leaves out what time alone changes (`TIME_KEYS`): a board whose clock runs on
-    its own (QEMU, native) moves it between two looks at an unchanged device."""
-
-    TIME_KEYS = ("device_time", "uptime_s")
+    """What a device looks like from outside: status (but its clock readings), hashes of flash
+    outside staging and of the whole flash, fuses. Equal before and after: the device is as it
+    was."""
 
     status: dict[str, object]
     outside_staging: tuple[bytes, ...]
@@ -156,8 +162,7 @@ class Outside:
         flash, otp = device.machine.flash, device.machine.otp
         size = flash.geometry.size
         spans = complement(size, device.staging())
-        status = {k: v for k, v in device_status(device).items() if k not in cls.TIME_KEYS}
-        return cls(status,
+        return cls(without_clock(device_status(device)),
                    tuple(flash.hash(start, end - start) for start, end in spans),
                    flash.hash(0, size),
                    tuple(otp.read_word(i) for i in range(otp.word_count)))

@@ -313,6 +313,60 @@ def test_flash_survives_a_reset(machine: Machine) -> None:
     assert machine.flash.read(base + 1, 10) == b"still here"
 
 
+# --- boot count and uptime ----------------------------------------------------------------
+
+
+def known_uptime(machine: Machine) -> float:
+    """The machine's uptime; the test is skipped on a board too old to report it."""
+    uptime = machine.reset.uptime()
+    if uptime is None:
+        pytest.skip("this board does not say when it booted (an older board's 38-byte HELLO, "
+                    "docs/serial-protocol.md §6.1)")
+    return uptime
+
+
+@pytest.mark.fresh_machine
+def test_fresh_machine_has_booted_once(machine: Machine) -> None:
+    assert machine.reset.boot_count() == 1
+
+
+def test_every_reset_is_one_more_boot_and_the_boot_hook_sees_it(machine: Machine) -> None:
+    seen: list[int] = []
+    machine.set_boot_hook(lambda booted: seen.append(booted.reset.boot_count()))
+    before = machine.reset.boot_count()
+    machine.reset.request_reset()
+    machine.reset.request_reset(ResetCause.WATCHDOG)
+    assert machine.reset.boot_count() == before + 2
+    assert seen == [before + 1, before + 2]
+
+
+def test_a_watchdog_bite_is_one_more_boot(machine: Machine) -> None:
+    before = machine.reset.boot_count()
+
+    def body() -> None:
+        machine.watchdog.start(1.0)
+        machine.clock.sleep(1.5)
+
+    guarded(machine, body)
+    assert machine.reset.boot_count() == before + 1
+    assert known_uptime(machine) < 1.5
+
+
+def test_uptime_grows_with_the_monotonic_clock_and_starts_again_at_a_reset(
+    machine: Machine,
+) -> None:
+    machine.clock.sleep(1.0)  # QEMU's clock reads up to 84 ms back just after power-up
+    start = known_uptime(machine)
+    machine.clock.sleep(3.0)
+    up, mono = known_uptime(machine), machine.clock.monotonic()
+    assert 3.0 <= up - start < 3.0 + SLEEP_SLACK_S
+    machine.reset.request_reset()
+    after = known_uptime(machine)
+    assert 0.0 <= after < up and machine.clock.monotonic() >= mono  # monotonic goes on
+    machine.clock.sleep(2.0)
+    assert 2.0 <= known_uptime(machine) - after < 2.0 + SLEEP_SLACK_S
+
+
 # --- clock and console ---------------------------------------------------------------------
 
 

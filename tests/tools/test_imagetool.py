@@ -104,7 +104,7 @@ def test_keygen_writes_a_lab_pki(tmp_path: Path) -> None:
     done = run("keygen", "--out", tmp_path / "pki")
     assert done.returncode == 0, done.stderr
     pki = tmp_path / "pki"
-    for stem in ("root", "keystore-signing", "image-signing"):
+    for stem in ("root", "keystore-signing", "image-signing", "image-signing-2024-07"):
         assert (pki / f"{stem}.key").stat().st_mode & 0o777 == 0o600
         assert (pki / f"{stem}.pem").exists()
         load_signer(pki / f"{stem}.key", pki / f"{stem}.pem")  # key and certificate match

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_model.cli.commands.update import app_spec
+from firmware_model.cli.feeds import app_spec
 from firmware_model.device.appmanifest import (
     MANIFEST_LIMIT,
     AppManifest,

@@ -165,7 +165,7 @@ def test_a_small_board_announces_its_max_payload_window_and_virtual_clock(
 ) -> None:
     agent = BoardAgent(soft, max_payload=4096, window=1)
     payload = ask(agent, Op.HELLO).payload
-    assert len(payload) == 38 and payload[37] == BoardFlag.VIRTUAL_CLOCK
+    assert len(payload) == Hello.SIZE == 46 and payload[37] == BoardFlag.VIRTUAL_CLOCK
     hello = Hello.unpack(payload)
     assert (hello.max_payload, hello.window, hello.virtual_clock) == (4096, 1, True)
     assert not Hello.unpack(ask(BoardAgent(soft, virtual_clock=False), Op.HELLO).payload
@@ -173,6 +173,21 @@ def test_a_small_board_announces_its_max_payload_window_and_virtual_clock(
     for bad in ({"max_payload": 511}, {"max_payload": MAX_PAYLOAD + 1}, {"window": 0}):
         with pytest.raises(ValueError):
             BoardAgent(soft, **bad)  # type: ignore[arg-type]
+
+
+def test_hello_says_when_the_board_last_booted_on_its_monotonic_clock(
+    soft: SoftwareMachine,
+) -> None:
+    soft.clock.advance(100.0)
+    agent = BoardAgent(soft)  # the power-up: boot 1, now
+    first = Hello.unpack(ask(agent, Op.HELLO).payload)
+    assert (first.boot_count, first.boot_monotonic) == (1, 100.0)
+    soft.clock.advance(7200.0)
+    assert Hello.unpack(ask(agent, Op.HELLO).payload).boot_monotonic == 100.0
+    ask(agent, Op.RESET_REQUEST, bytes([ResetCause.SOFTWARE]))
+    after = Hello.unpack(ask(agent, Op.HELLO).payload)
+    assert (after.boot_count, after.boot_monotonic) == (2, 7300.0)
+    assert soft.reset.uptime() == 0.0 and soft.reset.boot_count() == 2
 
 
 # --- §6.2 QUERY ----------------------------------------------------------------------------------

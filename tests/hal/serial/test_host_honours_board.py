@@ -168,3 +168,37 @@ def test_a_host_will_not_ask_for_a_power_on_reset(soft: SoftwareMachine) -> None
         with pytest.raises(HalError, match="only a power-up"):
             board.reset.request_reset(ResetCause.POWER_ON)
         assert board.reset.last_cause() is ResetCause.POWER_ON and board.hello.boot_count == 1
+
+
+class OlderAgent(BoardAgent):
+    """A board written before HELLO carried `boot_monotonic`: its HELLO reply stops at 38
+    bytes (docs §6.1, "Older boards")."""
+
+    def __init__(self, machine: Machine, **options: Any) -> None:
+        super().__init__(machine, **options)
+        hello = self._handlers[Op.HELLO]
+        self._handlers[Op.HELLO] = lambda payload: hello(payload)[:38]
+
+
+def test_the_host_reports_the_boards_boot_count_and_uptime_since_its_last_boot(
+    soft: SoftwareMachine,
+) -> None:
+    with serve(soft, BoardAgent) as emu, SerialMachine(emu.url) as board:
+        assert (board.reset.boot_count(), board.reset.uptime()) == (1, 0.0)
+        board.clock.sleep(7200.0)
+        assert board.reset.uptime() == 7200.0
+        board.reset.request_reset()
+        assert (board.reset.boot_count(), board.reset.uptime()) == (2, 0.0)
+        board.clock.sleep(60.0)
+        assert board.reset.uptime() == 60.0 == soft.reset.uptime()
+        assert board.hello.boot_monotonic == 7200.0 and board.clock.monotonic() == 7260.0
+
+
+def test_an_older_boards_38_byte_hello_leaves_the_uptime_unknown(soft: SoftwareMachine) -> None:
+    with serve(soft, OlderAgent) as emu, SerialMachine(emu.url) as board:
+        assert board.hello.boot_monotonic is None
+        assert (board.reset.boot_count(), board.reset.uptime()) == (1, None)
+        board.reset.request_reset()
+        assert (board.reset.boot_count(), board.reset.uptime()) == (2, None)
+        board.flash.erase(0, 4096)  # the rest of the link works as before
+        assert board.flash.read(0, 4) == b"\xff" * 4

@@ -3,6 +3,7 @@ worked examples."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 import zlib
@@ -205,14 +206,28 @@ def test_encode_refuses_an_oversize_payload_and_a_wide_seq() -> None:
 # --- payload layouts -----------------------------------------------------------------------------
 
 
-def test_hello_round_trips_and_is_38_bytes_and_a_longer_one_is_read() -> None:
+def test_hello_round_trips_and_is_46_bytes_and_a_longer_one_is_read() -> None:
     hello = Hello(1, MAX_PAYLOAD, 16, 921_600, 1 << 24, 4096, 256, 64, 3, 2, 0xDEADBEEF,
-                  BoardFlag.VIRTUAL_CLOCK)
-    assert len(hello.pack()) == 38 and hello.pack()[37] == 0x01
+                  BoardFlag.VIRTUAL_CLOCK, 7200.5)
+    assert len(hello.pack()) == 46 and hello.pack()[37] == 0x01
+    assert hello.pack()[38:] == struct.pack("<d", 7200.5)
     assert Hello.unpack(hello.pack()) == hello and hello.virtual_clock
     assert Hello.unpack(hello.pack() + b"later fields") == hello  # room for later fields
     with pytest.raises(MalformedPayload):
-        Hello.unpack(hello.pack()[:-1])
+        Hello.unpack(hello.pack()[:37])
+
+
+def test_an_older_boards_38_byte_hello_is_read_with_boot_monotonic_unknown() -> None:
+    older = Hello(1, 4096, 1, 0, 1 << 20, 4096, 256, 64, 2, 1, 7, BoardFlag.VIRTUAL_CLOCK)
+    assert len(older.pack()) == 38 and older.boot_monotonic is None
+    assert Hello.unpack(older.pack()) == older
+    assert Hello.unpack(older.pack() + b"\x01\x02") == older  # too short for the field: ignored
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_a_hello_boot_monotonic_that_is_no_time_reads_as_unknown(value: float) -> None:
+    payload = Hello(1, 4096, 1, 0, 1 << 20, 4096, 256, 64, 2, 1, 7).pack()
+    assert Hello.unpack(payload + struct.pack("<d", value)).boot_monotonic is None
 
 
 def test_stats_and_banner_round_trip() -> None:
@@ -283,9 +298,13 @@ def test_the_spec_worked_examples_are_what_the_code_emits() -> None:
                   pack_error(ErrorCode.FLASH_RULE, "misaligned"))
     assert examples["erase-error wire"] == encode_frame(error)
     assert FrameDecoder().feed(examples["program-request wire"]) == [request]
-    hello = Hello(1, 4096, 1, 0, 1 << 20, 4096, 256, 64, 1, 0, 0x12345678, BoardFlag.VIRTUAL_CLOCK)
+    hello = Hello(1, 4096, 1, 0, 1 << 20, 4096, 256, 64, 2, 1, 0x12345678,
+                  BoardFlag.VIRTUAL_CLOCK, 7200.5)
     assert examples["hello-reply payload"] == hello.pack()
     assert Hello.unpack(examples["hello-reply payload"]) == hello
+    older = dataclasses.replace(hello, boot_monotonic=None)
+    assert examples["hello-reply payload"][:38] == older.pack()
+    assert Hello.unpack(examples["hello-reply payload"][:38]) == older
     lines, _count = pack_lines(12, 10, ["ok", "é"], limit=4093)
     assert examples["console-lines-reply payload"] == lines
     assert unpack_lines(lines) == (12, 10, ["ok", "é"])

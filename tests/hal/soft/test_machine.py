@@ -302,8 +302,8 @@ def test_a_clock_is_kept_only_with_keep_clock_and_a_path(
     monkeypatch.chdir(tmp_path)
     SoftwareMachine(None, SMALL, keep_clock=True).close()
     SoftwareMachine(tmp_path / "dev.flash", SMALL).close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev.flash", "dev.flash.otp",
-                                                          "dev.flash.reset"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dev.flash", "dev.flash.boot", "dev.flash.otp", "dev.flash.reset"]
 
 
 @pytest.mark.parametrize("text", ["", "yesterday", "2025-02-01T00:00:00", "\xff\xfe"])
