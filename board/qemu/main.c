@@ -35,7 +35,7 @@ static struct board_config config;
 static struct agent agent;
 static uint8_t frame_buffer[FRAME_OVERHEAD + BOARD_PAYLOAD_CAPACITY];
 static int flash_file = -1, otp_file = -1;
-static char side_path[OPTION_PATH_MAX + 8];
+static char side_path[OPTION_PATH_MAX + 8];   /* FLASH and the longest suffix, ".reset" */
 static volatile uint32_t systick_wraps;
 
 void board_uart_isr(void) { uart_isr(); }
@@ -90,12 +90,18 @@ bool plat_otp_write(uint32_t index, uint32_t value)
     return sh_write_at(otp_file, index * 4u, b, 4);
 }
 
-/* Replaces the side file FLASH<suffix> with `text`. */
-static void write_side_file(const char *suffix, const char *text, size_t n)
+/* side_path = FLASH<suffix>. */
+static void set_side_path(const char *suffix)
 {
     size_t base = strlen(options.flash);
     memcpy(side_path, options.flash, base);
     strcpy(side_path + base, suffix);
+}
+
+/* Replaces the side file FLASH<suffix> with `text`, in place. */
+static void write_side_file(const char *suffix, const char *text, size_t n)
+{
+    set_side_path(suffix);
     int handle = sh_open(side_path, SH_WRITE_BINARY);
     if (handle < 0) return;
     sh_write_at(handle, 0, text, n);
@@ -109,12 +115,26 @@ void plat_cause_changed(uint8_t cause)
     write_side_file(".reset", names[cause & 3u], 16);
 }
 
+/* FLASH.clock, as the software machine saves it: written to DIR/.NAME.clock.tmp beside it,
+ * then renamed over it, so it is never seen half written. */
 void plat_wall_changed(int64_t wall_us)
 {
+    static char temp_path[sizeof side_path + 8];
     char text[ISOTIME_MAX + 1];
     unsigned n = isotime_format(wall_us, text);
     text[n++] = '\n';
-    write_side_file(".clock", text, n);
+    set_side_path(".clock");
+    const char *slash = strrchr(side_path, '/');
+    size_t folder = slash ? (size_t)(slash - side_path) + 1 : 0;
+    memcpy(temp_path, side_path, folder);
+    temp_path[folder] = '.';
+    strcpy(temp_path + folder + 1, side_path + folder);
+    strcat(temp_path, ".tmp");
+    int handle = sh_open(temp_path, SH_WRITE_BINARY);
+    if (handle < 0) return;
+    bool written = sh_write_at(handle, 0, text, n);
+    sh_close(handle);
+    if (written) sh_rename(temp_path, side_path);
 }
 
 static uint32_t persist_check(void)
@@ -169,9 +189,7 @@ static bool load_options(void)
 
 static bool open_otp(void)
 {
-    size_t base = strlen(options.flash);
-    memcpy(side_path, options.flash, base);
-    strcpy(side_path + base, ".otp");
+    set_side_path(".otp");
     otp_file = sh_open(side_path, SH_UPDATE_BINARY);
     return otp_file >= 0;
 }
