@@ -58,6 +58,8 @@ FIRMWARE_PATH_MAX = 511              # bytes of FLASH's absolute path (qemu/opti
 DEFAULT_WALL = 1738368000.0          # 2025-02-01T00:00:00Z
 CAUSES = ("POWER_ON", "SOFTWARE", "WATCHDOG", "POWER_LOSS")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")   # as the emulator (policy/network.py)
+READY_LINE = b"board: ready"            # a firmware's word on QEMU's stderr (qemu/ast1030.h)
+FIRMWARE_ERROR = b"board-agent: error: "  # ... or why it cannot start
 LOCK_POLL = 0.05
 START_TIMEOUT = 10.0
 PR_SET_PDEATHSIG = 1
@@ -168,6 +170,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "zone); otherwise it goes on from FLASH.clock")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when stdin (a pipe the launcher keeps open) reaches its end")
+    p.add_argument("--firmware", type=Path, default=FIRMWARE, metavar="ELF",
+                   help="run this firmware for the ast1030-evb instead of the agent (default "
+                        "%(default)s; build/qemu/echo.elf is bench/board.py's raw echo)")
     args = p.parse_args(argv)
     size, sector, page = args.size, args.sector_size, args.page_size
     if min(size, sector, page) <= 0 or sector % page or size % sector:
@@ -188,6 +193,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.tcp = tcp_address(args.tcp)
     if args.exit_with_parent:
         check_stdin_can_close()
+    if args.firmware != FIRMWARE and not args.firmware.is_file():
+        raise BadInput(f"--firmware {args.firmware}: no such file")
     if len(os.fsencode(args.flash.absolute())) > FIRMWARE_PATH_MAX:
         raise BadInput(f"{args.flash}: the firmware takes a path of at most "
                        f"{FIRMWARE_PATH_MAX} bytes")
@@ -389,8 +396,8 @@ def start_qemu(args: argparse.Namespace, wall: float, lock_fd: int,
     qemu = shutil.which("qemu-system-arm")
     if qemu is None:
         raise Hardware("qemu-system-arm is not installed (make board installs it as root)")
-    if not FIRMWARE.exists():
-        raise Hardware(f"{FIRMWARE}: no firmware (make -C board qemu)")
+    if not args.firmware.is_file():
+        raise Hardware(f"{args.firmware}: no firmware (make -C board qemu)")
     passed = [lock_fd]   # the device stays locked while QEMU runs, even if this launcher dies
     if listener is None:
         chardev = "pty,id=line"
@@ -399,7 +406,7 @@ def start_qemu(args: argparse.Namespace, wall: float, lock_fd: int,
         passed.append(listener.fileno())
     semihosting = "enable=on,target=native,arg=" + firmware_args(args, wall).replace(",", ",,")
     argv = [qemu, "-M", "ast1030-evb", "-nodefaults", "-display", "none", "-monitor", "none",
-            "-chardev", chardev, "-serial", "chardev:line", "-kernel", str(FIRMWARE),
+            "-chardev", chardev, "-serial", "chardev:line", "-kernel", str(args.firmware),
             "-semihosting-config", semihosting]
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, pass_fds=passed, preexec_fn=die_with_parent)
@@ -413,6 +420,38 @@ def qemu_pty(proc: subprocess.Popen[bytes]) -> str:
         stop_qemu(proc)
         raise Hardware(f"QEMU opened no pty: {qemu_said(proc) or line.strip() or 'no message'}")
     return match.group(1)
+
+
+def await_ready(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the firmware says, on QEMU's stderr, that its UART takes bytes and it has powered
+    up (Hardware if it says it cannot start, QEMU stops, or nothing comes within `timeout`):
+    bytes a host sent earlier could be lost to the UART's set-up."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    if SIGNALS is not None:
+        selector.register(SIGNALS.wakeup, selectors.EVENT_READ)
+    said = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = selector.select(timeout=max(0.0, deadline - time.monotonic()))
+        check_signals()
+        if not any(key.fd == fd for key, _ in events):
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break   # QEMU's stderr ended: it stopped
+        said += chunk
+        for line in said.split(b"\n")[:-1]:
+            if line == READY_LINE:
+                return
+            if line.startswith(FIRMWARE_ERROR):
+                stop_qemu(proc)
+                raise Hardware(line[len(FIRMWARE_ERROR):].decode(errors="replace"))
+    stop_qemu(proc)
+    text = " ".join(said.decode(errors="replace").split())[-300:] or "no message"
+    raise Hardware(f"the firmware did not start within {timeout:g} s: {text}")
 
 
 def first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -507,6 +546,7 @@ def serve(args: argparse.Namespace) -> int:
         else:
             where = url_of(listener, args.tcp[0])
             listener.close()  # QEMU has its own copy
+        await_ready(proc, START_TIMEOUT)
         check_signals()
         print(f"board-agent (qemu ast1030-evb): {args.flash} served on {where}", flush=True)
         served = True

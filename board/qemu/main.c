@@ -13,11 +13,9 @@
 #include "../cortexm/uart16550.h"
 #include "options.h"
 #include "semihost.h"
+#include "ast1030.h"
 
-#define UART5_BASE 0x7E784000u
-#define CPU_HZ 200000000u            /* the ast1030-evb's sysclk, SysTick's clock */
 #define TICKS_PER_US (CPU_HZ / 1000000u)
-#define SYSTICK_SPAN (1u << 24)      /* a wrap every 84 ms: the main loop's longest sleep */
 #define REBOOT_SILENCE_US 50000
 #define PERSIST_MAGIC 0x424F4152u    /* "BOAR" */
 
@@ -153,12 +151,7 @@ void plat_reset(uint8_t cause)
 }
 
 /* Sleeps (WFI) until something arrives or the SysTick wraps; wakes at least every 84 ms. */
-static void idle(void)
-{
-    irq_disable();
-    if (!uart_pending()) wait_for_interrupt();
-    irq_enable();
-}
+static void idle(void) { uart5_idle(); }
 
 /* The reboot silence: 50 ms with everything received dropped (§9). */
 static void reboot_silence(void)
@@ -172,53 +165,36 @@ static void reboot_silence(void)
     while (uart_take(scrap, sizeof scrap) > 0) {}
 }
 
-static _Noreturn void halt(void)
+/* Says why on QEMU's stderr (run_qemu.py reports it) and stops. */
+static _Noreturn void cannot_start(const char *why)
 {
+    sh_write0("board-agent: error: ");
+    sh_write0(why);
+    sh_write0("\n");
     for (;;) wait_for_interrupt();
 }
 
-static bool load_options(void)
+/* The settings and the device files, or cannot_start. */
+static void load_options(void)
 {
     static char line[OPTION_PATH_MAX * 3 + 256];
-    if (!sh_command_line(line, sizeof line) || !options_parse(line, &options)) return false;
-    if (options.payload < MIN_PAYLOAD || options.payload > BOARD_PAYLOAD_CAPACITY) return false;
-    if (options.window < 1 || options.window > 16 || options.sector == 0) return false;
+    if (!sh_command_line(line, sizeof line) || !options_parse(line, &options) ||
+        options.payload < MIN_PAYLOAD || options.payload > BOARD_PAYLOAD_CAPACITY ||
+        options.window < 1 || options.window > 16 || options.sector == 0) {
+        cannot_start("bad settings on the semihosting command line");
+    }
     flash_file = sh_open(options.flash, SH_UPDATE_BINARY);
-    return flash_file >= 0;
-}
-
-static bool open_otp(void)
-{
     set_side_path(".otp");
     otp_file = sh_open(side_path, SH_UPDATE_BINARY);
-    return otp_file >= 0;
-}
-
-/* Divisor 1: QEMU's 16550 then times its receive timeout at 38,400 bit/s instead of its reset
- * value's 9,600 (the last bytes of a frame wait four character times). */
-static void uart_set_divisor(void)
-{
-    REG32(UART5_BASE + UART_LCR) = 0x80;   /* divisor latch */
-    REG32(UART5_BASE + 0x00u) = 1;         /* DLL */
-    REG32(UART5_BASE + 0x04u) = 0;         /* DLM */
-    REG32(UART5_BASE + UART_LCR) = 0x03;
-}
-
-static void start_clock(void)
-{
-    SYST_RVR = SYSTICK_SPAN - 1u;
-    SYST_CVR = 0;
-    SYST_CSR = SYST_ENABLE_TICKINT_CPUCLK;
+    if (flash_file < 0 || otp_file < 0) cannot_start("cannot open the flash or fuse file");
 }
 
 _Noreturn void board_main(void)
 {
-    start_clock();
-    uart_set_divisor();
-    uart_start(UART5_BASE, 0xC7);   /* FIFOs on and cleared, receive trigger at 14 bytes */
-    nvic_enable(8);   /* UART5 */
+    systick_start();
+    uart5_start();
     irq_enable();
-    if (!load_options() || !open_otp()) halt();
+    load_options();
     config = (struct board_config){
         .max_payload = options.payload, .window = (uint16_t)options.window, .baud = 0,
         .flash_size = options.size, .sector_size = options.sector, .page_size = options.page,
@@ -230,6 +206,7 @@ _Noreturn void board_main(void)
         agent_boot(&agent);
     } else {
         agent_power_up(&agent, options.session, options.wall_us);
+        sh_write0(QEMU_READY_LINE);   /* run_qemu.py names the port only now (ast1030.h) */
     }
     kept.magic = 0;   /* a fault before the next orderly reset is a power-up */
     uint8_t chunk[128];
