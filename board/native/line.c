@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../core/platform.h"
+#include "rx.h"
 
 enum line_kind { LINE_PTY, LINE_TCP };
 
@@ -25,6 +26,7 @@ static int listen_fd = -1;
 static int signal_pipe[2] = {-1, -1};
 static uint8_t tx_buffer[65536];
 static size_t tx_used;
+static bool tx_dead;          /* a TCP client that took nothing for STALL_MS: shut down */
 
 #define REBOOT_SILENCE_NS 50000000L   /* 50 ms, like the emulator */
 #define STALL_MS 2000                  /* a line that takes nothing this long loses the bytes */
@@ -50,7 +52,11 @@ bool line_open_pty(char *where, unsigned where_size, char *why, unsigned why_siz
     snprintf(where, where_size, "%s", name);
     kind = LINE_PTY;
     line_fd = master;
-    return set_nonblocking(master);
+    if (!set_nonblocking(master) || !rx_start(master)) {
+        snprintf(why, why_size, "cannot read the pseudo-terminal: %s", strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 /* The hosts the emulator listens on (policy/network.py's LOOPBACK_HOSTS). */
@@ -122,18 +128,20 @@ bool line_open_tcp(const struct tcp_address *spec, char *where, unsigned where_s
     return true;
 }
 
+/* A TCP client the line is done with: shut down, so the reader sees its end (the main loop
+ * then closes it). */
 static void drop_client(void)
 {
-    if (kind == LINE_TCP && line_fd >= 0) {
-        close(line_fd);
-        line_fd = -1;
+    if (kind == LINE_TCP && line_fd >= 0 && !tx_dead) {
+        shutdown(line_fd, SHUT_RDWR);
+        tx_dead = true;
     }
 }
 
 /* Writes all of `bytes`, waiting while the line is full, for at most STALL_MS at a time. */
 static void write_all(const uint8_t *bytes, size_t n)
 {
-    while (n > 0 && line_fd >= 0) {
+    while (n > 0 && line_fd >= 0 && !tx_dead) {
         ssize_t done = kind == LINE_TCP ? send(line_fd, bytes, n, MSG_NOSIGNAL)
                                         : write(line_fd, bytes, n);
         if (done > 0) {
@@ -144,7 +152,7 @@ static void write_all(const uint8_t *bytes, size_t n)
         if (done < 0 && errno == EINTR) continue;
         struct pollfd p = {line_fd, POLLOUT, 0};
         if (done < 0 && errno == EAGAIN && poll(&p, 1, STALL_MS) > 0) continue;
-        if (kind == LINE_TCP) drop_client();
+        drop_client();
         return;   /* a stalled pty: these bytes are lost, as on a line */
     }
 }
@@ -166,25 +174,13 @@ void plat_send(const uint8_t *bytes, size_t n)
     tx_used += n;
 }
 
-/* Reads and forgets whatever the line holds now. */
-static void drain_input(void)
-{
-    uint8_t scrap[4096];
-    while (line_fd >= 0) {
-        ssize_t got = read(line_fd, scrap, sizeof scrap);
-        if (got > 0) continue;
-        if (got == 0 && kind == LINE_TCP) drop_client();
-        return;
-    }
-}
-
 void plat_reset(uint8_t cause)
 {
     (void)cause;
     line_flush();
     struct timespec silence = {0, REBOOT_SILENCE_NS};
     while (nanosleep(&silence, &silence) != 0 && errno == EINTR) {}
-    drain_input();
+    rx_drop();   /* what arrived during the silence, and after the rebooting request */
 }
 
 volatile sig_atomic_t line_stop;
@@ -212,29 +208,39 @@ bool line_catch_signals(char *why, unsigned why_size)
     return true;
 }
 
-/* Takes a new TCP client when none is connected. */
+/* Takes a new TCP client when none is connected, and starts reading it. */
 static void accept_client(void)
 {
     int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd >= 0) line_fd = fd;
+    if (fd < 0) return;
+    if (!rx_start(fd)) {
+        close(fd);
+        return;
+    }
+    line_fd = fd;
+    tx_dead = false;
 }
 
-/* Reads what the line has and hands it to the agent; false on a pty failure. */
+/* Hands what the line has brought to the agent, replies sent after each piece; false after
+ * the pty failed (one line in `why`). A TCP client whose input ended is closed. */
 static bool receive(struct agent *a, char *why, unsigned why_size)
 {
-    static uint8_t chunk[65536];
-    ssize_t got = read(line_fd, chunk, sizeof chunk);
-    if (got > 0) {
-        agent_receive(a, chunk, (size_t)got);
+    const uint8_t *bytes;
+    for (size_t n; (n = rx_peek(&bytes, 65536)) > 0;) {
+        agent_receive(a, bytes, n);
+        rx_consume(n);
         line_flush();
-        return true;
     }
-    if (got < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    int error;
+    if (!rx_ended(&error)) return true;
+    rx_join();
     if (kind == LINE_TCP) {
-        drop_client();
+        close(line_fd);
+        line_fd = -1;
+        tx_dead = false;
         return true;
     }
-    snprintf(why, why_size, "the pty failed: %s", got == 0 ? "end of file" : strerror(errno));
+    snprintf(why, why_size, "the pty failed: %s", error == 0 ? "end of file" : strerror(error));
     return false;
 }
 
@@ -252,7 +258,7 @@ enum exit_code line_serve(struct agent *a, bool watch_stdin, char *why, unsigned
         struct pollfd fds[3] = {
             {signal_pipe[0], POLLIN, 0},
             {watch_stdin ? STDIN_FILENO : -1, POLLIN, 0},
-            {line_fd >= 0 ? line_fd : listen_fd, POLLIN, 0},
+            {line_fd >= 0 ? rx_wakeup_fd() : listen_fd, POLLIN, 0},
         };
         if (line_stop) return EXIT_OK;
         if (poll(fds, 3, -1) < 0) {
