@@ -77,12 +77,13 @@ test: lint typecheck pytest
 demo: $(VENV)/.stamp images
 	$(PY) tools/demo.py --images images/build
 
-bench: $(VENV)/.stamp oracle
+bench: $(VENV)/.stamp oracle board
 	$(PY) -m bench.verify
 	$(PY) -m bench.machine_snapshot
 	$(PY) -m bench.serial_link
 	$(PY) -m bench.update
 	$(PY) -m bench.audit
+	$(PY) -m bench.board
 
 clean:
 	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
