@@ -261,14 +261,16 @@ enum exit_code line_serve(struct agent *a, bool watch_stdin, char *why, unsigned
             {line_fd >= 0 ? rx_wakeup_fd() : listen_fd, POLLIN, 0},
         };
         if (line_stop) return EXIT_OK;
-        if (poll(fds, 3, -1) < 0) {
+        bool busy = line_fd >= 0 && !rx_arm();   /* bytes wait: look at the rest, then take them */
+        int ready = poll(fds, 3, busy ? 0 : -1);
+        if (ready < 0) {
             if (errno == EINTR) continue;
             snprintf(why, why_size, "poll: %s", strerror(errno));
             return EXIT_HARDWARE;
         }
         if (fds[0].revents) return EXIT_OK;
         if (fds[1].revents && stdin_ended()) return EXIT_OK;
-        if (!fds[2].revents) continue;
+        if (!fds[2].revents && !busy) continue;
         if (line_fd < 0) accept_client();
         else if (!receive(a, why, why_size)) return EXIT_HARDWARE;
     }

@@ -13,6 +13,7 @@ static uint8_t ring[RING_SIZE];
 static size_t head, tail;      /* bytes ever received / taken; guarded by lock */
 static bool dropped;           /* rx_drop since the last rx_peek */
 static bool ended, running, stopping;
+static bool waiting;           /* the main thread sleeps until the wake-up fd is readable */
 static int end_error;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t room = PTHREAD_COND_INITIALIZER;
@@ -29,6 +30,7 @@ static void finish(int error)
     pthread_mutex_lock(&lock);
     ended = true;
     end_error = error;
+    waiting = false;
     pthread_mutex_unlock(&lock);
     wake();
 }
@@ -55,8 +57,10 @@ static void *read_line(void *arg)
         if (got > 0) {
             pthread_mutex_lock(&lock);
             head += (size_t)got;
+            bool asleep = waiting;   /* a busy main thread finds the bytes without a wake-up */
+            waiting = false;
             pthread_mutex_unlock(&lock);
-            wake();
+            if (asleep) wake();
         } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
             finish(got == 0 ? 0 : errno);
             return NULL;
@@ -80,18 +84,27 @@ bool rx_start(int fd)
 
 int rx_wakeup_fd(void) { return wakeup[0]; }
 
+bool rx_arm(void)
+{
+    pthread_mutex_lock(&lock);
+    bool idle = head == tail && !ended;
+    if (idle) waiting = true;
+    pthread_mutex_unlock(&lock);
+    return idle;
+}
+
 size_t rx_peek(const uint8_t **bytes, size_t limit)
 {
     char scrap[64];
     while (read(wakeup[0], scrap, sizeof scrap) > 0) {}
     pthread_mutex_lock(&lock);
-    size_t waiting = head - tail, at = tail % RING_SIZE;
+    size_t count = head - tail, at = tail % RING_SIZE;
     dropped = false;
     pthread_mutex_unlock(&lock);
-    if (waiting > RING_SIZE - at) waiting = RING_SIZE - at;
-    if (waiting > limit) waiting = limit;
+    if (count > RING_SIZE - at) count = RING_SIZE - at;
+    if (count > limit) count = limit;
     *bytes = ring + at;
-    return waiting;
+    return count;
 }
 
 void rx_consume(size_t n)

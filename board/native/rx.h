@@ -13,8 +13,12 @@
  * cannot start. */
 bool rx_start(int fd);
 
-/* Readable whenever bytes, or the end, have arrived since rx_take last returned nothing. */
+/* The fd to sleep on: readable once bytes, or the end, arrive after rx_arm returned true. */
 int rx_wakeup_fd(void);
+
+/* True if nothing waits to be taken: the reader will then make rx_wakeup_fd readable when
+ * something arrives (false: take what waits first, no wake-up is due). */
+bool rx_arm(void);
 
 /* Bytes waiting, contiguous (at most `limit`), without taking them; 0 if none. */
 size_t rx_peek(const uint8_t **bytes, size_t limit);
