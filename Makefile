@@ -95,12 +95,13 @@ demo: $(VENV)/.stamp images
 demo-july-2024: $(VENV)/.stamp images
 	$(PY) -m tools.demo --rehearsal july-2024 --images images/build
 
-bench: $(VENV)/.stamp oracle
+bench: $(VENV)/.stamp oracle board
 	$(PY) -m bench.verify
 	$(PY) -m bench.machine_snapshot
 	$(PY) -m bench.serial_link
 	$(PY) -m bench.update
 	$(PY) -m bench.audit
+	$(PY) -m bench.board
 
 clean:
 	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -2,24 +2,38 @@
 """Serve the C board agent on QEMU's ast1030-evb with the emulator's command line.
 
     run_qemu.py --flash PATH (--pty | --tcp 127.0.0.1:PORT) [--size N --sector-size N
-                --page-size N --otp-words N --max-payload N --window N --exit-with-parent]
+                --page-size N --otp-words N --max-payload N --window N --wait SECONDS
+                --at DATETIME --exit-with-parent]
 
 The first stdout line ends with the port to open (a pty path, or socket://127.0.0.1:PORT).
-The firmware reaches the device files through semihosting: FLASH and FLASH.otp are checked
-and created here (same rules as the emulator), FLASH.reset and FLASH.clock are written by the
-firmware; on exit this launcher brings FLASH.clock up to the time that ran meanwhile (the
-board's clock runs on its own). QEMU runs with PR_SET_PDEATHSIG, and is stopped by pid when
-this launcher stops, so no QEMU outlives it. Stdlib only.
 
-Exit codes: 0 stopped (SIGTERM, SIGINT, end of stdin with --exit-with-parent), 1 runtime
-error (QEMU failed), 2 bad usage or an unusable device file (one line on stderr).
+This launcher is the board's power switch. Before anything else it takes the device's lock
+(an exclusive flock on FLASH, covering FLASH.otp, FLASH.reset and FLASH.clock), waiting up to
+--wait seconds for another process to let go; QEMU inherits the locked descriptor, so the
+device stays locked for as long as either runs. Then it checks and creates the device files
+(the emulator's rules), records the power-up (POWER_ON in FLASH.reset) and opens the port
+(QEMU's pty, or a loopback socket it listens on and hands to QEMU) before it prints the port.
+The firmware reaches the files through semihosting and writes FLASH.reset and FLASH.clock
+(the clock beside it, then renamed over it); on exit this launcher brings FLASH.clock up to the
+time that ran meanwhile (the board's clock runs on its own), written the same way. QEMU runs
+with PR_SET_PDEATHSIG and is stopped by pid when this launcher stops, so no QEMU outlives it.
+Stdlib only.
+
+Exit codes (the project's, policy/cli.py): 0 stopped by SIGTERM or SIGINT, or (with
+--exit-with-parent) at the end of stdin; 2 bad usage, or a device file that cannot be used
+(nothing is created); 4 the port cannot be opened or fails, or QEMU fails (files made for a new
+device are removed if it never served); 5 another process holds the device; 130 SIGTERM or
+SIGINT before serving. Errors are one line on stderr: `run_qemu: error: TEXT`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
-import ipaddress
+import errno
+import fcntl
+import math
 import os
 import re
 import secrets
@@ -27,133 +41,321 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
+PROG = "run_qemu"
 HERE = Path(__file__).resolve().parent
 FIRMWARE = HERE / "build" / "qemu" / "board-agent.elf"
 FIRMWARE_MAX_PAYLOAD = 4096          # the firmware's receive buffer (BOARD_PAYLOAD_CAPACITY)
+FIRMWARE_PATH_MAX = 511              # bytes of FLASH's absolute path (qemu/options.h)
 DEFAULT_WALL = 1738368000.0          # 2025-02-01T00:00:00Z
+CAUSES = ("POWER_ON", "SOFTWARE", "WATCHDOG", "POWER_LOSS")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")   # as the emulator (policy/network.py)
+READY_LINE = b"board: ready"            # a firmware's word on QEMU's stderr (qemu/ast1030.h)
+FIRMWARE_ERROR = b"board-agent: error: "  # ... or why it cannot start
+LOCK_POLL = 0.05
+START_TIMEOUT = 10.0
 PR_SET_PDEATHSIG = 1
 
+EPILOG = """\
+exit codes:
+  0    stopped by SIGTERM or SIGINT, or (--exit-with-parent) at the end of stdin
+  2    bad usage, or a flash or state file that cannot be used: nothing is created
+  4    the port cannot be opened or fails, or QEMU fails
+  5    another process holds the flash file
+  130  interrupted (SIGTERM or SIGINT) before serving: nothing is created
+errors are one line on stderr.
+"""
 
-class Usage(Exception):
-    """Bad usage or an unusable device file: exit 2."""
+
+class Failure(Exception):
+    """One line on stderr and the exit code `code`."""
+
+    code = 1
 
 
-class Stop(Exception):
-    """SIGTERM or SIGINT: stop QEMU, exit 0 (raised from the handler, so no wait blocks it)."""
+class BadInput(Failure):
+    """Bad usage, or a device file that cannot be used."""
+
+    code = 2
 
 
-def on_signal(_number: int, _frame: object) -> None:
-    raise Stop
+class Hardware(Failure):
+    """The port cannot be opened or fails; QEMU fails."""
+
+    code = 4
+
+
+class Busy(Failure):
+    """Another process holds the device."""
+
+    code = 5
+
+
+class Stop(BaseException):
+    """SIGTERM or SIGINT arrived (raised by `Signals.check`, at a point where it is safe)."""
+
+
+class Signals:
+    """SIGTERM and SIGINT noted, never raised from the handler (an exception raised at any
+    bytecode can leave a lock of `subprocess` held, and the stop that follows hangs): a flag,
+    and a byte on `wakeup` that ends any select it is registered in."""
+
+    def __init__(self) -> None:
+        self.arrived = False
+        self.wakeup, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._note)
+
+    def _note(self, _number: int, _frame: object) -> None:
+        self.arrived = True
+
+    def check(self) -> None:
+        """Stop if a signal has arrived."""
+        if self.arrived:
+            raise Stop
+
+
+SIGNALS: Signals | None = None
+
+
+def check_signals() -> None:
+    if SIGNALS is not None:
+        SIGNALS.check()
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise Usage(message)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
+        raise BadInput(f"{message} (see --help)")
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
+def iso_datetime(text: str) -> datetime:
+    """As policy.cli.iso_datetime: an ISO 8601 date or date-time, UTC unless it names a zone."""
+    try:
+        value = datetime.fromisoformat(text)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or date-time"
+                                         ) from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = Parser(prog="run_qemu.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--flash", required=True, type=Path)
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0], epilog=EPILOG,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--flash", required=True, type=Path, help="flash file (created if absent)")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true")
-    where.add_argument("--tcp", metavar="127.0.0.1:PORT")
-    p.add_argument("--size", type=positive, default=16 << 20)
-    p.add_argument("--sector-size", type=positive, default=4096)
-    p.add_argument("--page-size", type=positive, default=256)
-    p.add_argument("--otp-words", type=positive, default=64)
-    p.add_argument("--max-payload", type=int, default=FIRMWARE_MAX_PAYLOAD)
-    p.add_argument("--window", type=int, default=1)
-    p.add_argument("--exit-with-parent", action="store_true")
+    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
+    where.add_argument("--tcp", metavar="127.0.0.1:PORT",
+                       help="listen on a loopback TCP port (0: any free port)")
+    p.add_argument("--size", type=int, default=16 << 20, help="flash size, bytes")
+    p.add_argument("--sector-size", type=int, default=4096)
+    p.add_argument("--page-size", type=int, default=256)
+    p.add_argument("--otp-words", type=int, default=64, help="fuse words, 1..1048576")
+    p.add_argument("--max-payload", type=int, default=FIRMWARE_MAX_PAYLOAD, metavar="N",
+                   help=f"the P announced in HELLO, 512..{FIRMWARE_MAX_PAYLOAD}")
+    p.add_argument("--window", type=int, default=1, metavar="N", help="1..16 (default 1)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for a device another process holds (default: refuse "
+                        "at once, exit 5)")
+    p.add_argument("--at", type=iso_datetime, metavar="DATETIME",
+                   help="set the device's wall clock first (ISO 8601; UTC unless it names a "
+                        "zone); otherwise it goes on from FLASH.clock")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when stdin (a pipe the launcher keeps open) reaches its end")
+    p.add_argument("--firmware", type=Path, default=FIRMWARE, metavar="ELF",
+                   help="run this firmware for the ast1030-evb instead of the agent (default "
+                        "%(default)s; build/qemu/echo.elf is bench/board.py's raw echo)")
     args = p.parse_args(argv)
-    if args.size >= 1 << 32 or args.size % args.sector_size or args.sector_size % args.page_size:
-        raise Usage("bad geometry: sectors must divide the flash and pages the sectors")
-    if args.otp_words > 1 << 20:
-        raise Usage("--otp-words must be 1..1048576")
+    size, sector, page = args.size, args.sector_size, args.page_size
+    if min(size, sector, page) <= 0 or sector % page or size % sector:
+        raise BadInput(f"bad flash geometry: size {size}, sector {sector}, page {page} (each "
+                       "must be positive and divide the one before)")
+    if size > 0xFFFF_FFFF:
+        raise BadInput(f"--size {size}: the protocol carries at most {0xFFFF_FFFF} bytes")
+    if not 1 <= args.otp_words <= 1 << 20:
+        raise BadInput(f"--otp-words {args.otp_words}: expected 1..{1 << 20}")
     if not 512 <= args.max_payload <= FIRMWARE_MAX_PAYLOAD:
-        raise Usage(f"--max-payload must be 512..{FIRMWARE_MAX_PAYLOAD} for this firmware")
+        raise BadInput(f"--max-payload {args.max_payload}: expected 512..{FIRMWARE_MAX_PAYLOAD}"
+                       " for this firmware")
     if not 1 <= args.window <= 16:
-        raise Usage("--window must be 1..16")
+        raise BadInput(f"--window {args.window}: expected 1..16")
+    if not (math.isfinite(args.wait) and args.wait >= 0):
+        raise BadInput(f"--wait {args.wait}: expected seconds >= 0")
     if args.tcp is not None:
-        args.tcp = loopback(args.tcp)
+        args.tcp = tcp_address(args.tcp)
+    if args.exit_with_parent:
+        check_stdin_can_close()
+    if args.firmware != FIRMWARE and not args.firmware.is_file():
+        raise BadInput(f"--firmware {args.firmware}: no such file")
+    if len(os.fsencode(args.flash.absolute())) > FIRMWARE_PATH_MAX:
+        raise BadInput(f"{args.flash}: the firmware takes a path of at most "
+                       f"{FIRMWARE_PATH_MAX} bytes")
     return args
 
 
-def loopback(spec: str) -> tuple[str, int]:
-    host, _, port = spec.rpartition(":")
+def tcp_address(text: str) -> tuple[str, int]:
+    """HOST:PORT as the emulator reads it (HOST loopback; empty is 127.0.0.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise BadInput(f"--tcp {text!r}: expected HOST:PORT, e.g. 127.0.0.1:5555")
+    if int(port) > 0xFFFF:
+        raise BadInput(f"--tcp {text!r}: the port must be 0..65535")
+    host = host.strip("[]") or "127.0.0.1"
+    if host not in LOOPBACK_HOSTS:
+        raise BadInput(f"--tcp {text!r}: the agent listens on loopback only "
+                       f"({', '.join(LOOPBACK_HOSTS)})")
+    return host, int(port)
+
+
+def check_stdin_can_close() -> None:
     try:
-        number = int(port)
-        address = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
-    except ValueError as error:
-        raise Usage(f"--tcp wants 127.0.0.1:PORT, not {spec}") from error
-    if not address.is_loopback or address.version != 4:
-        raise Usage(f"--tcp serves on a loopback address only, not {host}")
-    if not 0 <= number <= 65535:
-        raise Usage(f"--tcp port must be 0..65535: {port}")
-    return str(address), number
-
-
-def check_file(path: Path, size: int, what: str) -> bool:
-    """An existing file must be regular and 0 or `size` bytes. True if it must be filled."""
-    if not path.exists():
-        return True
-    if not path.is_file():
-        raise Usage(f"{what} {path} is not a regular file")
-    have = path.stat().st_size
-    if have not in (0, size):
-        raise Usage(f"{what} {path} is {have} bytes, not {size}")
-    return have == 0
-
-
-def read_clock(path: Path) -> float:
-    if not path.exists():
-        return DEFAULT_WALL
-    try:
-        text = path.read_text().strip().replace("Z", "+00:00")
-        return datetime.fromisoformat(text).timestamp()
-    except (ValueError, OSError) as error:
-        raise Usage(f"clock file {path} does not hold an ISO 8601 time") from error
+        mode = os.fstat(0).st_mode
+    except OSError:
+        raise BadInput("--exit-with-parent: stdin is closed; pass a pipe") from None
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)):
+        raise BadInput("--exit-with-parent: stdin must be a pipe (or a socket or terminal) the "
+                       "parent keeps open; a file or /dev/null would end at once")
 
 
 def side(flash: Path, suffix: str) -> Path:
     return flash.with_name(flash.name + suffix)
 
 
-def prepare_files(args: argparse.Namespace) -> float:
-    """Checks everything first (nothing created on a refusal), then creates what is missing."""
-    flash = args.flash.resolve()
-    if not flash.parent.is_dir():
-        raise Usage(f"no such folder: {flash.parent}")
-    fill_flash = check_file(flash, args.size, "flash file")
-    fill_otp = check_file(side(flash, ".otp"), 4 * args.otp_words, "fuse file")
-    wall = read_clock(side(flash, ".clock"))
-    if fill_flash:
-        with flash.open("wb") as f:
-            block = b"\xff" * (1 << 16)
-            for done in range(0, args.size, len(block)):
-                f.write(block[: min(len(block), args.size - done)])
-    if fill_otp:
-        side(flash, ".otp").write_bytes(bytes(4 * args.otp_words))
-    return wall
+class Device:
+    """The device files, locked: FLASH, FLASH.otp, FLASH.reset, FLASH.clock."""
+
+    def __init__(self, flash: Path, size: int, otp_words: int) -> None:
+        self.flash, self.size, self.otp_words = flash, size, otp_words
+        self.lock_fd: int | None = None
+        self.made: list[Path] = []
+
+    def check(self) -> None:
+        """The emulator's checks that open nothing (nothing is created on a refusal)."""
+        sizes = {self.flash: self.size, side(self.flash, ".otp"): 4 * self.otp_words,
+                 side(self.flash, ".reset"): None}
+        for path, expected in sizes.items():
+            if not (path.exists() or path.is_symlink()):
+                continue
+            if not path.is_file():
+                raise BadInput(f"{path}: not a regular file")
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise BadInput(f"{path}: cannot be read and written")
+            actual = path.stat().st_size
+            if expected is not None and actual not in (0, expected):
+                raise BadInput(f"{path}: holds {actual} bytes, {expected} expected")
+        if not self.flash.exists():
+            folder = self.flash.parent
+            if not folder.is_dir():
+                raise BadInput(f"{self.flash}: no directory {folder} to create it in")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise BadInput(f"{self.flash}: cannot create files in {folder}")
+
+    def open(self, wait: float) -> float:
+        """Lock FLASH (creating it), check the state files, fill new files; the wall time
+        FLASH.clock holds. On a failure after the lock, the files made are removed."""
+        try:
+            fd = os.open(self.flash, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            made_flash = True
+        except FileExistsError:
+            fd = os.open(self.flash, os.O_RDWR | os.O_CLOEXEC)
+            made_flash = False
+        self.lock_fd = fd
+        self._lock(wait)   # a FLASH made here and then locked by another is never removed
+        if made_flash:
+            self.made.append(self.flash)
+        self.made += [p for p in (side(self.flash, s) for s in (".otp", ".reset", ".clock"))
+                      if not p.exists()]
+        try:
+            wall = self._read_clock()
+            self._check_cause()
+            self._fill(self.flash, self.size, b"\xff")
+            self._fill(side(self.flash, ".otp"), 4 * self.otp_words, b"\x00")
+            return wall
+        except BaseException:
+            self.discard_new()
+            raise
+
+    def _lock(self, wait: float) -> None:
+        assert self.lock_fd is not None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                check_signals()
+                if time.monotonic() >= deadline:
+                    raise Busy(f"{self.flash}: device busy (another process is using it)"
+                               ) from None
+                time.sleep(LOCK_POLL)
+
+    def _read_clock(self) -> float:
+        path = side(self.flash, ".clock")
+        try:
+            text = path.read_bytes().decode("ascii", errors="replace").strip()
+        except FileNotFoundError:
+            return DEFAULT_WALL
+        try:
+            when: datetime | None = datetime.fromisoformat(text)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise BadInput(f"{path}: {text[:40]!r} is not an ISO 8601 time with a time zone")
+        return when.timestamp()
+
+    def _check_cause(self) -> None:
+        path = side(self.flash, ".reset")
+        with contextlib.suppress(FileNotFoundError):
+            name = path.read_text(encoding="ascii", errors="replace").strip()
+            if name not in CAUSES:
+                raise BadInput(f"{path}: {name!r} is not a reset cause")
+
+    @staticmethod
+    def _fill(path: Path, size: int, byte: bytes) -> None:
+        with path.open("ab") as f:   # created if absent; an empty file is filled
+            actual = f.seek(0, os.SEEK_END)
+            if actual == 0:
+                block = byte * (1 << 16)
+                for done in range(0, size, len(block)):
+                    f.write(block[: min(len(block), size - done)])
+            elif actual != size:
+                raise BadInput(f"{path}: holds {actual} bytes, {size} expected")
+
+    def record_power_on(self) -> None:
+        """FLASH.reset says POWER_ON (written in place, as the software machine does)."""
+        fd = os.open(side(self.flash, ".reset"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            line = f"{'POWER_ON':<15}\n".encode("ascii")
+            os.pwrite(fd, line, 0)
+            os.ftruncate(fd, len(line))
+        finally:
+            os.close(fd)
+
+    def discard_new(self) -> None:
+        """Remove the files made for a device that was never served."""
+        for path in self.made:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self.made = []
+
+    def close(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
 
 
 def firmware_args(args: argparse.Namespace, wall: float) -> str:
     """The semihosting command line: key=value words, the path percent-encoded."""
     words = {
-        "flash": urllib.parse.quote(str(args.flash.resolve()), safe="/._-"),
+        "flash": urllib.parse.quote(str(args.flash.absolute()), safe="/._-"),
         "size": args.size, "sector": args.sector_size, "page": args.page_size,
         "otp": args.otp_words, "payload": args.max_payload, "window": args.window,
         "session": secrets.randbits(32), "wall": round(wall * 1_000_000),
@@ -162,10 +364,23 @@ def firmware_args(args: argparse.Namespace, wall: float) -> str:
     return "board-agent " + line
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def listen(host: str, port: int) -> socket.socket:
+    """A listening loopback socket (QEMU serves on it); Hardware if it cannot be opened."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(1)
+    except OSError as error:
+        listener.close()
+        raise Hardware(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return listener
+
+
+def url_of(listener: socket.socket, host: str) -> str:
+    port = listener.getsockname()[1]
+    return f"socket://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 def die_with_parent() -> None:
@@ -176,33 +391,67 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def start_qemu(args: argparse.Namespace, wall: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_qemu(args: argparse.Namespace, wall: float, lock_fd: int,
+               listener: socket.socket | None) -> subprocess.Popen[bytes]:
     qemu = shutil.which("qemu-system-arm")
-    if qemu is None or not FIRMWARE.exists():
-        raise RuntimeError("qemu-system-arm or the firmware is missing (make -C board qemu)")
-    if args.tcp is None:
+    if qemu is None:
+        raise Hardware("qemu-system-arm is not installed (make board installs it as root)")
+    if not args.firmware.is_file():
+        raise Hardware(f"{args.firmware}: no firmware (make -C board qemu)")
+    passed = [lock_fd]   # the device stays locked while QEMU runs, even if this launcher dies
+    if listener is None:
         chardev = "pty,id=line"
     else:
-        host, port = args.tcp
-        port = port or free_port(host)
-        chardev = f"socket,id=line,host={host},port={port},server=on,wait=off"
+        chardev = f"socket,id=line,fd={listener.fileno()},server=on,wait=off"
+        passed.append(listener.fileno())
     semihosting = "enable=on,target=native,arg=" + firmware_args(args, wall).replace(",", ",,")
     argv = [qemu, "-M", "ast1030-evb", "-nodefaults", "-display", "none", "-monitor", "none",
-            "-chardev", chardev, "-serial", "chardev:line", "-kernel", str(FIRMWARE),
+            "-chardev", chardev, "-serial", "chardev:line", "-kernel", str(args.firmware),
             "-semihosting-config", semihosting]
-    # QEMU 7.2 reports the pty ("char device redirected to /dev/pts/N") on stdout.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-    if args.tcp is not None:
-        wait_listening(proc, host, port)
-        return proc, f"socket://{host}:{port}"
-    assert proc.stdout is not None
-    line = first_line(proc, timeout=10.0)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, pass_fds=passed, preexec_fn=die_with_parent)
+
+
+def qemu_pty(proc: subprocess.Popen[bytes]) -> str:
+    """The pty QEMU opened (QEMU 7.2 says "char device redirected to /dev/pts/N" on stdout)."""
+    line = first_line(proc, START_TIMEOUT)
     match = re.search(r"(/dev/pts/\d+)", line)
     if not match:
-        proc.kill()
-        raise RuntimeError(f"QEMU did not open a pty: {line.strip() or proc.wait()}")
-    return proc, match.group(1)
+        stop_qemu(proc)
+        raise Hardware(f"QEMU opened no pty: {qemu_said(proc) or line.strip() or 'no message'}")
+    return match.group(1)
+
+
+def await_ready(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Until the firmware says, on QEMU's stderr, that its UART takes bytes and it has powered
+    up (Hardware if it says it cannot start, QEMU stops, or nothing comes within `timeout`):
+    bytes a host sent earlier could be lost to the UART's set-up."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    if SIGNALS is not None:
+        selector.register(SIGNALS.wakeup, selectors.EVENT_READ)
+    said = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = selector.select(timeout=max(0.0, deadline - time.monotonic()))
+        check_signals()
+        if not any(key.fd == fd for key, _ in events):
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break   # QEMU's stderr ended: it stopped
+        said += chunk
+        for line in said.split(b"\n")[:-1]:
+            if line == READY_LINE:
+                return
+            if line.startswith(FIRMWARE_ERROR):
+                stop_qemu(proc)
+                raise Hardware(line[len(FIRMWARE_ERROR):].decode(errors="replace"))
+    stop_qemu(proc)
+    text = " ".join(said.decode(errors="replace").split())[-300:] or "no message"
+    raise Hardware(f"the firmware did not start within {timeout:g} s: {text}")
 
 
 def first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -210,10 +459,14 @@ def first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout.fileno(), selectors.EVENT_READ)
+    if SIGNALS is not None:
+        selector.register(SIGNALS.wakeup, selectors.EVENT_READ)
     data = b""
     deadline = time.monotonic() + timeout
     while b"\n" not in data and time.monotonic() < deadline:
-        if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+        ready = selector.select(timeout=max(0.0, deadline - time.monotonic()))
+        check_signals()
+        if ready:
             chunk = os.read(proc.stdout.fileno(), 4096)
             if not chunk:
                 break
@@ -221,17 +474,12 @@ def first_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     return data.decode(errors="replace")
 
 
-def wait_listening(proc: subprocess.Popen[bytes], host: str, port: int) -> None:
-    """Until QEMU's socket takes a connection (the probe's close leaves it listening)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            socket.create_connection((host, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError(f"QEMU did not listen on {host}:{port}")
+def qemu_said(proc: subprocess.Popen[bytes]) -> str:
+    """The last of what a stopped QEMU wrote on stderr, on one line."""
+    if proc.poll() is None or proc.stderr is None:
+        return ""
+    text = proc.stderr.read().decode(errors="replace")
+    return " ".join(text.split())[-300:]
 
 
 def hold_pty(path: str) -> int:
@@ -254,68 +502,114 @@ def stop_qemu(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def save_clock(path: Path, wall: float) -> None:
+    """FLASH.clock written beside it and renamed over it (hal/soft/files.py save_wall)."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(datetime.fromtimestamp(wall, UTC).isoformat() + "\n", encoding="ascii")
+    os.replace(temp, path)
+
+
 def bring_clock_forward(flash: Path, wall_at_start: float, started: float) -> None:
     """The board's clock ran on its own: FLASH.clock = last written time + elapsed since."""
-    path = side(flash.resolve(), ".clock")
+    path = side(flash, ".clock")
     now = time.time()
     try:
         written = datetime.fromisoformat(path.read_text().strip()).timestamp()
-        since = path.stat().st_mtime if path.stat().st_mtime >= started else started
+        since = path.stat().st_mtime
+        if since < started:   # the file from before this run: the firmware never wrote it
+            raise ValueError("stale")
     except (OSError, ValueError):
         written, since = wall_at_start, started
-    wall = written + max(0.0, now - since)
-    path.write_text(datetime.fromtimestamp(wall, UTC).isoformat() + "\n")
+    save_clock(path, written + max(0.0, now - since))
 
 
 def serve(args: argparse.Namespace) -> int:
-    wall = prepare_files(args)
-    started = time.time()
+    device = Device(args.flash, args.size, args.otp_words)
+    device.check()
     proc: subprocess.Popen[bytes] | None = None
+    listener: socket.socket | None = None
+    served = False
+    started = wall = 0.0
     try:
-        proc, where = start_qemu(args, wall)
-        if args.tcp is None:
+        wall = device.open(args.wait)
+        if args.at is not None:
+            wall = args.at.timestamp()
+        started = time.time()
+        if args.tcp is not None:
+            listener = listen(*args.tcp)
+        device.record_power_on()
+        assert device.lock_fd is not None
+        proc = start_qemu(args, wall, device.lock_fd, listener)
+        if listener is None:
+            where = qemu_pty(proc)
             hold_pty(where)   # stays open until this launcher exits
-        print(f"board-agent (qemu ast1030-evb) serving on {where}", flush=True)
+        else:
+            where = url_of(listener, args.tcp[0])
+            listener.close()  # QEMU has its own copy
+        await_ready(proc, START_TIMEOUT)
+        check_signals()
+        print(f"board-agent (qemu ast1030-evb): {args.flash} served on {where}", flush=True)
+        served = True
         return watch(proc, args.exit_with_parent)
-    except Stop:
-        return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if listener is not None:
+            listener.close()
         if proc is not None:
             stop_qemu(proc)
+        if served:
             bring_clock_forward(args.flash, wall, started)
+        else:
+            device.discard_new()
+        device.close()
 
 
 def watch(proc: subprocess.Popen[bytes], with_parent: bool) -> int:
-    """Waits for a stop: the end of stdin, or QEMU's own end (exit 1); a signal raises Stop."""
+    """Waits for a stop: SIGTERM or SIGINT, or the end of stdin (0); QEMU's own end (Hardware).
+    """
     selector = selectors.DefaultSelector()
+    if SIGNALS is not None:
+        selector.register(SIGNALS.wakeup, selectors.EVENT_READ)
     if with_parent:
         selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
     while True:
+        if SIGNALS is not None and SIGNALS.arrived:
+            return 0
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-            print(f"run_qemu.py: QEMU stopped ({proc.returncode}): {err[-300:]}", file=sys.stderr)
-            return 1
-        for _key, _ in selector.select(timeout=0.2):
-            if not os.read(sys.stdin.fileno(), 4096):
+            raise Hardware(f"QEMU stopped (exit {proc.returncode}): "
+                           f"{qemu_said(proc) or 'no message'}")
+        for key, _ in selector.select(timeout=0.2):
+            if key.fd == sys.stdin.fileno() and stdin_ended():
                 return 0
 
 
-def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+def stdin_ended() -> bool:
+    """Reads what stdin holds (ignored); True at its end."""
     try:
-        args = parse_args(argv)
-        return serve(args)
-    except Usage as error:
-        print(f"run_qemu.py: {error}", file=sys.stderr)
-        return 2
+        return not os.read(sys.stdin.fileno(), 4096)
+    except BlockingIOError:
+        return False
+    except OSError as error:
+        return error.errno != errno.EINTR
+
+
+def fail(text: object, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(str(text).split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def main(argv: list[str]) -> int:
+    global SIGNALS
+    SIGNALS = Signals()
+    try:
+        return serve(parse_args(argv))
+    except Failure as error:
+        return fail(error, error.code)
     except Stop:
-        return 0
-    except (RuntimeError, OSError) as error:
-        print(f"run_qemu.py: {error}", file=sys.stderr)
-        return 1
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        return fail(f"cannot read or write{where}: {error.strerror or error}", 2)
 
 
 if __name__ == "__main__":

@@ -230,8 +230,13 @@ static void count_drop(struct agent *a, enum slip_event event)
 bool agent_receive(struct agent *a, const uint8_t *bytes, size_t n)
 {
     a->booted = false;
-    for (size_t i = 0; i < n; i++) {
-        enum slip_event event = slip_rx_byte(&a->rx, bytes[i]);
+    for (size_t i = 0; i < n;) {
+        size_t run = slip_rx_run(&a->rx, bytes + i, n - i);
+        if (run > 0) {
+            i += run;
+            continue;
+        }
+        enum slip_event event = slip_rx_byte(&a->rx, bytes[i++]);
         if (event == SLIP_FRAME) {
             handle_frame(a);
             if (a->booted) return false;

@@ -26,6 +26,11 @@
 #define BOARD_CONSOLE_LINE_MAX 96u
 #endif
 
+/* CRC-32 table: 8 (1 KiB, one look-up per byte) or 4 (64 bytes, two look-ups per byte). */
+#ifndef BOARD_CRC32_TABLE_BITS
+#define BOARD_CRC32_TABLE_BITS 8
+#endif
+
 /* Flash bytes handled per step when a request walks a range (stack buffer). */
 #ifndef BOARD_FLASH_CHUNK
 #define BOARD_FLASH_CHUNK 256u

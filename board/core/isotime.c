@@ -72,66 +72,140 @@ unsigned isotime_format(int64_t wall_us, char out[ISOTIME_MAX])
     return (unsigned)(p - out);
 }
 
-/* Reads exactly `width` digits at text[*at]. */
-static bool read_digits(const char *text, unsigned length, unsigned *at, unsigned width,
-                        uint32_t *value)
+/* A cursor over the text being read. */
+struct reader {
+    const char *text;
+    unsigned length, at;
+};
+
+static bool at_end(const struct reader *r) { return r->at >= r->length; }
+static char peek(const struct reader *r) { return at_end(r) ? '\0' : r->text[r->at]; }
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Reads exactly `width` digits. */
+static bool read_digits(struct reader *r, unsigned width, uint32_t *value)
 {
     *value = 0;
-    for (unsigned i = 0; i < width; i++, (*at)++) {
-        if (*at >= length || text[*at] < '0' || text[*at] > '9') return false;
-        *value = *value * 10 + (uint32_t)(text[*at] - '0');
+    for (unsigned i = 0; i < width; i++, r->at++) {
+        if (!is_digit(peek(r))) return false;
+        *value = *value * 10 + (uint32_t)(r->text[r->at] - '0');
     }
     return true;
 }
 
-static bool expect(const char *text, unsigned length, unsigned *at, char c)
+/* Takes `c` if it is next. */
+static bool take(struct reader *r, char c)
 {
-    if (*at >= length || text[*at] != c) return false;
-    (*at)++;
+    if (at_end(r) || r->text[r->at] != c) return false;
+    r->at++;
     return true;
 }
 
-static bool read_zone(const char *text, unsigned length, unsigned at)
+static bool leap_year(uint32_t year)
 {
-    static const char utc[] = "+00:00";
-    if (length - at == 1) return text[at] == 'Z';
-    if (length - at != sizeof utc - 1) return false;
-    for (unsigned i = 0; i < sizeof utc - 1; i++) {
-        if (text[at + i] != utc[i]) return false;
-    }
-    return true;
+    return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 }
 
 static bool days_in_month_ok(uint32_t year, uint32_t month, uint32_t day)
 {
     static const uint8_t days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (year < 1 || month < 1 || month > 12 || day < 1 || day > days[month - 1]) return false;
-    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    return !(month == 2 && day == 29 && !leap);
+    return !(month == 2 && day == 29 && !leap_year(year));
 }
 
-bool isotime_parse(const char *text, unsigned length, int64_t *wall_us)
+/* Days since 1970 of ISO week date year-Wweek-weekday (weekday 1 = Monday); false if there is
+ * no such week in that year. */
+static bool days_from_week(uint32_t year, uint32_t week, uint32_t weekday, int64_t *days)
 {
-    uint32_t year, month, day, hour, minute, second, micros = 0;
-    unsigned at = 0;
-    if (!read_digits(text, length, &at, 4, &year) || !expect(text, length, &at, '-') ||
-        !read_digits(text, length, &at, 2, &month) || !expect(text, length, &at, '-') ||
-        !read_digits(text, length, &at, 2, &day) || !expect(text, length, &at, 'T') ||
-        !read_digits(text, length, &at, 2, &hour) || !expect(text, length, &at, ':') ||
-        !read_digits(text, length, &at, 2, &minute) || !expect(text, length, &at, ':') ||
-        !read_digits(text, length, &at, 2, &second)) {
+    int64_t jan1 = days_from_civil(year, 1, 1);
+    unsigned jan1_weekday = (unsigned)(((jan1 % 7) + 7 + 3) % 7);   /* 0 = Monday; 1970-01-01 a Thursday */
+    bool long_year = jan1_weekday == 3 || (jan1_weekday == 2 && leap_year(year));
+    if (year < 1 || week < 1 || week > (long_year ? 53u : 52u) || weekday < 1 || weekday > 7) {
         return false;
     }
-    if (at < length && text[at] == '.') {
-        at++;
-        if (!read_digits(text, length, &at, 6, &micros)) return false;
+    int64_t week1_monday = jan1 - jan1_weekday + (jan1_weekday > 3 ? 7 : 0);
+    *days = week1_monday + (int64_t)(week - 1) * 7 + (weekday - 1);
+    return true;
+}
+
+/* YYYY-MM-DD, YYYYMMDD, YYYY-Www[-D] or YYYYWww[D]: days since 1970. */
+static bool read_date(struct reader *r, int64_t *days)
+{
+    uint32_t year, month, day, week, weekday = 1;
+    if (!read_digits(r, 4, &year)) return false;
+    bool extended = take(r, '-');
+    if (take(r, 'W')) {
+        if (!read_digits(r, 2, &week)) return false;
+        if (extended ? take(r, '-') : is_digit(peek(r))) {
+            if (!read_digits(r, 1, &weekday)) return false;
+        }
+        return days_from_week(year, week, weekday, days);
     }
-    if (!read_zone(text, length, at) || !days_in_month_ok(year, month, day) || hour > 23 ||
-        minute > 59 || second > 59) {
+    if (!read_digits(r, 2, &month) || (extended && !take(r, '-')) || !read_digits(r, 2, &day) ||
+        !days_in_month_ok(year, month, day)) {
         return false;
     }
-    int64_t days = days_from_civil(year, month, day);
-    *wall_us = days * US_PER_DAY + (int64_t)(hour * 3600u + minute * 60u + second) * US_PER_SECOND +
-               micros;
+    *days = days_from_civil(year, month, day);
+    return true;
+}
+
+/* HH, HH:MM, HH:MM:SS, HHMM, HHMMSS; seconds may have a fraction (. or , and digits, those
+ * past the sixth dropped). Microseconds since midnight; `limit_hours` bounds the hour. */
+static bool read_clock_time(struct reader *r, uint32_t limit_hours, int64_t *us)
+{
+    uint32_t hour, minute = 0, second = 0, micros = 0;
+    if (!read_digits(r, 2, &hour) || hour >= limit_hours) return false;
+    bool extended = take(r, ':');
+    if (extended || is_digit(peek(r))) {
+        if (!read_digits(r, 2, &minute)) return false;
+        if (extended ? take(r, ':') : is_digit(peek(r))) {
+            if (!read_digits(r, 2, &second)) return false;
+            if (take(r, '.') || take(r, ',')) {
+                unsigned digits_read = 0;
+                for (; is_digit(peek(r)); r->at++, digits_read++) {
+                    if (digits_read < 6) micros = micros * 10 + (uint32_t)(r->text[r->at] - '0');
+                }
+                if (digits_read == 0) return false;
+                for (; digits_read < 6; digits_read++) micros *= 10;
+            }
+        }
+    }
+    if (minute > 59 || second > 59) return false;
+    *us = (int64_t)(hour * 3600u + minute * 60u + second) * US_PER_SECOND + micros;
+    return true;
+}
+
+/* Z, or +/- an offset below 24 hours: microseconds to subtract for UTC. */
+static bool read_zone(struct reader *r, int64_t *offset_us)
+{
+    if (take(r, 'Z')) {
+        *offset_us = 0;
+        return true;
+    }
+    bool negative = take(r, '-');
+    if (!negative && !take(r, '+')) return false;
+    if (!read_clock_time(r, 24, offset_us)) return false;
+    if (negative) *offset_us = -*offset_us;
+    return true;
+}
+
+bool isotime_parse(const char *text, unsigned length, bool zone_required, int64_t *wall_us)
+{
+    struct reader r = {text, length, 0};
+    int64_t days, time_us = 0, offset_us = 0;
+    if (!read_date(&r, &days)) return false;
+    bool has_zone = false;
+    if (!at_end(&r)) {
+        char separator = r.text[r.at++];
+        if (separator & 0x80 || !read_clock_time(&r, 24, &time_us)) return false;
+        if (!at_end(&r)) {
+            if (!read_zone(&r, &offset_us)) return false;
+            has_zone = true;
+        }
+    }
+    if (!at_end(&r) || (zone_required && !has_zone)) return false;
+    int64_t us = days * US_PER_DAY + time_us - offset_us;
+    if (us < ISOTIME_MIN_US || us > ISOTIME_MAX_US) return false;
+    *wall_us = us;
     return true;
 }

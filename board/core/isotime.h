@@ -17,8 +17,14 @@
  * length. */
 unsigned isotime_format(int64_t wall_us, char out[ISOTIME_MAX]);
 
-/* Reads what isotime_format writes (and a "Z" or "+00:00" zone, microseconds optional, no
- * other offset); false if the text is not such a time. `length` excludes any newline. */
-bool isotime_parse(const char *text, unsigned length, int64_t *wall_us);
+/* Reads an ISO 8601 date or date-time in the forms Python's datetime.fromisoformat (3.11)
+ * reads: a date YYYY-MM-DD, YYYYMMDD, YYYY-Www[-D] or YYYYWww[D]; then, optionally, any one
+ * ASCII character and a time HH[:MM[:SS]] or HH[MM[SS]], the seconds with an optional fraction
+ * (. or , then digits; past the sixth they are dropped); then, only after a time, an optional
+ * zone, Z or +/-HH[[:]MM[[:]SS[.ffffff]]] below 24 hours. Without a zone the time is UTC, or
+ * refused when `zone_required`. *wall_us is the time in UTC; false (nothing stored) if the
+ * text is not such a time or the time is outside what isotime_format writes. `length`
+ * excludes any newline. */
+bool isotime_parse(const char *text, unsigned length, bool zone_required, int64_t *wall_us);
 
 #endif

@@ -22,6 +22,18 @@ static uint32_t get_be32(const uint8_t *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+/* One round: the working variables rotate by renaming (the caller passes them shifted by
+ * one each round), so nothing moves in memory. */
+#define ROUND(a, b, c, d, e, f, g, h, k, w)                                                     \
+    do {                                                                                        \
+        uint32_t t1 = (h) + (rotr((e), 6) ^ rotr((e), 11) ^ rotr((e), 25)) +                    \
+                      (((e) & (f)) ^ (~(e) & (g))) + (k) + (w);                                  \
+        uint32_t t2 = (rotr((a), 2) ^ rotr((a), 13) ^ rotr((a), 22)) +                          \
+                      (((a) & (b)) ^ ((a) & (c)) ^ ((b) & (c)));                                 \
+        (d) += t1;                                                                              \
+        (h) = t1 + t2;                                                                          \
+    } while (0)
+
 static void compress(uint32_t state[8], const uint8_t block[64])
 {
     uint32_t w[64];
@@ -31,19 +43,26 @@ static void compress(uint32_t state[8], const uint8_t block[64])
         uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t v[8];
-    memcpy(v, state, sizeof v);
-    for (unsigned i = 0; i < 64; i++) {
-        uint32_t s1 = rotr(v[4], 6) ^ rotr(v[4], 11) ^ rotr(v[4], 25);
-        uint32_t ch = (v[4] & v[5]) ^ (~v[4] & v[6]);
-        uint32_t t1 = v[7] + s1 + ch + round_constants[i] + w[i];
-        uint32_t s0 = rotr(v[0], 2) ^ rotr(v[0], 13) ^ rotr(v[0], 22);
-        uint32_t maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
-        memmove(v + 1, v, 7 * sizeof v[0]);
-        v[4] += t1;
-        v[0] = t1 + s0 + maj;
+    uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+    uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
+    for (unsigned i = 0; i < 64; i += 8) {
+        ROUND(a, b, c, d, e, f, g, h, round_constants[i], w[i]);
+        ROUND(h, a, b, c, d, e, f, g, round_constants[i + 1], w[i + 1]);
+        ROUND(g, h, a, b, c, d, e, f, round_constants[i + 2], w[i + 2]);
+        ROUND(f, g, h, a, b, c, d, e, round_constants[i + 3], w[i + 3]);
+        ROUND(e, f, g, h, a, b, c, d, round_constants[i + 4], w[i + 4]);
+        ROUND(d, e, f, g, h, a, b, c, round_constants[i + 5], w[i + 5]);
+        ROUND(c, d, e, f, g, h, a, b, round_constants[i + 6], w[i + 6]);
+        ROUND(b, c, d, e, f, g, h, a, round_constants[i + 7], w[i + 7]);
     }
-    for (unsigned i = 0; i < 8; i++) state[i] += v[i];
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
 }
 
 void sha256_init(struct sha256 *h)
@@ -61,6 +80,12 @@ void sha256_update(struct sha256 *h, const uint8_t *data, size_t n)
 {
     h->length += n;
     while (n > 0) {
+        if (h->used == 0 && n >= 64u) {   /* whole blocks straight from the input */
+            compress(h->state, data);
+            data += 64;
+            n -= 64;
+            continue;
+        }
         size_t take = 64u - h->used;
         if (take > n) take = n;
         memcpy(h->block + h->used, data, take);

@@ -1,5 +1,7 @@
 #include "slip.h"
 
+#include <string.h>
+
 #include "crc32.h"
 #include "proto.h"
 #include "wire.h"
@@ -68,6 +70,22 @@ enum slip_event slip_rx_byte(struct slip_rx *rx, uint8_t byte)
         keep(rx, byte);
     }
     return SLIP_MORE;
+}
+
+size_t slip_rx_run(struct slip_rx *rx, const uint8_t *bytes, size_t n)
+{
+    if (rx->escaped) return 0;
+    size_t run = 0;
+    while (run < n && bytes[run] != SLIP_END && bytes[run] != SLIP_ESC) run++;
+    if (run == 0) return 0;
+    if (!rx->started) rx->length = 0;  /* the previous frame is consumed now */
+    rx->started = true;
+    if (rx->oversize || rx->garbage) return run;  /* dropped at the next END */
+    size_t room = rx->capacity - rx->length, kept = run < room ? run : room;
+    memcpy(rx->frame + rx->length, bytes, kept);
+    rx->length += (uint32_t)kept;
+    if (kept < run) rx->oversize = true;
+    return run;
 }
 
 enum { SEND_CHUNK = 64 };

@@ -40,6 +40,11 @@ void slip_rx_reset(struct slip_rx *rx);
  * the buffer, whatever the input. */
 enum slip_event slip_rx_byte(struct slip_rx *rx, uint8_t byte);
 
+/* Takes the plain bytes (neither END nor ESC) at the start of `bytes`, as slip_rx_byte would
+ * one by one (none of them can end a candidate), in one go; returns how many: 0 if the first
+ * byte is END or ESC, or follows an ESC (slip_rx_byte takes it). */
+size_t slip_rx_run(struct slip_rx *rx, const uint8_t *bytes, size_t n);
+
 /* Where encoded bytes go: the platform's transmitter, in pieces. */
 typedef void (*slip_sink)(const uint8_t *bytes, size_t n);
 

@@ -13,11 +13,9 @@
 #include "../cortexm/uart16550.h"
 #include "options.h"
 #include "semihost.h"
+#include "ast1030.h"
 
-#define UART5_BASE 0x7E784000u
-#define CPU_HZ 200000000u            /* the ast1030-evb's sysclk, SysTick's clock */
 #define TICKS_PER_US (CPU_HZ / 1000000u)
-#define SYSTICK_SPAN (1u << 24)      /* a wrap every 84 ms: the main loop's longest sleep */
 #define REBOOT_SILENCE_US 50000
 #define PERSIST_MAGIC 0x424F4152u    /* "BOAR" */
 
@@ -35,7 +33,7 @@ static struct board_config config;
 static struct agent agent;
 static uint8_t frame_buffer[FRAME_OVERHEAD + BOARD_PAYLOAD_CAPACITY];
 static int flash_file = -1, otp_file = -1;
-static char side_path[OPTION_PATH_MAX + 8];
+static char side_path[OPTION_PATH_MAX + 8];   /* FLASH and the longest suffix, ".reset" */
 static volatile uint32_t systick_wraps;
 
 void board_uart_isr(void) { uart_isr(); }
@@ -90,12 +88,18 @@ bool plat_otp_write(uint32_t index, uint32_t value)
     return sh_write_at(otp_file, index * 4u, b, 4);
 }
 
-/* Replaces the side file FLASH<suffix> with `text`. */
-static void write_side_file(const char *suffix, const char *text, size_t n)
+/* side_path = FLASH<suffix>. */
+static void set_side_path(const char *suffix)
 {
     size_t base = strlen(options.flash);
     memcpy(side_path, options.flash, base);
     strcpy(side_path + base, suffix);
+}
+
+/* Replaces the side file FLASH<suffix> with `text`, in place. */
+static void write_side_file(const char *suffix, const char *text, size_t n)
+{
+    set_side_path(suffix);
     int handle = sh_open(side_path, SH_WRITE_BINARY);
     if (handle < 0) return;
     sh_write_at(handle, 0, text, n);
@@ -109,12 +113,26 @@ void plat_cause_changed(uint8_t cause)
     write_side_file(".reset", names[cause & 3u], 16);
 }
 
+/* FLASH.clock, as the software machine saves it: written to DIR/.NAME.clock.tmp beside it,
+ * then renamed over it, so it is never seen half written. */
 void plat_wall_changed(int64_t wall_us)
 {
+    static char temp_path[sizeof side_path + 8];
     char text[ISOTIME_MAX + 1];
     unsigned n = isotime_format(wall_us, text);
     text[n++] = '\n';
-    write_side_file(".clock", text, n);
+    set_side_path(".clock");
+    const char *slash = strrchr(side_path, '/');
+    size_t folder = slash ? (size_t)(slash - side_path) + 1 : 0;
+    memcpy(temp_path, side_path, folder);
+    temp_path[folder] = '.';
+    strcpy(temp_path + folder + 1, side_path + folder);
+    strcat(temp_path, ".tmp");
+    int handle = sh_open(temp_path, SH_WRITE_BINARY);
+    if (handle < 0) return;
+    bool written = sh_write_at(handle, 0, text, n);
+    sh_close(handle);
+    if (written) sh_rename(temp_path, side_path);
 }
 
 static uint32_t persist_check(void)
@@ -133,12 +151,7 @@ void plat_reset(uint8_t cause)
 }
 
 /* Sleeps (WFI) until something arrives or the SysTick wraps; wakes at least every 84 ms. */
-static void idle(void)
-{
-    irq_disable();
-    if (!uart_pending()) wait_for_interrupt();
-    irq_enable();
-}
+static void idle(void) { uart5_idle(); }
 
 /* The reboot silence: 50 ms with everything received dropped (§9). */
 static void reboot_silence(void)
@@ -152,55 +165,36 @@ static void reboot_silence(void)
     while (uart_take(scrap, sizeof scrap) > 0) {}
 }
 
-static _Noreturn void halt(void)
+/* Says why on QEMU's stderr (run_qemu.py reports it) and stops. */
+static _Noreturn void cannot_start(const char *why)
 {
+    sh_write0("board-agent: error: ");
+    sh_write0(why);
+    sh_write0("\n");
     for (;;) wait_for_interrupt();
 }
 
-static bool load_options(void)
+/* The settings and the device files, or cannot_start. */
+static void load_options(void)
 {
     static char line[OPTION_PATH_MAX * 3 + 256];
-    if (!sh_command_line(line, sizeof line) || !options_parse(line, &options)) return false;
-    if (options.payload < MIN_PAYLOAD || options.payload > BOARD_PAYLOAD_CAPACITY) return false;
-    if (options.window < 1 || options.window > 16 || options.sector == 0) return false;
+    if (!sh_command_line(line, sizeof line) || !options_parse(line, &options) ||
+        options.payload < MIN_PAYLOAD || options.payload > BOARD_PAYLOAD_CAPACITY ||
+        options.window < 1 || options.window > 16 || options.sector == 0) {
+        cannot_start("bad settings on the semihosting command line");
+    }
     flash_file = sh_open(options.flash, SH_UPDATE_BINARY);
-    return flash_file >= 0;
-}
-
-static bool open_otp(void)
-{
-    size_t base = strlen(options.flash);
-    memcpy(side_path, options.flash, base);
-    strcpy(side_path + base, ".otp");
+    set_side_path(".otp");
     otp_file = sh_open(side_path, SH_UPDATE_BINARY);
-    return otp_file >= 0;
-}
-
-/* Divisor 1: QEMU's 16550 then times its receive timeout at 38,400 bit/s instead of its reset
- * value's 9,600 (the last bytes of a frame wait four character times). */
-static void uart_set_divisor(void)
-{
-    REG32(UART5_BASE + UART_LCR) = 0x80;   /* divisor latch */
-    REG32(UART5_BASE + 0x00u) = 1;         /* DLL */
-    REG32(UART5_BASE + 0x04u) = 0;         /* DLM */
-    REG32(UART5_BASE + UART_LCR) = 0x03;
-}
-
-static void start_clock(void)
-{
-    SYST_RVR = SYSTICK_SPAN - 1u;
-    SYST_CVR = 0;
-    SYST_CSR = SYST_ENABLE_TICKINT_CPUCLK;
+    if (flash_file < 0 || otp_file < 0) cannot_start("cannot open the flash or fuse file");
 }
 
 _Noreturn void board_main(void)
 {
-    start_clock();
-    uart_set_divisor();
-    uart_start(UART5_BASE, 0xC7);   /* FIFOs on and cleared, receive trigger at 14 bytes */
-    nvic_enable(8);   /* UART5 */
+    systick_start();
+    uart5_start();
     irq_enable();
-    if (!load_options() || !open_otp()) halt();
+    load_options();
     config = (struct board_config){
         .max_payload = options.payload, .window = (uint16_t)options.window, .baud = 0,
         .flash_size = options.size, .sector_size = options.sector, .page_size = options.page,
@@ -212,6 +206,7 @@ _Noreturn void board_main(void)
         agent_boot(&agent);
     } else {
         agent_power_up(&agent, options.session, options.wall_us);
+        sh_write0(QEMU_READY_LINE);   /* run_qemu.py names the port only now (ast1030.h) */
     }
     kept.magic = 0;   /* a fault before the next orderly reset is a power-up */
     uint8_t chunk[128];

@@ -70,14 +70,22 @@ static bool store(struct qemu_options *o, const char *key, const char *value, un
     return false;
 }
 
+/* Words separated by spaces, cut in place. (Not strtok: picolibc keeps its state in
+ * thread-local storage, which this start-up code never sets up; the thread pointer is 0, so
+ * strtok's state went into low SRAM, where the vector table is.) */
 bool options_parse(char *line, struct qemu_options *o)
 {
     unsigned seen = 0;
-    for (char *token = strtok(line, " "); token; token = strtok(NULL, " ")) {
+    for (char *token = line; *token;) {
+        char *end = token + strcspn(token, " ");
+        char *next = *end ? end + 1 : end;
+        *end = '\0';
         char *equals = strchr(token, '=');
-        if (!equals) continue;   /* the program name */
-        *equals = '\0';
-        if (!store(o, token, equals + 1, &seen)) return false;
+        if (equals) {   /* else the program name, or an empty word */
+            *equals = '\0';
+            if (!store(o, token, equals + 1, &seen)) return false;
+        }
+        token = next;
     }
     return seen == 0x1FFu;
 }

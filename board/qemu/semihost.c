@@ -3,8 +3,8 @@
 #include <string.h>
 
 enum semihost_op {
-    SYS_OPEN = 0x01, SYS_CLOSE = 0x02, SYS_WRITE = 0x05, SYS_READ = 0x06, SYS_SEEK = 0x0A,
-    SYS_GET_CMDLINE = 0x15,
+    SYS_OPEN = 0x01, SYS_CLOSE = 0x02, SYS_WRITE0 = 0x04, SYS_WRITE = 0x05, SYS_READ = 0x06, SYS_SEEK = 0x0A,
+    SYS_RENAME = 0x0F, SYS_GET_CMDLINE = 0x15,
 };
 
 /* One semihosting call: `op` in r0, a pointer to its argument block in r1, result in r0. */
@@ -44,6 +44,15 @@ bool sh_write_at(int handle, uint32_t offset, const void *data, size_t n)
 {
     uintptr_t args[3] = {(uintptr_t)handle, (uintptr_t)data, n};
     return seek(handle, offset) && semihost_call(SYS_WRITE, args) == 0;
+}
+
+void sh_write0(const char *text) { semihost_call(SYS_WRITE0, (void *)(uintptr_t)text); }
+
+bool sh_rename(const char *from, const char *to)
+{
+    uintptr_t args[4] = {(uintptr_t)from, (uintptr_t)strlen(from), (uintptr_t)to,
+                         (uintptr_t)strlen(to)};
+    return semihost_call(SYS_RENAME, args) == 0;
 }
 
 bool sh_command_line(char *out, size_t size)

@@ -270,6 +270,7 @@ class Target:
     name: str
     argv: list[str]
     cwd: Path
+    prog: str  # what its one-line errors start with: `PROG: error: TEXT`
     running_clock: bool = False  # its clocks also move on their own (QEMU's counter)
     extra: list[str] = field(default_factory=list)
 

@@ -20,10 +20,10 @@ QEMU_ELF = REPO / "board" / "build" / "qemu" / "board-agent.elf"
 QEMU_GEOMETRY = ["--size", "262144", "--sector-size", "4096", "--page-size", "256"]
 
 TARGETS = {
-    "python": Target("python", [sys.executable, "-m", "hal.emulator"], REPO),
-    "native": Target("native", [str(NATIVE)], REPO),
+    "python": Target("python", [sys.executable, "-m", "hal.emulator"], REPO, "hal.emulator"),
+    "native": Target("native", [str(NATIVE)], REPO, "board-agent"),
     "qemu": Target("qemu", [sys.executable, str(REPO / "board" / "run_qemu.py")], REPO,
-                   running_clock=True, extra=QEMU_GEOMETRY),
+                   "run_qemu", running_clock=True, extra=QEMU_GEOMETRY),
 }
 
 

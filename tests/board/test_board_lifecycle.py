@@ -164,6 +164,52 @@ def test_clocks_and_clock_file(request, start, target) -> None:
         assert near(target, board.monotonic(), 0.0)
 
 
+@pytest.mark.parametrize("at,want", [
+    ("2030-06-15T14:30:00+02:00", datetime(2030, 6, 15, 12, 30, tzinfo=UTC)),
+    ("2031-01-02", datetime(2031, 1, 2, tzinfo=UTC)),
+    ("2030-06-15 12:30:00.125", datetime(2030, 6, 15, 12, 30, 0, 125000, tzinfo=UTC)),
+])
+def test_at_sets_the_wall_clock(start, target, tmp_path, at, want) -> None:
+    """--at DATETIME (ISO 8601, UTC unless it names a zone) sets the wall clock at power-up,
+    over what FLASH.clock holds; FLASH.clock goes on from there."""
+    (tmp_path / "dev.flash.clock").write_text("2026-01-01T00:00:00+00:00\n")
+    agent = start("--at", at)
+    with agent.link() as board:
+        assert near(target, board.wall(), want.timestamp())
+        sleep(board, 60.0)
+    assert agent.stop() == 0
+    saved = datetime.fromisoformat((tmp_path / "dev.flash.clock").read_text().strip())
+    assert near(target, saved.timestamp(), want.timestamp() + 60.0)
+
+
+def test_power_up_recorded_before_serving(start, tmp_path) -> None:
+    """Starting an agent is a power-up: FLASH.reset says POWER_ON by the time it names its
+    port, whatever cause the previous run ended with (§9, §10)."""
+    reset_file = tmp_path / "dev.flash.reset"
+    reset_file.write_text("WATCHDOG       \n")
+    agent = start()
+    assert reset_file.read_text() == "POWER_ON       \n"
+    with agent.link() as board:
+        assert board.hello().last_cause == 0
+
+
+def test_clock_file_replaced_never_rewritten(start, target, tmp_path) -> None:
+    """FLASH.clock is written beside it and renamed over it: the old file (seen here through a
+    second link to it) is never changed in place, and no scratch file is left behind."""
+    clock = tmp_path / "dev.flash.clock"
+    clock.write_text("2030-01-01T00:00:00+00:00\n")
+    (tmp_path / "old.clock").hardlink_to(clock)
+    agent = start()
+    with agent.link() as board:
+        sleep(board, 3600.0)
+    assert agent.stop() == 0
+    assert (tmp_path / "old.clock").read_text() == "2030-01-01T00:00:00+00:00\n"
+    saved = datetime.fromisoformat(clock.read_text().strip()).timestamp()
+    assert near(target, saved, datetime(2030, 1, 1, 1, tzinfo=UTC).timestamp())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dev.flash", "dev.flash.clock", "dev.flash.otp", "dev.flash.reset", "old.clock"]
+
+
 def test_watchdog_bites_in_sleep(start, target) -> None:
     agent = start()
     with agent.link() as board:
