@@ -83,7 +83,8 @@ def test_a_deferred_install_moves_the_following_checks_by_the_deferral(device_la
     device = small_device(device_lab)
     device.bus.register(DeferringApp(90))
     report = run_schedule(Updater(device), device_lab.feed(), hours=45)
-    assert hours_into(report) == pytest.approx([0.0, 1.5 + WARNINGS, 21.5 + WARNINGS, 41.5 + WARNINGS])
+    assert hours_into(report) == pytest.approx(
+        [0.0, 1.5 + WARNINGS, 21.5 + WARNINGS, 41.5 + WARNINGS])
     result = report.checks[0].result
     assert result is not None and result.deferred_minutes == 90
 
