@@ -3,8 +3,8 @@
     python tools/build_images.py --out images/build
 
 Lays out:
-    keys/                       a lab PKI (made once; reused while it exists; an image-signing
-                                key it lacks, the July 2024 one, is added under its root)
+    keys/                       a lab PKI (made once; reused while it exists, and brought up to
+                                date under its own root: see tools.pki.complete_lab_pki)
     <recipe>.imagepackage       one image per recipe (app-example.imagepackage: an
                                 Applications image, see images/recipes/app-example.toml)
     feeds/<Channel>/            what an update feed serves: manifest.imagepackage and each
@@ -25,7 +25,7 @@ from firmware_model.agent.feed import MANIFEST_NAME, image_file_name
 from firmware_model.image.manifest import read_manifest
 from firmware_model.image.package import parse_package
 from policy.cli import run_guarded
-from tools.pki import add_image_signers, keygen
+from tools.pki import complete_lab_pki, keygen
 from tools.recipes import build_from_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "images" / "recipes"
@@ -52,7 +52,7 @@ def build_all(out: Path, recipes: Path = RECIPES) -> None:
     keys = out / "keys"
     if not (keys / "root.key").exists():
         keygen(keys)
-    add_image_signers(keys)
+    complete_lab_pki(keys)
     for name in IMAGES + list(FEEDS.values()) + list(OTHER_FEEDS.values()):
         build_from_recipe(recipes / f"{name}.toml", keys, out / f"{name}.imagepackage")
     published = [("feeds", channel, manifest) for channel, manifest in FEEDS.items()]

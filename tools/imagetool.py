@@ -32,7 +32,7 @@ from tools.describe import describe, render_text
 from tools.feed import __doc__ as feed_doc
 from tools.feed import publish
 from tools.files import write_atomic
-from tools.pki import keygen, load_certificate, load_public_key, load_signer
+from tools.pki import complete_lab_pki, keygen, load_certificate, load_public_key, load_signer
 from tools.recipes import build_from_recipe
 
 PROG = "imagetool"
@@ -47,6 +47,13 @@ EPILOG = epilog({
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    if args.update:
+        if args.force:
+            raise UsageError("--update keeps the lab PKI's root; --force replaces it: not both")
+        made = complete_lab_pki(Path(args.out))
+        print(f"{args.out}: " + (f"issued {', '.join(made)} under its root" if made
+                                 else "up to date"))
+        return 0
     pki = keygen(Path(args.out), force=args.force)
     print(f"lab PKI written to {pki.folder} (root key hash: "
           f"{(pki.folder / 'root.hash').read_text().strip()})")
@@ -136,6 +143,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true",
                    help="replace an existing lab PKI in that folder (its root is lost)")
+    p.add_argument("--update", action="store_true",
+                   help="bring a lab PKI made by an older keygen up to date under its own root "
+                        "(the keystore-signing role, the July 2024 image-signing key)")
     p.set_defaults(func=_keygen)
     p = sub.add_parser("build", help="build a signed image from a TOML recipe")
     p.add_argument("recipe")

@@ -16,7 +16,11 @@ from cryptography.x509.oid import NameOID
 
 from firmware_model.errors import ImageFormatError
 from firmware_model.image.certstore import BAD_CERTIFICATE
-from firmware_model.image.keystore import KEYSTORE_SIGNING_ROLE, root_key_hash
+from firmware_model.image.keystore import (
+    KEYSTORE_SIGNING_ROLE,
+    has_keystore_signing_role,
+    root_key_hash,
+)
 from firmware_model.image.signing import Signer
 from policy.errors import UsageError
 from tools.files import write_atomic
@@ -150,10 +154,13 @@ def keygen(folder: Path, *, force: bool = False) -> LabPki:
     return LabPki(folder)
 
 
-def add_image_signers(folder: Path) -> list[str]:
-    """Issue under the lab root in `folder` each image-signing key of IMAGE_SIGNERS it lacks (a
-    lab PKI made before the July 2024 key existed); the stems issued. The root and the keys
-    already there are kept: a device that fused that root still trusts what they signed."""
+def complete_lab_pki(folder: Path) -> list[str]:
+    """Bring a lab PKI made by an older keygen up to date, under its own root: issue each
+    image-signing key of IMAGE_SIGNERS it lacks (the July 2024 one), and re-issue the
+    keystore-signing certificate, same key and name, with the keystore-signing role if it lacks
+    it (every device refuses a keystore signed without it). The root and the keys already there
+    are kept: a device that fused that root still trusts what they signed. Returns the stems
+    of the certificates issued."""
     root = load_signer(folder / f"{ROOT}.key", folder / f"{ROOT}.pem")
     made = []
     for stem, name in IMAGE_SIGNERS.items():
@@ -164,6 +171,13 @@ def add_image_signers(folder: Path) -> list[str]:
         write_certificate(folder / f"{stem}.pem",
                           issue(name, key, (root.certificate, root.key)))
         made.append(stem)
+    signer = load_signer(folder / f"{KEYSTORE_SIGNING}.key", folder / f"{KEYSTORE_SIGNING}.pem")
+    if not has_keystore_signing_role(signer.certificate):
+        common = signer.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        write_certificate(folder / f"{KEYSTORE_SIGNING}.pem",
+                          issue(str(common[0].value), signer.key, (root.certificate, root.key),
+                                extended_usages=[KEYSTORE_SIGNING_ROLE]))
+        made.append(KEYSTORE_SIGNING)
     return made
 
 

@@ -148,7 +148,7 @@ def _keystore_payload(table: dict[str, Any], keys: Path, stem: str, path: Path) 
             f"{path}: {keys / stem}.pem lacks the keystore-signing role "
             f"({KEYSTORE_SIGNING_ROLE.dotted_string}): every device would refuse a keystore it "
             f"signs (sign keystores with {KEYSTORE_SIGNING}; a lab PKI made before the role "
-            "existed gets it from imagetool keygen or make images)")
+            f"existed gets it from imagetool keygen --update --out {keys})")
     return build_keystore_payload(root, signer, entries)  # type: ignore[arg-type]
 
 
