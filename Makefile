@@ -10,6 +10,7 @@ MS_VENV := .venv-ms
 all: test
 
 $(VENV)/.stamp: pyproject.toml
+	@echo "creating the virtual environment $(VENV) and installing the project into it (first run: about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -17,6 +18,7 @@ $(VENV)/.stamp: pyproject.toml
 
 # Microsoft's azuresphere-imagemetadata pins cryptography < 49: it lives in a venv of its own.
 $(MS_VENV)/.stamp:
+	@echo "creating $(MS_VENV) for Microsoft's azuresphere-imagemetadata (the oracle the tests compare with)"
 	$(PYTHON) -m venv $(MS_VENV)
 	$(MS_VENV)/bin/python -m pip install -q 'azuresphere-imagemetadata==0.2.2'
 	touch $@
@@ -89,7 +91,7 @@ pytest: $(VENV)/.stamp oracle board
 test: lint typecheck pytest
 
 demo: $(VENV)/.stamp images
-	$(PY) tools/demo.py --images images/build
+	$(PY) -m tools.demo --images images/build
 
 # The July 2024 trusted-keystore update (the image-signing key change), end to end.
 demo-july-2024: $(VENV)/.stamp images

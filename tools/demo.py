@@ -1,43 +1,49 @@
 """The February 2025 certificate-store update, end to end, on the software machine.
 
-    python tools/demo.py [--images images/build] [--rehearsal february-2025|july-2024]
+    python -m tools.demo [--images images/build] [--rehearsal february-2025|july-2024]
 
 (`--rehearsal july-2024` runs the July 2024 image-signing key change instead: tools/demo_july.py.)
 
-What it does (each device step is the `fwmodel` command it prints, run in this process):
+What it does (each step is the `fwmodel` or `audit-endpoints` command it prints, run in this
+process):
 1. builds two demo stores from recipes: "before" = the three real roots plus two lab roots,
    "after" = the February 2025 store (Baltimore CyberTrust Root removed) plus one lab root.
    The lab roots stand in for Baltimore and for DigiCert Global Root G2 in TLS: nobody can
-   sign a server certificate with the real roots, so the servers chain to the stand-ins;
-2. provisions a device with the "before" store and starts two HTTPS servers on 127.0.0.1,
-   one whose chain ends in each stand-in; both connections work;
-3. publishes the "after" store on the Retail feed (HTTP on 127.0.0.1), lets an app defer the
-   install by two hours of device time, installs through the reboot;
-4. shows the Baltimore-style endpoint failing and the DigiCert-style one still working.
+   sign a server certificate with the real roots, so the app's two endpoints,
+   legacy-api.contoso.test and telemetry.contoso.test, served on 127.0.0.1, chain to the
+   stand-ins;
+2. audits the two endpoints against both stores at 20 February 2025, before anything is
+   installed (Microsoft's advice: find what breaks first): legacy-api breaks;
+3. provisions a device with the "before" store; both endpoints work;
+4. publishes the "after" store on the Retail feed (HTTP on 127.0.0.1), lets an app defer the
+   install by two hours of device time, installs through the reboot: the boot count rises, the
+   OS version stays;
+5. shows legacy-api failing, as the audit said, and telemetry still working.
 Servers are stopped and nothing is left running. Exit 0 when everything happened as above.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import http.server
-import ipaddress
+import io
+import json
 import shutil
-import ssl
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from cryptography import x509
-
-from firmware_model.cli import fwmodel
-from policy.cli import run_guarded
+from firmware_model.device.provision import KEYSTORE_FILE
+from firmware_model.image.signing import Signer
+from policy.cli import OneLineParser, run_guarded
+from tools import audit_endpoints
 from tools.build_images import build_all, publish_feed
-from tools.pki import issue, new_key, write_certificate, write_private_key
+from tools.lab_server import LabServer, bind, server_context
+from tools.pki import issue, new_key, write_certificate
 from tools.recipes import build_from_recipe
+from tools.rehearsal import boots, command, device, running, say, shown, status_of
 
 ROOTS = Path(__file__).resolve().parent.parent / "images" / "roots"
 #: The rehearsals `--rehearsal` names; the first is the default (`make demo`).
@@ -45,6 +51,12 @@ REHEARSALS = ("february-2025", "july-2024")
 STORE_COMPONENT = "e5f5f3fc-2eb5-4d1b-a650-b72364446807"  # images/recipes/certstore-*.toml
 STAND_INS = {"baltimore": "Lab stand-in for Baltimore CyberTrust Root",
              "digicert": "Lab stand-in for DigiCert Global Root G2"}
+#: The app's endpoints, by the root their chain ends in.
+ENDPOINTS = {"baltimore": "legacy-api.contoso.test", "digicert": "telemetry.contoso.test"}
+#: When the audit judges: after the update was announced, before Baltimore expired.
+AUDIT_AT = "2025-02-20"
+#: The device's clock when the rehearsal starts: the day Microsoft released the update.
+UPDATE_DAY = "2025-02-26T00:00:00Z"
 
 STORE_RECIPE = """\
 type = "UpdateCertStore"
@@ -70,27 +82,20 @@ images = ["demo-store-after.imagepackage"]
 """
 
 
-def say(text: str) -> None:
-    print(f"\n== {text}", flush=True)
-
-
 def root_file(kind: str) -> str:
     """The stand-in root's file name stem, which is also its name in the store."""
     return STAND_INS[kind].replace(" ", "_")
 
 
-def lab_tls(folder: Path) -> dict[str, Path]:
-    """A stand-in root per kind and a server certificate for 127.0.0.1 under each."""
+def lab_roots(folder: Path) -> dict[str, Signer]:
+    """A stand-in root per kind (its certificate written to `folder`, for the store recipes)."""
     folder.mkdir(parents=True, exist_ok=True)
+    roots = {}
     for kind, name in STAND_INS.items():
-        root_key, server_key = new_key(), new_key()
-        root = issue(name, root_key, ca=True)
-        server = issue("127.0.0.1", server_key, (root, root_key),
-                       names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-        write_certificate(folder / f"{root_file(kind)}.pem", root)
-        write_certificate(folder / f"{kind}-server.pem", server)
-        write_private_key(folder / f"{kind}-server.key", server_key)
-    return {kind: folder / f"{kind}-server" for kind in STAND_INS}
+        key = new_key()
+        roots[kind] = Signer(key, issue(name, key, ca=True))
+        write_certificate(folder / f"{root_file(kind)}.pem", roots[kind].certificate)
+    return roots
 
 
 def build_demo_images(images: Path, work: Path) -> None:
@@ -123,17 +128,6 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class _Hello(_Quiet):
-    """Answers every GET with a greeting (the app's endpoint)."""
-
-    def do_GET(self) -> None:
-        body = b"hello from the demo endpoint\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @contextlib.contextmanager
 def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
     """Serve in a thread on 127.0.0.1; yield the port; stop and close on exit."""
@@ -147,12 +141,10 @@ def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
         thread.join()
 
 
-def https_server(cert_stem: Path) -> http.server.ThreadingHTTPServer:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(f"{cert_stem}.pem", f"{cert_stem}.key")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    return server
+def endpoint_server(kind: str, root: Signer) -> LabServer:
+    """The app's endpoint of `kind` on 127.0.0.1, its chain ending in that stand-in root."""
+    name = ENDPOINTS[kind]
+    return bind("127.0.0.1", 0, name, server_context(name, root), log=lambda _line: None)
 
 
 def feed_server(folder: Path) -> http.server.ThreadingHTTPServer:
@@ -160,47 +152,90 @@ def feed_server(folder: Path) -> http.server.ThreadingHTTPServer:
     return http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
 
 
-def device(flash: Path, *argv: str) -> int:
-    """Run one `fwmodel` command on the demo device, printing it first."""
-    args = ["--hal", f"fake:{flash}", *argv]
-    print(f"$ fwmodel {' '.join(args)}", flush=True)
-    code = fwmodel.main(args)
-    sys.stdout.flush()
-    if code:
-        print(f"(exit {code})", flush=True)
-    return code
+def audit(images: Path, work: Path, ports: dict[str, int]) -> list[str]:
+    """Audit both endpoints against the two demo stores at AUDIT_AT; what went wrong."""
+    args: list[str] = []
+    for kind, port in ports.items():
+        args += [f"{ENDPOINTS[kind]}:{port}", "--resolve", f"{ENDPOINTS[kind]}:{port}:127.0.0.1"]
+    args += ["--before", shown(work / "demo-store-before.imagepackage"),
+             "--after", shown(work / "demo-store-after.imagepackage"),
+             "--store-keystore", shown(images / KEYSTORE_FILE),
+             "--root-pubkey", shown(images / "keys" / "root.pub.pem"), "--at", AUDIT_AT]
+    if command("audit-endpoints", audit_endpoints.main, args) != 1:
+        return ["the audit did not find the endpoint the update breaks"]
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        audit_endpoints.main([*args, "--json"])
+    breaking = {row["endpoint"].rpartition(":")[0] for row in json.loads(captured.getvalue())
+                if row.get("breaks")}
+    if breaking != {ENDPOINTS["baltimore"]}:
+        return [f"the audit said {sorted(breaking)} break, not {ENDPOINTS['baltimore']}"]
+    return []
 
 
-def rehearse(images: Path, work: Path, tls: dict[str, Path]) -> list[str]:
+def connect(flash: Path, kind: str, port: int) -> int:
+    return device(flash, "connect", f"127.0.0.1:{port}", "--server-name", ENDPOINTS[kind])
+
+
+def rehearse(images: Path, work: Path, roots: dict[str, Signer]) -> list[str]:
     """Run the story; return what did not happen as it should (empty: all did)."""
     flash, problems = work / "device.flash", []
-    servers = {kind: https_server(stem) for kind, stem in tls.items()}
-    with serving(servers["baltimore"]) as old, serving(servers["digicert"]) as kept, \
+    with serving(endpoint_server("baltimore", roots["baltimore"])) as old, \
+            serving(endpoint_server("digicert", roots["digicert"])) as kept, \
             serving(feed_server(work / "feeds")) as feed:
+        ports = {"baltimore": old, "digicert": kept}
+        say(f"the app talks to {ENDPOINTS['baltimore']} (its chain ends in a lab stand-in for "
+            f"Baltimore CyberTrust Root) and {ENDPOINTS['digicert']} (a stand-in for DigiCert "
+            "Global Root G2), both served on 127.0.0.1")
+        say(f"first, as Microsoft advised, audit the app's endpoints: the pre-2025 store against "
+            f"the February 2025 one, judged on {AUDIT_AT} (before Baltimore expired on "
+            "2025-05-12)")
+        problems += audit(images, work, ports)
         say("provision a device with the pre-2025 store (three real roots + two lab stand-ins)")
-        if device(flash, "provision", "--images", str(images),
-                  "--store", str(work / "demo-store-before.imagepackage")):
-            return ["provisioning failed"]
+        if device(flash, "--at", UPDATE_DAY, "provision", "--images", shown(images),
+                  "--store", shown(work / "demo-store-before.imagepackage")):
+            return [*problems, "provisioning failed"]
         device(flash, "status")
+        before = status_of(flash)
         say("both endpoints work before the update")
-        for port in (old, kept):
-            if device(flash, "connect", f"127.0.0.1:{port}"):
-                problems.append(f"127.0.0.1:{port} failed before the update")
+        for kind, port in ports.items():
+            if connect(flash, kind, port):
+                problems.append(f"{ENDPOINTS[kind]} failed before the update")
         say("the Retail feed publishes the February 2025 store; an app defers 120 minutes")
         if device(flash, "update", "--feed", f"http://127.0.0.1:{feed}/", "--channel",
                   "Retail", "--defer", "120"):
             return [*problems, "the update failed"]
         device(flash, "status")
-        say("after the reboot: the Baltimore-style endpoint fails, the other still works")
-        if device(flash, "connect", f"127.0.0.1:{old}") == 0:
-            problems.append("the Baltimore-style endpoint still works after the update")
-        if device(flash, "connect", f"127.0.0.1:{kept}"):
-            problems.append("the DigiCert-style endpoint broke")
+        after = status_of(flash)
+        say(f"after the reboot: {ENDPOINTS['baltimore']} fails, as the audit said; "
+            f"{ENDPOINTS['digicert']} still works")
+        if connect(flash, "baltimore", old) == 0:
+            problems.append(f"{ENDPOINTS['baltimore']} still works after the update")
+        if connect(flash, "digicert", kept):
+            problems.append(f"{ENDPOINTS['digicert']} broke")
+    problems += reboot_problems(before, after)
+    if not problems:
+        say(f"OS version {after.get('os_version')} before and after, boot count {boots(before)}"
+            f" -> {boots(after)}: the store update rebooted the device and left the OS as it "
+            "was")
+    return problems
+
+
+def reboot_problems(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """What the update should have done to the OS version and the boot count, and did not."""
+    problems = []
+    if after.get("os_version") != before.get("os_version"):
+        problems.append("the OS version changed")
+    if boots(after) != boots(before) + 1:
+        problems.append(f"boot count {boots(before)} -> {boots(after)}: the store update "
+                        "should have rebooted the device once")
+    if running(after, "store") != "demo-store-after":
+        problems.append(f"the device runs store {running(after, 'store')}")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    top = OneLineParser(prog="demo", description=(__doc__ or "").splitlines()[0])
     top.add_argument("--images", type=Path, default=Path("images/build"))
     top.add_argument("--rehearsal", choices=REHEARSALS, default=REHEARSALS[0],
                      help="which update to rehearse (default: %(default)s)")
@@ -217,9 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         work = images / "demo"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        tls = lab_tls(work / "tls")
+        roots = lab_roots(work / "tls")
         build_demo_images(images, work)
-        problems = rehearse(images, work, tls)
+        problems = rehearse(images, work, roots)
         say("done: " + ("the rehearsal went as February 2025 did" if not problems
                         else "; ".join(problems)))
         print("servers stopped; the device's flash is kept in", work / "device.flash")

@@ -19,37 +19,13 @@ Exit 0 when everything happened as above.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import shutil
 from pathlib import Path
 
-from firmware_model.cli import fwmodel
-from tools.demo import device, say
+from tools.rehearsal import boots, device, running, say, status_of
 
 #: When the rehearsal's device starts: the day Microsoft released the keystore update.
 JULY_10 = "2024-07-10T00:00:00Z"
-
-
-def status_of(flash: Path) -> dict[str, object]:
-    """`fwmodel status --json` of the rehearsal's device, read without printing it."""
-    captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
-        fwmodel.main(["--hal", f"fake:{flash}", "status", "--json"])
-    value = json.loads(captured.getvalue())
-    return value if isinstance(value, dict) else {}
-
-
-def running(status: dict[str, object], component: str) -> str:
-    """The name of the image the device runs for `component` ("none" if it did not boot)."""
-    slots = status.get("slots")
-    return str(slots[component]["image"]["name"]) if isinstance(slots, dict) else "none"
-
-
-def boots(status: dict[str, object]) -> int:
-    count = status.get("boot_count")
-    return count if isinstance(count, int) else 0
 
 
 def rehearse_july(images: Path, work: Path) -> list[str]:

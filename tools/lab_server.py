@@ -31,7 +31,7 @@ import ssl
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,16 +128,18 @@ class _Greeting(http.server.BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:
-        say(f"{self.client_address[0]}:{self.client_address[1]} {format % args}")
+        self.server.log(f"{self.client_address[0]}:{self.client_address[1]} {format % args}")
 
 
 class LabServer(http.server.ThreadingHTTPServer):
     """An HTTPS server: each connection's handshake runs in its own thread (a client that
     stalls holds up nobody), and a failed one is a line of output, not a traceback."""
 
-    def __init__(self, address: tuple[str, int], name: str, context: ssl.SSLContext) -> None:
+    def __init__(self, address: tuple[str, int], name: str, context: ssl.SSLContext,
+                 log: Callable[[str], None] = say) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.name = name
+        self.log = log
         self.context = context
         self._active = 0
         self._idle = threading.Condition()
@@ -166,18 +168,18 @@ class LabServer(http.server.ThreadingHTTPServer):
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as error:
             reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
-            say(f"{peer} handshake failed: {reason}")
+            self.log(f"{peer} handshake failed: {reason}")
             return
-        say(f"{peer} handshake ok ({tls.version()})")
+        self.log(f"{peer} handshake ok ({tls.version()})")
         try:
             _Greeting(tls, client_address, self)
         except OSError as error:
-            say(f"{peer} connection dropped: {error.strerror or type(error).__name__}")
+            self.log(f"{peer} connection dropped: {error.strerror or type(error).__name__}")
         finally:
             tls.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        say(f"{client_address[0]}:{client_address[1]} request failed: "
+        self.log(f"{client_address[0]}:{client_address[1]} request failed: "
             f"{type(sys.exc_info()[1]).__name__}")
 
 
@@ -218,9 +220,12 @@ class Reach:
                 f"connect: {self.connect}; audit: {self.audit}")
 
 
-def bind(address: str, port: int, name: str, context: ssl.SSLContext) -> LabServer:
+def bind(address: str, port: int, name: str, context: ssl.SSLContext,
+         log: Callable[[str], None] = say) -> LabServer:
+    """A LabServer listening on `address` and `port`, saying how each connection went with
+    `log` (UsageError if it cannot listen there)."""
     try:
-        return LabServer((address, port), name, context)
+        return LabServer((address, port), name, context, log)
     except OSError as error:
         raise UsageError(f"cannot listen on {address} port {port}: "
                          f"{error.strerror or error}") from None

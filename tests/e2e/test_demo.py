@@ -19,15 +19,22 @@ def test_demo_tells_the_february_2025_story(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     assert "rehearsal went as February 2025 did" in out
-    before, after = out.split("UpdateReadyForInstall (Final)", 1)
+    # the audit comes first and finds the endpoint the update breaks, by its host name
+    audit, device = out.split("provision a device", 1)
+    assert "$ audit-endpoints legacy-api.contoso.test:" in audit and "--at 2025-02-20" in audit
+    assert re.search(r"^legacy-api\.contoso\.test:\d+ .* ok +fail .* breaks", audit, re.M)
+    assert re.search(r"^telemetry\.contoso\.test:\d+ .* ok +ok ", audit, re.M)
+    assert "1 endpoint breaks with the new store" in audit and "(exit 1)" in audit
+    before, after = device.split("UpdateReadyForInstall (Final)", 1)
     # both endpoints connect before; both stores list the real roots that stay
     assert before.count("connected to 127.0.0.1") == 2
+    assert "--server-name legacy-api.contoso.test" in before
     for real in ("DigiCert_Global_Root_G2", "Microsoft_RSA_Root_Certificate_Authority_2017"):
         assert f"root {real}" in before and f"root {real}" in after
     assert "root Baltimore_CyberTrust_Root:" in before
     assert "root Baltimore_CyberTrust_Root:" not in after
     # the app deferred the install by exactly 120 minutes of device time
-    assert re.search(r"2025-02-01T02:00:00Z UpdateReadyForInstall", out)
+    assert re.search(r"2025-02-26T02:00:00Z UpdateReadyForInstall", out)
     # after the reboot: the Baltimore-style endpoint fails, the DigiCert-style one works
     assert "store: slot B, demo-store-after" in after
     tail = after.split("after the reboot")[1]
@@ -35,6 +42,10 @@ def test_demo_tells_the_february_2025_story(tmp_path: Path) -> None:
     assert "(exit 1)" in tail
     assert tail.count("connected to 127.0.0.1") == 1
     assert "Lab stand-in for DigiCert Global Root G2" in tail
+    # a store update reboots the device and leaves the OS version as it was
+    assert "OS version 24.03, boot 1 since power-up" in before
+    assert "OS version 24.03, boot 2 since power-up" in after
+    assert "OS version 24.03 before and after, boot count 1 -> 2" in tail
 
 
 def test_the_july_2024_rehearsal_shows_the_keystore_update_end_to_end(tmp_path: Path) -> None:
