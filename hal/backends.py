@@ -16,13 +16,13 @@ FLASH defaults to `device.flash` (fwmodel) or a file the caller names (the pytes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hal.errors import DeviceBusyError, NoDeviceError
-from hal.interfaces import Machine
+from hal.interfaces import FlashProgress, Machine
 from hal.soft.files import device_files
 from hal.soft.machine import SoftwareMachine
 from policy.errors import UsageError
@@ -69,7 +69,9 @@ def parse_hal(text: str) -> HalSpec:
 @contextlib.contextmanager
 def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = False,
                  default_flash: str | Path = DEFAULT_FLASH,
-                 agent_options: Sequence[str] = (), lock_wait: float = 0.0) -> Iterator[Machine]:
+                 agent_options: Sequence[str] = (), lock_wait: float = 0.0,
+                 progress: FlashProgress | None = None,
+                 console: Callable[[str], None] | None = None) -> Iterator[Machine]:
     """The machine `spec` names, closed (and its agent stopped) on exit.
 
     A software device's wall clock resumes where the last run left it (FLASH.clock); `wall`
@@ -79,12 +81,14 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
     anything was written to the device. `agent_options` go to a board agent this opens (the
     emulator's command line: `--max-payload 4096`, say). A software device is one process's at
     a time: DeviceBusyError if another holds it for longer than `lock_wait` seconds.
+    `progress` hears how long flash transfers go on a board (the software machine's are
+    instant: it says nothing); `console` hears each console line as the device logs it.
     """
     if spec.is_board:
         if wall is not None:
             raise UsageError("--at needs a software device (fake, emulator, native or qemu); "
                              "a board keeps its own time")
-        with _serial(str(spec.target)) as board:
+        with _serial(str(spec.target), progress, console) as board:
             yield board
         return
     flash = spec.flash(default_flash)
@@ -95,13 +99,14 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
     try:
         if spec.kind == "fake":
             with SoftwareMachine(flash, create=new, keep_clock=True,
-                                 lock_wait=lock_wait) as soft:
+                                 lock_wait=lock_wait, echo=console) as soft:
                 if wall is not None:
                     soft.clock.set_wall(wall)
                 yield soft
         else:
             options = [*agent_options, *(["--wait", str(lock_wait)] if lock_wait else [])]
-            with _emulated(flash, wall, options, AGENTS[spec.kind]) as board:
+            with _emulated(flash, wall, options, AGENTS[spec.kind], progress,
+                           console) as board:
                 yield board
     except DeviceBusyError:
         raise  # the device is another process's: none of its files are this one's to remove
@@ -113,21 +118,24 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
 
 
 @contextlib.contextmanager
-def _emulated(flash: Path, wall: datetime | None, extra: Sequence[str],
-              board: str) -> Iterator[Machine]:
+def _emulated(flash: Path, wall: datetime | None, extra: Sequence[str], board: str,
+              progress: FlashProgress | None,
+              console: Callable[[str], None] | None) -> Iterator[Machine]:
     from hal.emulator.launcher import launch_board  # a process: imported only when used
 
     options = ["--at", wall.astimezone(UTC).isoformat()] if wall is not None else []
     options += extra
     with launch_board(flash, options=options, board=board) as agent, \
-            _serial(agent.url) as machine:
+            _serial(agent.url, progress, console) as machine:
         yield machine
 
 
-def _serial(port: str) -> contextlib.AbstractContextManager[Machine]:
+def _serial(port: str, progress: FlashProgress | None = None,
+            console: Callable[[str], None] | None = None
+            ) -> contextlib.AbstractContextManager[Machine]:
     from hal.serial.machine import SerialMachine  # pyserial is imported only when used
 
-    return SerialMachine(port)
+    return SerialMachine(port, on_progress=progress, on_console=console)
 
 
 def _untouched(flash: Path) -> bool:

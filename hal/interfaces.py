@@ -149,6 +149,9 @@ class Watchdog(Protocol):
 
 
 BootHook = Callable[["Machine"], None]
+#: Told `(what, done, total)` as a long flash transfer goes (what: "read", "program" or
+#: "erase"; done and total in bytes), by a backend whose transfers take time (a serial board).
+FlashProgress = Callable[[str, int, int], None]
 
 
 @runtime_checkable

@@ -10,7 +10,6 @@ stderr and the exit code of their kind (`policy.cli`, see the epilog).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ from firmware_model.cli.commands import (
     update,
 )
 from firmware_model.cli.options import seconds
+from firmware_model.cli.progress import ConsoleEcho, FlashBars
 from firmware_model.device.model import Device
 from firmware_model.device.status import interrupted_state
 from hal.backends import DEFAULT_FLASH, GRAMMAR, open_machine, parse_hal
-from hal.errors import HalError
 from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.interrupts import interrupts_deferred
 
@@ -65,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how long to wait for a device another process is using before "
                           "giving up with exit 5 (default: %(default)s)")
     top.add_argument("-v", "--verbose", action="store_true",
-                     help="print the device's console lines of this run on stderr")
+                     help="print the device's console lines on stderr as it logs them")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
@@ -81,9 +80,10 @@ class _Interrupted:
 
 def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO, note: _Interrupted) -> int:
     create = args.command == "provision"  # the one command that may make a new device
-    with open_machine(parse_hal(args.hal), args.at, create=create,
-                      lock_wait=args.wait) as machine:
-        first_line = len(machine.console.lines()) if args.verbose else 0
+    bars = FlashBars(err) if err.isatty() and not getattr(args, "json", False) else None
+    echo = ConsoleEcho(err) if args.verbose else None
+    with open_machine(parse_hal(args.hal), args.at, create=create, lock_wait=args.wait,
+                      progress=bars, console=echo) as machine:
         device = Device(machine)
         before = device.record_area.read(machine.flash)
         left = getattr(args, "interrupted_state", None) or interrupted_state
@@ -92,15 +92,12 @@ def _on_device(args: argparse.Namespace, out: TextIO, err: TextIO, note: _Interr
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a power cut, and say where it left us
             note.state = left(device, before)
             raise
-        else:
-            with interrupts_deferred():  # done: an interrupt from here on says what it left
-                note.state = left(device, before)
-            return result
         finally:
-            if args.verbose:
-                with contextlib.suppress(HalError):
-                    for line in machine.console.lines()[first_line:]:
-                        err.write(line + "\n")
+            if bars is not None:
+                bars.close()
+        with interrupts_deferred():  # done: an interrupt from here on says what it left
+            note.state = left(device, before)
+        return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from firmware_model.device.status import OS_VERSION
 from firmware_model.device.sysevent import AppReport, EventStatus, SysEventCall, SysEventInfo
 from firmware_model.device.tls import iso
 from firmware_model.trust.components import Component
+from policy.text import counted
 
 
 def print_json(value: object, out: TextIO) -> None:
@@ -57,16 +58,11 @@ def status_text(status: dict[str, object]) -> list[str]:
     for cert in store["certificates"]:
         expired = "" if cert["valid_at_device_time"] else " (not valid at device time)"
         lines.append(f"  root {cert['name']}: until {cert['not_after']}{expired}")
-    count = plural(len(apps["certificates"]), "certificate")
+    count = counted(len(apps["certificates"]), "certificate")
     lines.append(f"{apps['label']} (apps, device REST API): {count}, "
                  f"{apps['available_space']} of {apps['available_when_empty']} bytes free")
     lines += [f"  {line}" for line in app_cert_lines(apps["certificates"])]
     return lines
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 certificate`, `2 certificates`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def app_cert_lines(certificates: list[dict[str, object]]) -> list[str]:
@@ -168,8 +164,8 @@ def run_text(report: RunReport, boot_count: int, uptime: float | None) -> list[s
     started, ended = (iso(datetime.fromtimestamp(t, UTC)) for t in (report.started,
                                                                      report.ended))
     checks = len(outcomes)
-    lines = [f"ran {report.hours:g} h of device time, {started} to {ended}: {checks} "
-             f"check{'' if checks == 1 else 's'} (at each first connection after a boot, then "
+    lines = [f"ran {report.hours:g} h of device time, {started} to {ended}: "
+             f"{counted(checks, 'check')} (at each first connection after a boot, then "
              f"every {report.interval_hours:g} h); {outcomes.count('installed')} installed, "
              f"{outcomes.count('reverted')} reverted, {outcomes.count('failed')} failed"]
     if report.halted is not None:
@@ -179,26 +175,23 @@ def run_text(report: RunReport, boot_count: int, uptime: float | None) -> list[s
     return lines
 
 
-class ProgressBar:
-    """A one-line progress bar on a terminal stream."""
-
-    def __init__(self, out: TextIO, width: int = 40) -> None:
-        self.out, self.width = out, width
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // max(total, 1)
-        self.out.write(f"\rsweep [{'#' * filled}{'.' * (self.width - filled)}] "
-                       f"{done}/{total} cut points")
-        if done >= total:
-            self.out.write("\n")
-        self.out.flush()
+#: What each outcome of a cut means (the sweep boots the device after every cut).
+SWEEP_OUTCOMES = {
+    "old": "booted the old set (the keystore and store it had before the update)",
+    "new": "booted the new set (the update's)",
+    "mixed": "booted a mix of old and new (a violation)",
+    "none": "did not boot (a violation)",
+}
 
 
 def sweep_text(report: SweepReport) -> list[str]:
-    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(report.outcomes.items()))
-    lines = [f"{report.ops} flash operations x {len(report.modes)} modes "
-             f"({', '.join(report.modes)}) = {report.cut_points} cut points",
-             f"outcomes: {outcomes}", f"violations: {len(report.violations)}"]
+    lines = [f"{counted(report.ops, 'flash operation')} x {counted(len(report.modes), 'mode')} "
+             f"({', '.join(report.modes)}) = {counted(report.cut_points, 'cut point')}: the "
+             "update run again and power cut at each, then the device booted and checked",
+             "after the cut, the device:"]
+    lines += [f"  {SWEEP_OUTCOMES.get(name, name)}: {counted(count, 'time')}"
+              for name, count in sorted(report.outcomes.items()) if count]
+    lines.append(f"violations: {len(report.violations)}")
     lines += [f"  invariant {v.invariant} at cut {v.point}: {v.detail}" for v in report.violations]
     lines.append(f"{report.seconds:.2f} s")
     return lines

@@ -8,6 +8,7 @@ See docs/serial-protocol.md, "Host rules"."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from hal.errors import LinkError, LinkTimeout, PowerLoss, RemoteError
 from hal.serial.framing import (
@@ -65,6 +66,7 @@ class RequestEngine:
     _boot_seen: BootBanner | None
     _banner_arrived: bool
     _reboot_due: bool
+    on_console: Callable[[str], None] | None
 
     def _lose_port(self) -> None:
         raise NotImplementedError
@@ -293,6 +295,8 @@ class RequestEngine:
                 text = frame.payload[4:].decode("utf-8", "replace")
                 self.stats.console.append(text)
                 del self.stats.console[:-1000]
+                if self.on_console is not None:
+                    self.on_console(text)
             else:
                 self.stats.dropped_frames += 1
         except MalformedPayload:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Callable
 
 from hal.errors import FlashError, RemoteError
-from hal.interfaces import FlashGeometry
+from hal.interfaces import FlashGeometry, FlashProgress
 from hal.serial.framing import MalformedPayload
 from hal.serial.link import BoardLink
 from hal.serial.messages import HASH_SIZE, RANGE, ErrorCode, Op, pack_program
 from hal.serial.requests import Recovery, Request
 
-Progress = Callable[[int, int], None]
+Progress = FlashProgress
 
 #: Board-side work allowed for, in bytes per second, on top of the line time (a real NOR
 #: flash programs at ~0.5 MB/s and erases a 4 KiB sector in ~50 ms; hashing is far faster).
@@ -34,6 +33,8 @@ _FLASH_CODES = (ErrorCode.FLASH_RULE, ErrorCode.OUT_OF_RANGE, ErrorCode.BAD_LENG
 
 class _Chunks:
     """Hands out `(offset, length)` pieces of a range; lost pieces come back to the front."""
+
+    what = ""
 
     def __init__(self, offset: int, length: int, total: int, progress: Progress | None) -> None:
         self._todo: deque[tuple[int, int]] = deque([(offset, length)] if length else [])
@@ -60,10 +61,12 @@ class _Chunks:
         assert span is not None
         self.done_bytes += span[1]
         if self._progress is not None:
-            self._progress(self.done_bytes, self._total)
+            self._progress(self.what, self.done_bytes, self._total)
 
 
 class _ProgramSource(_Chunks):
+    what = "program"
+
     def __init__(self, offset: int, data: bytes, limit: int, progress: Progress | None) -> None:
         super().__init__(offset, len(data), len(data), progress)
         self._base = offset
@@ -96,6 +99,8 @@ class _ProgramSource(_Chunks):
 
 
 class _ReadSource(_Chunks):
+    what = "read"
+
     def __init__(self, offset: int, length: int, limit: int, progress: Progress | None) -> None:
         super().__init__(offset, length, length, progress)
         self._base = offset
@@ -122,6 +127,8 @@ class _ReadSource(_Chunks):
 
 
 class _EraseSource(_Chunks):
+    what = "erase"
+
     def __init__(self, offset: int, length: int, sector: int, progress: Progress | None) -> None:
         super().__init__(offset, length, length, progress)
         self._limit = max(sector, ERASE_CHUNK // sector * sector)

@@ -37,7 +37,8 @@ class BoardLink(RequestEngine):
 
     `on_boot` is called (with no arguments) each time the link has seen the board boot and
     has re-handshaken with it: after a reset it asked for, a watchdog bite, a power cycle, or
-    a board that rebooted on its own or came back after the port went away.
+    a board that rebooted on its own or came back after the port went away. `on_console` is
+    called with each console line the board pushes (CONSOLE_LINE), as it arrives.
     """
 
     def __init__(self, url: str, *, timeout: float = 2.0, retries: int = 5) -> None:
@@ -48,6 +49,7 @@ class BoardLink(RequestEngine):
         self.retries = retries
         self.stats = LinkStats()
         self.on_boot: Callable[[], None] | None = None
+        self.on_console: Callable[[str], None] | None = None
         self.powered_off = False
         self._decoder = FrameDecoder()  # the host takes any frame up to MAX_PAYLOAD (docs §4)
         self._seq = 0

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from hal.errors import HalError, OtpError, RemoteError
 from hal.interfaces import BootHook, Closeable, ResetCause
-from hal.serial.flash import SerialFlash
+from hal.serial.flash import Progress, SerialFlash
 from hal.serial.framing import MalformedPayload
 from hal.serial.link import BoardLink
 from hal.serial.messages import (
@@ -208,7 +208,9 @@ class SerialMachine(Closeable):
 
     `timeout` is the fixed allowance per attempt (the line time of the bytes involved and the
     board's work are added to it); `retries` bounds the re-sends per request; `on_progress`
-    is called with (bytes done, bytes total) during flash transfers.
+    is called with (what, bytes done, bytes total) during flash transfers (what: read, program,
+    erase); `on_console` with each console line the board pushes, as it arrives (the lines of
+    the board's start-up before the link was open are in `console.lines()`).
     """
 
     def __init__(
@@ -217,9 +219,11 @@ class SerialMachine(Closeable):
         *,
         timeout: float = 2.0,
         retries: int = 5,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: Progress | None = None,
+        on_console: Callable[[str], None] | None = None,
     ) -> None:
         self._link = BoardLink(port_url, timeout=timeout, retries=retries)
+        self._link.on_console = on_console
         self._hook: BootHook | None = None
         self._link.on_boot = self._run_boot_hook
         self._flash = SerialFlash(self._link, on_progress)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policy.cli import ExitCode
+from policy.text import counted
 from tools.audit.bundle import AT_RISK_NOTE, NONE, OS_STORE_NOTE, AppVerdict
 from tools.audit.endpoints import Endpoint, Source
 from tools.audit.judge import Verdict
@@ -105,11 +106,6 @@ def exit_code(rows: Sequence[Row], problems: Sequence[str]) -> int:
     if not any(row.judged for row in rows) and (problems or rows):
         return ExitCode.BAD_INPUT
     return ExitCode.OK
-
-
-def counted(number: int, noun: str, plural: str | None = None) -> str:
-    """`1 endpoint`, `2 endpoints`, `0 endpoints`."""
-    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _tally(values: Sequence[str], kinds: Sequence[str]) -> str:

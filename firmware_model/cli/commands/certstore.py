@@ -19,6 +19,7 @@ from firmware_model.device.app_certstore import (
 from firmware_model.device.model import Device
 from policy.cli import ExitCode, epilog
 from policy.errors import UsageError
+from policy.text import counted
 
 EPILOG = epilog({
     ExitCode.REFUSED: "certstore: ENOENT, no certificate with that identifier; ENOSPC, not "
@@ -78,7 +79,7 @@ def interrupted_state(device: Device, _before: object) -> str:
     identifiers = device.app_store.identifiers()
     listed = f": {', '.join(identifiers)}" if identifiers else ""
     return (f"the app certificate store is whole, as before the command or as it made it "
-            f"({render.plural(len(identifiers), 'certificate')}{listed})")
+            f"({counted(len(identifiers), 'certificate')}{listed})")
 
 
 def _store(device: Device) -> AppCertStore:
@@ -124,7 +125,7 @@ def run_list(device: Device, args: argparse.Namespace, out: TextIO) -> int:
                            "available_space": free}, out)
         return 0
     lines = render.app_cert_lines([info.to_json() for info in entries])
-    lines.append(f"{render.plural(len(entries), 'certificate')}, {free} bytes available")
+    lines.append(f"{counted(len(entries), 'certificate')}, {free} bytes available")
     out.write("\n".join(lines) + "\n")
     return 0
 

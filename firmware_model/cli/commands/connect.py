@@ -9,6 +9,7 @@ from firmware_model.cli import render
 from firmware_model.cli.commands import Subparsers, on_device
 from firmware_model.cli.options import address
 from firmware_model.device.model import Device
+from firmware_model.errors import FwModelError
 from policy.errors import UsageError
 from policy.network import is_loopback
 
@@ -32,9 +33,20 @@ def run(device: Device, args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"{host}: the model connects to loopback addresses only (serve the "
                          "endpoint on 127.0.0.1, e.g. with tools/lab_server.py)")
     device.start()
-    session = device.connect(host, port, args.server_name)
+    try:
+        session = device.connect(host, port, args.server_name)
+    except FwModelError as error:
+        if not args.json:
+            raise
+        # the answer a script asked for, a failure included (the line on stderr stays)
+        render.print_json({"connected": False, "host": host, "port": port,
+                           "server_name": args.server_name or host,
+                           "error": {"type": type(error).__name__, "message": str(error)}}, out)
+        out.flush()
+        raise
     if args.json:
-        render.print_json(session.to_json(), out)
+        render.print_json({"connected": True, **session.to_json(),
+                           "server_name": args.server_name or host}, out)
     else:
         out.write(f"connected to {session.describe()}\n")
     return 0

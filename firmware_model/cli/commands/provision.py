@@ -17,6 +17,7 @@ from firmware_model.device.provision import (
     parse_root_hash,
 )
 from policy.errors import UsageError
+from policy.text import counted
 
 
 def register(commands: Subparsers) -> None:
@@ -60,5 +61,5 @@ def run(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     device.provision(factory(args))
     loaded = device.running.loaded
     out.write(f"provisioned: keystore {loaded.keystore_image.name}, store "
-              f"{loaded.store_image.name} ({len(loaded.store.roots)} roots) in slot A\n")
+              f"{loaded.store_image.name} ({counted(len(loaded.store.roots), 'root')}) in slot A\n")
     return 0

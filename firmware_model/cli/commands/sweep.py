@@ -11,6 +11,7 @@ from firmware_model.agent.sweep import SweepImages, sweep_update
 from firmware_model.cli import render
 from firmware_model.cli.commands import Subparsers, on_host
 from firmware_model.cli.options import DEFAULT_IMAGES
+from firmware_model.cli.progress import SweepBar
 from hal.soft.power_cuts import CutMode
 from policy.cli import ExitCode
 from policy.errors import UsageError
@@ -41,7 +42,7 @@ def cut_modes(text: str) -> list[CutMode]:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     modes = cut_modes(str(args.modes))
-    progress = render.ProgressBar(err) if not args.json and err.isatty() else None
+    progress = SweepBar(err) if not args.json and err.isatty() else None
     report = sweep_update(SweepImages.from_build(args.images, args.channel), modes=modes,
                           progress=progress)
     if args.json:

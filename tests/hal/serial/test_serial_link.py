@@ -83,8 +83,9 @@ def record_boots(board: Machine) -> list[ResetCause]:
 
 
 def test_flash_operations(emulator: Emulator, soft: SoftwareMachine) -> None:
-    progress: list[tuple[int, int]] = []
-    with SerialMachine(emulator.url, on_progress=lambda d, t: progress.append((d, t))) as board:
+    progress: list[tuple[str, int, int]] = []
+    with SerialMachine(emulator.url,
+                       on_progress=lambda w, d, t: progress.append((w, d, t))) as board:
         assert board.flash.geometry == GEOMETRY
         board.flash.erase(0, 512 * 1024)
         progress.clear()
@@ -102,8 +103,8 @@ def test_flash_operations(emulator: Emulator, soft: SoftwareMachine) -> None:
             board.flash.read(GEOMETRY.size - 1, 2)
         stats = board.link_stats
         assert stats.retries == 0 and stats.resyncs == 0 and stats.bytes_sent > len(data)
-    assert len(programmed) > 1 and programmed[-1] == (len(data), len(data))
-    assert [done for done, _ in programmed] == sorted(done for done, _ in programmed)
+    assert len(programmed) > 1 and programmed[-1] == ("program", len(data), len(data))
+    assert [done for _, done, _ in programmed] == sorted(done for _, done, _ in programmed)
 
 
 def test_otp_reset_clock_console_watchdog(emulator: Emulator, soft: SoftwareMachine) -> None:
@@ -254,7 +255,7 @@ def test_a_program_the_board_did_not_keep_is_caught_by_the_hash(
 ) -> None:
     data = b"\xff" + noise(200 * 1024)
 
-    def tamper(done: int, _total: int) -> None:
+    def tamper(_what: str, done: int, _total: int) -> None:
         if done < len(data):  # a bit flips in the board's flash behind the link's back
             soft.flash.program(0, b"\x7f")
 
