@@ -140,3 +140,11 @@ def test_provision_from_lab_keys_needs_the_images(tmp_path: Path) -> None:
                    tmp_path)
     assert absent.returncode == 2 and "nowhere/root.hash" in absent.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lab-keys"]
+
+
+def test_these_blocks_are_the_readmes_own_text() -> None:
+    """The shell run above is what the README shows, word for word (indented as a block)."""
+    readme = (REPO / "README.md").read_text()
+    for block in (LOOP, SERVER, CONNECT, AUDIT, REPLAY):
+        indented = "".join(f"    {line}\n" if line else "\n" for line in block.splitlines())
+        assert indented in readme, block
