@@ -25,6 +25,7 @@ from types import FrameType
 from typing import NoReturn, TextIO, cast
 
 from policy.errors import KINDS, BadInput, Busy, Failure, HardwareFault, Refused, Unavailable
+from policy.interrupts import interrupts_ignored
 
 
 class ExitCode(enum.IntEnum):
@@ -145,7 +146,7 @@ def run_guarded(prog: str, body: Body, *, on_interrupt: Callable[[], str | None]
 def _state(on_interrupt: Callable[[], str | None] | None) -> str | None:
     if on_interrupt is None:
         return None
-    with _signals_ignored():
+    with interrupts_ignored():
         try:
             return on_interrupt()
         except (Failure, OSError) as error:
@@ -175,21 +176,6 @@ def _sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored for the duration (a second Ctrl-C while the state is read)."""
-    try:
-        saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

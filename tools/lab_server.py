@@ -19,19 +19,17 @@ It runs until Ctrl-C or SIGTERM, then stops and exits 0. The leaf's key lives in
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.server
 import ipaddress
 import json
 import re
 import shlex
-import signal
 import socket
 import ssl
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from firmware_model.image.signing import Signer
 from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
 from policy.errors import UsageError
+from policy.interrupts import interrupts_ignored
 from policy.network import is_loopback
 from tools.pki import ROOT, general_name, issue, load_signer, new_key
 
@@ -248,24 +247,10 @@ def serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        with _signals_ignored():  # a second Ctrl-C while stopping
+        with interrupts_ignored():  # a second Ctrl-C while stopping
             server.server_close()
     say("stopped")
     return 0
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored for the duration (in the main thread; elsewhere no change)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -11,26 +11,25 @@ from policy.errors import UsageError
 DEFAULT_IMAGES = Path("images/build")
 
 
-def seconds(text: str) -> float:
-    """A number of seconds >= 0 (argparse type)."""
+def _amount(text: str, unit: str) -> float:
+    """A finite number of `unit` >= 0 (argparse's error otherwise)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
     if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be >= 0")
+        raise argparse.ArgumentTypeError(f"{text!r}: {unit} must be >= 0")
     return value
+
+
+def seconds(text: str) -> float:
+    """A number of seconds >= 0 (argparse type)."""
+    return _amount(text, "seconds")
 
 
 def minutes(text: str) -> float:
     """A number of minutes >= 0 (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"{text!r}: minutes must be >= 0")
-    return value
+    return _amount(text, "minutes")
 
 
 def whole_minutes(text: str) -> int:
