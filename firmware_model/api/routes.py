@@ -86,8 +86,8 @@ def _json_body(request: Request) -> Any:
     _require(request, APPLICATION_JSON)
     try:
         return json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        return None  # not JSON: as a body without certType
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None  # not JSON (or nested past what Python parses): a body without certType
 
 
 def _add(api: DeviceApi, request: Request, match: dict[str, str]) -> JSON:

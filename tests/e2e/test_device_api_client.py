@@ -18,8 +18,8 @@ from cryptography import x509
 
 from firmware_model.cli.fwmodel import main
 from hal.soft.machine import SoftwareMachine
-from tests.oracle.apiserve import Served, files_of, fwmodel
 from tests.firmware_model.devicelab import Lab
+from tests.oracle.apiserve import Served, files_of, fwmodel
 from tests.oracle.apivenv import ClientUnavailable, Server, drive, ensure_api_venv
 
 STORE_2024 = "4010c57a-fe73-4fb6-b80e-bac553117ba0"

@@ -311,6 +311,10 @@ def _store_refusals() -> dict[str, tuple[str, Any, HTTPStatus, int]]:
         "no certType": ("POST", {"publicCert": blob.decode()}, HTTPStatus.BAD_REQUEST,
                         codes.CERT_TYPE_INVALID),
         "not JSON": ("POST", b"{", HTTPStatus.BAD_REQUEST, codes.CERT_TYPE_INVALID),
+        "JSON nested too deep": ("POST", b"[" * 60000, HTTPStatus.BAD_REQUEST,
+                                 codes.CERT_TYPE_INVALID),
+        "not UTF-8": ("POST", b'{"certType": "\xff"}', HTTPStatus.BAD_REQUEST,
+                      codes.CERT_TYPE_INVALID),
         "no publicCert": ("POST", {"certType": "rootca"}, HTTPStatus.BAD_REQUEST,
                           codes.CERT_CONTENT_INVALID),
         "a root with a key": ("POST", {**root_body(blob), "privateKey": key},
@@ -378,3 +382,41 @@ def test_staging_an_image_does_not_touch_the_app_store(api: DeviceApi, device_la
     ok(call(api, "POST", "restart"))
     assert store_image(api)["images"][0]["uid"] == str(STORE_2025)
     assert ok(call(api, "GET", "certstore/certs")) == {"identifiers": ["Lab-Root"]}
+
+
+class _NoUptime:
+    """A reset controller that cannot tell the uptime (an older board), over a real one."""
+
+    def __init__(self, reset: Any) -> None:
+        self._reset = reset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reset, name)
+
+    def uptime(self) -> None:
+        return None
+
+
+class _OlderBoard:
+    """A machine whose reset controller cannot tell the uptime, over a software machine."""
+
+    def __init__(self, machine: SoftwareMachine) -> None:
+        self._machine = machine
+        self.reset = _NoUptime(machine.reset)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._machine, name)
+
+
+def test_where_the_board_cannot_tell_the_uptime_it_counts_from_the_boot_it_saw(
+        device_lab: Lab) -> None:
+    machine = cast(SoftwareMachine, small_device(device_lab).machine)
+    device = Device(cast(Any, _OlderBoard(machine)))
+    device.boot()
+    now = [500.0]
+    api = DeviceApi(device, host_clock=lambda: now[0])
+    assert ok(call(api, "GET", "status")) == {"uptime": 0}
+    now[0] += 42.9
+    assert ok(call(api, "GET", "status")) == {"uptime": 42}
+    ok(call(api, "POST", "restart"))
+    assert ok(call(api, "GET", "status")) == {"uptime": 0}
