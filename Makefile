@@ -1,11 +1,12 @@
 # sphere-fwmodel. `make demo` runs the main job on the software machine; `make test` the suite.
-# Every target creates what it needs (.venv, .venv-ms) on its own.
+# Every target creates what it needs (.venv, .venv-ms, .venv-api) on its own.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 MS_VENV := .venv-ms
+API_VENV := .venv-api
 
-.PHONY: all demo demo-july-2024 test lint typecheck pytest images bench oracle cramfs-tools clean board board-tools fuzz
+.PHONY: all demo demo-july-2024 test lint typecheck pytest images bench oracle api-client cramfs-tools clean board board-tools fuzz
 
 all: test
 
@@ -22,6 +23,16 @@ $(MS_VENV)/.stamp:
 	$(PYTHON) -m venv $(MS_VENV)
 	$(MS_VENV)/bin/python -m pip install -q 'azuresphere-imagemetadata==0.2.2'
 	touch $@
+
+# Microsoft's device REST API client, azuresphere-device-api 1.1.1, pins requests==2.26.0 and
+# imports `packaging` without declaring it: a venv of its own too. The tests drive
+# `fwmodel serve-api` with it (tests/oracle/device_api_helper.py); they never install it.
+$(API_VENV)/.stamp:
+	$(PYTHON) -m venv $(API_VENV)
+	$(API_VENV)/bin/python -m pip install -q 'azuresphere-device-api==1.1.1' 'packaging==24.2'
+	touch $@
+
+api-client: $(API_VENV)/.stamp
 
 # util-linux's cramfs tools are the other oracle (Debian: util-linux-extra).
 cramfs-tools:
@@ -80,7 +91,7 @@ SMALL_FLASH := --agent-option=--size --agent-option=1048576
 # 3.1); then the C board agent: the native tier in full (contract and device tests), and the
 # QEMU tier on a 1 MiB flash (about a minute). A board that is not built here is skipped with
 # its reason (see `make board`).
-pytest: $(VENV)/.stamp oracle board
+pytest: $(VENV)/.stamp oracle api-client board
 	$(PYTEST)
 	$(PYTEST) tests/hal/test_contract.py --hal emulator
 	$(PYTEST) tests/hal/test_contract.py --hal emulator \
@@ -97,15 +108,16 @@ demo: $(VENV)/.stamp images
 demo-july-2024: $(VENV)/.stamp images
 	$(PY) -m tools.demo --rehearsal july-2024 --images images/build
 
-bench: $(VENV)/.stamp oracle board
+bench: $(VENV)/.stamp oracle api-client board
 	$(PY) -m bench.verify
 	$(PY) -m bench.machine_snapshot
 	$(PY) -m bench.serial_link
 	$(PY) -m bench.update
 	$(PY) -m bench.audit
 	$(PY) -m bench.board
+	$(PY) -m bench.api
 
 clean:
-	rm -rf $(VENV) $(MS_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MS_VENV) $(API_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	rm -f device.flash device.flash.*
 	$(MAKE) -C board clean

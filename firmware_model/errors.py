@@ -28,6 +28,7 @@ __all__ = [
     "ProvisioningError",
     "ReadbackError",
     "ReplayError",
+    "RestartRequiredError",
     "RevokedError",
     "RollbackError",
     "SignatureError",
@@ -107,6 +108,11 @@ class UnsafeUpdateError(TrustError):
     """An authentic update that would strand the device: a store with no root valid at the
     device's clock (no HTTPS, no feed), a keystore that trusts no key to sign the next
     update's manifest."""
+
+
+class RestartRequiredError(FwModelError, Refused):
+    """An installed update waits for the device's restart: nothing more may be staged or
+    installed until it has booted (the device REST API's "A reboot is required")."""
 
 
 class BootError(TrustError):

@@ -26,7 +26,7 @@ from firmware_model.agent.decisions import (
 )
 from firmware_model.agent.feed import MANIFEST_NAME, Feed, image_file_name
 from firmware_model.device.boot import Booted, BootReport, InstalledImage
-from firmware_model.device.bootrecord import SlotRef
+from firmware_model.device.bootrecord import BootRecord, SlotRef
 from firmware_model.device.deferral import OfferReport, offer_install
 from firmware_model.device.flash_layout import slot_name
 from firmware_model.device.model import Device
@@ -189,17 +189,38 @@ class Updater:
         """
         return self._install(update, self.bus.mark())
 
-    def _install(self, update: AcceptedUpdate, mark: Mark) -> UpdateResult:
-        device = self.device
-        if device.ram is None or device.ram is not update.booted:
+    def commit_install(self, update: AcceptedUpdate) -> BootRecord:
+        """Install an accepted update up to its reset: write the free slots and read them back,
+        commit the trial record; no offer to the apps, no reset (the device REST API's
+        `update/install`: the device boots the new set at its next reset, on trial, falling
+        back to the old one if it fails). Returns the trial record. ValueError as `install`.
+        """
+        self._check_current(update)
+        trial = self._commit_trial(self._stage(list(update.staged)), update.manifest_date)
+        self.device.log(f"[agent] the update from {update.location} boots at the next reset")
+        return trial
+
+    def _check_current(self, update: AcceptedUpdate) -> None:
+        ram = self.device.ram
+        if ram is None or ram is not update.booted:
             raise ValueError(f"the update from {update.location} was accepted before the "
                              "device's last boot; fetch it again")
+
+    def _commit_trial(self, refs: dict[Component, SlotRef], manifest_date: int) -> BootRecord:
+        device = self.device
+        trial = device.running.record.trial(refs, manifest_date)
+        device.record_area.commit(device.machine.flash, trial)
+        device.log(f"[agent] record {trial.sequence} committed (trial)")
+        return trial
+
+    def _install(self, update: AcceptedUpdate, mark: Mark) -> UpdateResult:
+        device = self.device
+        self._check_current(update)
         staged = update.staged
         refs = self._stage(list(staged))
         offer = self._offer_install(update.learned_at)
-        trial = device.running.record.trial(refs, update.manifest_date)
-        device.record_area.commit(device.machine.flash, trial)
-        device.log(f"[agent] record {trial.sequence} committed (trial); requesting a reset")
+        self._commit_trial(refs, update.manifest_date)
+        device.log("[agent] requesting a reset")
         events, apps = self.bus.since(mark)
         device.machine.reset.request_reset(ResetCause.SOFTWARE)
         if device.ram is None:

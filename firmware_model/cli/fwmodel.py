@@ -1,5 +1,5 @@
 """`fwmodel`: provision, inspect, update and connect a device model; manage its app
-certificate store; sweep power cuts.
+certificate store; serve its device REST API; sweep power cuts.
 
 Each device command opens the machine `--hal` names (`hal.backends`), attaches the device model
 to it (booting it from what its flash and fuses hold), does its work and closes the machine.
@@ -21,6 +21,7 @@ from firmware_model.cli.commands import (
     provision,
     revoke,
     run,
+    serve_api,
     status,
     sweep,
     update,
@@ -37,7 +38,7 @@ PROG = "fwmodel"
 #: Seconds a command waits for a device another process is using.
 DEFAULT_WAIT = 5.0
 #: The command modules, in the order `--help` lists them.
-COMMANDS = (provision, status, update, run, connect, certstore, revoke, sweep)
+COMMANDS = (provision, status, update, run, connect, certstore, serve_api, revoke, sweep)
 
 EPILOG = epilog({
     ExitCode.OK: "connect: the handshake held; sweep: no invariant violated",
