@@ -14,7 +14,7 @@ $(VENV)/.stamp: pyproject.toml
 	@echo "creating the virtual environment $(VENV) and installing the project into it (first run: about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 # Microsoft's azuresphere-imagemetadata pins cryptography < 49: it lives in a venv of its own.
@@ -119,5 +119,5 @@ bench: $(VENV)/.stamp oracle api-client board
 
 clean:
 	rm -rf $(VENV) $(MS_VENV) $(API_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
-	rm -f device.flash device.flash.*
+	rm -f device.flash device.flash.* board.flash board.flash.* lab.flash lab.flash.* apps.flash apps.flash.*
 	$(MAKE) -C board clean

@@ -83,7 +83,7 @@ from tools.audit.report import render_table
 from tools.audit.runner import AuditRequest, run_audit
 from tools.audit.stores import store_keyring
 
-PROG = "audit_endpoints"
+PROG = "audit-endpoints"
 # --help ends with the docstring's reference part (verdicts, reasons), then the exit codes
 EPILOG = "verdicts" + (__doc__ or "").partition("\nverdicts")[2].partition("\nAlso installed")[0] \
     + "\n" + epilog({

@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         problems = rehearse(images, work, roots)
         say("done: " + ("the rehearsal went as February 2025 did" if not problems
                         else "; ".join(problems)))
-        print("servers stopped; the device's flash is kept in", work / "device.flash")
+        print(f"servers stopped; the device is kept: .venv/bin/fwmodel --hal "
+              f"fake:{shown(work / 'device.flash')} status shows it. Next: the README's "
+              "'Three ways to use it'.")
         return 1 if problems else 0
 
     return run_guarded("demo", body)

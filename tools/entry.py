@@ -12,7 +12,7 @@ def imagetool() -> NoReturn:
 
 def audit_endpoints() -> NoReturn:
     """Run `audit-endpoints`, interruptible from its first instant (`policy.entry`)."""
-    launch("audit_endpoints", "tools.audit_endpoints")
+    launch("audit-endpoints", "tools.audit_endpoints")
 
 
 def lab_server() -> NoReturn:

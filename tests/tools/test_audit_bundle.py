@@ -231,7 +231,7 @@ def test_a_server_certificate_in_the_image_is_no_root_and_a_broken_pem_is_a_prob
     app = lab.app("leaf-only", HOSTS, {"certs/client.pem": pem(leaf), "certs/bad.pem": broken})
     code, rows, err = lab.audit(capsys, "--app", app, hosts=HOSTS)
     assert [rows[h]["app_bundle"] for h in HOSTS] == ["none", "none"]
-    assert err.count("\n") == 2 and err.startswith("audit_endpoints: note: ")  # after: image
+    assert err.count("\n") == 2 and err.startswith("audit-endpoints: note: ")  # after: image
     assert f"{app}:certs/bad.pem: a PEM certificate at byte 0 does not parse" in err
     assert code == 1
 

@@ -171,7 +171,7 @@ def test_unauthenticated_store_images_get_one_note(
     assert store_lab.audit("signed.imagepackage", "signed.imagepackage") == 0
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "audit_endpoints: note: store images read without checking their signatures: ")
+        "audit-endpoints: note: store images read without checking their signatures: ")
     assert lines[0].count("signed.imagepackage") == 2  # both stores named, one line
     assert store_lab.audit("roots.pem", "roots.pem") == 0
     assert capsys.readouterr().err == ""  # PEM bundles carry no signature to check
@@ -192,7 +192,7 @@ def test_a_store_image_failing_authentication_is_bad_input(
     assert store_lab.audit("roots.pem", after, *options) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
-    assert err.startswith(f"audit_endpoints: error: {store_lab.folder / after}: ")
+    assert err.startswith(f"audit-endpoints: error: {store_lab.folder / after}: ")
     assert reason in err
 
 
@@ -254,3 +254,17 @@ def test_a_reader_that_stops_early_gets_no_traceback(
         code = process.wait(timeout=60)
     assert first.startswith(first_line)
     assert err == "" and code == 0
+
+
+@pytest.mark.parametrize("option", ["--app", "--elf", "--manifest"])
+def test_an_input_that_cannot_be_read_is_one_line_and_nothing_judged(
+    option: str, tmp_path: Path, store_pem: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing file or a folder named as an app, ELF or manifest: a mistake on the command
+    line, one line and exit 2, no table (nothing half judged)."""
+    for path in (tmp_path / "absent", tmp_path):
+        assert main([option, str(path), "--before", str(store_pem), "--after",
+                     str(store_pem)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, (out, err)
+        assert err.startswith(f"audit-endpoints: error: {path}: cannot read"), err

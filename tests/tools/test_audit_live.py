@@ -140,7 +140,7 @@ def test_cli_json_and_exit_codes(
     breaks = cli(f"removed.lab.test:{port}", f"kept.lab.test:{port}", *common)
     assert breaks.returncode == 1, breaks.stderr
     assert breaks.stderr.splitlines() == [  # the after store is an image, not authenticated
-        f"audit_endpoints: note: store images read without checking their signatures: "
+        f"audit-endpoints: note: store images read without checking their signatures: "
         f"{stores[1]} (authenticate them with --store-cert or --store-keystore and "
         "--root-pubkey)"]
     rows = json.loads(breaks.stdout)
@@ -171,7 +171,7 @@ def test_cli_bad_inputs_get_one_line_each_and_the_audit_goes_on(
                  "--root-pubkey", lab_pki.folder / "root.pub.pem")
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 4 and all(line.startswith("audit_endpoints: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("audit-endpoints: ") for line in lines)
     assert "corrupt.imagepackage: not an image package" in lines[0]
     assert "app_manifest.json: manifest is not JSON" in lines[1]
     assert "notelf: not an ELF file" in lines[2]

@@ -16,5 +16,10 @@ class BadInputError(AuditError):
         self.reason = reason
 
 
+class UnreadableInputError(BadInputError):
+    """An input file that cannot be read at all (missing, a folder, no permission): a mistake
+    on the command line, which ends the audit before anything is judged."""
+
+
 class UnreachableError(AuditError):
     """No chain could be fetched: connection refused, timed out, or the handshake dropped."""

@@ -35,7 +35,7 @@ from tools.audit.endpoints import (
     from_manifest,
     wildcard_matches,
 )
-from tools.audit.errors import BadInputError, UnreachableError
+from tools.audit.errors import BadInputError, UnreachableError, UnreadableInputError
 from tools.audit.judge import Judge, judge_pair
 from tools.audit.report import (
     FAIL,
@@ -92,7 +92,7 @@ def _read_with(reader: Reader, path: Path) -> Findings:
     try:
         return reader(path.read_bytes(), str(path))
     except OSError as error:
-        raise BadInputError(str(path), f"cannot read ({error.strerror or error})") from None
+        raise UnreadableInputError(str(path), f"cannot read ({error.strerror or error})") from None
 
 
 @dataclass
@@ -128,14 +128,17 @@ class Discovery:
 def discover(request: AuditRequest, loose: Bundle | None = None) -> Discovery:
     """Every endpoint the request names, with sources and bundles: an app image's own,
     `loose` (the --app-roots) for the rest; without --app-roots the rest say nothing of
-    roots (an endpoint an app image names too fares as that app). Unreadable inputs become
-    problems."""
+    roots (an endpoint an app image names too fares as that app). Inputs whose content is
+    unusable become problems; a file that cannot be read at all ends it
+    (UnreadableInputError)."""
     from tools.audit.apps import read_app_image  # the app image reader needs cramfs
 
     found = Discovery()
     for path in request.apps:
         try:
             found.add(*_read_app(read_app_image, path))
+        except UnreadableInputError:
+            raise
         except BadInputError as error:
             found.findings.problems.append(str(error))
     inputs: list[tuple[Reader, Path]] = [(from_manifest, path) for path in request.manifests]
@@ -143,6 +146,8 @@ def discover(request: AuditRequest, loose: Bundle | None = None) -> Discovery:
     for reader, path in inputs:
         try:
             found.add(_read_with(reader, path), loose)
+        except UnreadableInputError:
+            raise
         except BadInputError as error:
             found.findings.problems.append(str(error))
     found.add(from_arguments(request.hosts), loose)
@@ -154,7 +159,7 @@ def _read_app(reader: Callable[[bytes, str], tuple[Findings, Bundle]], path: Pat
     try:
         return reader(path.read_bytes(), str(path))
     except OSError as error:
-        raise BadInputError(str(path), f"cannot read ({error.strerror or error})") from None
+        raise UnreadableInputError(str(path), f"cannot read ({error.strerror or error})") from None
 
 
 def covers(wildcard: Endpoint, endpoint: Endpoint) -> bool:

@@ -31,7 +31,7 @@ def run(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     host, port = address(str(args.address))
     if not is_loopback(host):
         raise UsageError(f"{host}: the model connects to loopback addresses only (serve the "
-                         "endpoint on 127.0.0.1, e.g. with tools/lab_server.py)")
+                         "endpoint on 127.0.0.1, e.g. with lab-server, and connect to it there)")
     device.start()
     try:
         session = device.connect(host, port, args.server_name)
