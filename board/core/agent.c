@@ -7,6 +7,7 @@
 #include "dispatch.h"
 #include "platform.h"
 #include "proto.h"
+#include "utf8.h"
 #include "wire.h"
 
 static const char *const cause_names[] = {"POWER_ON", "SOFTWARE", "WATCHDOG", "POWER_LOSS"};
@@ -47,7 +48,8 @@ static void send_frame(struct agent *a, uint8_t opcode, uint8_t flags, uint16_t 
     if (flags & FLAG_ERROR) a->persist->stats.errors++;
 }
 
-/* CONSOLE_LINE for every line logged since the last one sent (§9), oldest kept first. */
+/* CONSOLE_LINE for every line logged since the last one sent (§9), oldest kept first: u32 index
+ * and the text, cut between characters to P - 7 bytes so the payload stays within P - 3 (§6.3). */
 static void send_console_lines(struct agent *a)
 {
     struct console *c = &a->persist->console;
@@ -55,8 +57,7 @@ static void send_console_lines(struct agent *a)
     if (c->sent < first) c->sent = first;
     for (; c->sent < c->total; c->sent++) {
         const struct console_line *line = console_line(c, c->sent);
-        uint32_t length = line->length;
-        if (length > a->config->max_payload - 4u) length = a->config->max_payload - 4u;
+        uint32_t length = utf8_cut(line->text, line->length, a->config->max_payload - 7u);
         uint8_t *payload = a->rx.frame + HEADER_SIZE;
         put_u32(payload, c->sent);
         memcpy(payload + 4, line->text, length);

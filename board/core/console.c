@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "utf8.h"
+
 void console_clear(struct console *c)
 {
     c->total = 0;
@@ -11,7 +13,7 @@ void console_clear(struct console *c)
 void console_append(struct console *c, const uint8_t *text, uint32_t length)
 {
     struct console_line *line = &c->lines[c->total % BOARD_CONSOLE_LINES];
-    if (length > BOARD_CONSOLE_LINE_MAX) length = BOARD_CONSOLE_LINE_MAX;
+    length = utf8_cut(text, length, BOARD_CONSOLE_LINE_MAX);
     if (length > 0) memcpy(line->text, text, length);
     line->length = (uint16_t)length;
     c->total++;

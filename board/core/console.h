@@ -19,7 +19,8 @@ struct console {
 
 void console_clear(struct console *c);
 
-/* Logs one line; a line longer than BOARD_CONSOLE_LINE_MAX keeps its first bytes only. */
+/* Logs one line of valid UTF-8; a line longer than BOARD_CONSOLE_LINE_MAX bytes keeps its first
+ * characters only, up to that many bytes (§6.3: cut between characters). */
 void console_append(struct console *c, const uint8_t *text, uint32_t length);
 
 /* The index of the oldest line still kept (== total when none is). */

@@ -134,7 +134,8 @@ enum error_code op_console_lines(struct agent *a, const struct request *rq, stru
         uint32_t length = line->length;
         if (used + 2u + length > rp->capacity) {
             if (count > 0) break;
-            length = rp->capacity - used - 2u;   /* the first line is cut to fit */
+            /* the first line is cut to fit, between characters */
+            length = utf8_cut(line->text, length, rp->capacity - used - 2u);
         }
         put_u16(out + used, (uint16_t)length);
         memcpy(out + used + 2, line->text, length);

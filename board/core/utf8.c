@@ -16,6 +16,14 @@ static bool lead_rule(uint8_t lead, uint32_t *more, uint8_t *lo, uint8_t *hi)
     return true;
 }
 
+uint32_t utf8_cut(const uint8_t *text, uint32_t length, uint32_t limit)
+{
+    if (length <= limit) return length;
+    uint32_t n = limit;
+    while (n > 0 && (text[n] & 0xC0) == 0x80) n--;   /* text[n] would start the cut-off part */
+    return n;
+}
+
 bool utf8_valid(const uint8_t *text, uint32_t length)
 {
     uint32_t i = 0;

@@ -20,12 +20,19 @@
 #define SYSTICK_SPAN (1u << 24)      /* a wrap every 84 ms: the main loop's longest sleep */
 #endif
 
-/* SysTick counting down from SYSTICK_SPAN - 1 on the CPU clock, its interrupt on. */
+/* Reads of the counter to wait for its first load before giving up (QEMU: a few ms). */
+#define SYSTICK_LOAD_SPINS 50000000u
+
+/* SysTick counting down from SYSTICK_SPAN - 1 on the CPU clock, its interrupt on; returns once
+ * the counter has taken its first value. Until then it reads 0 (QEMU loads it from its own main
+ * loop, a millisecond or two later), and a 0 reads as the end of the first period: the clock
+ * would say 84 ms at power-up and then go back to 0, CLOCK_MONOTONIC reading -0.08 s. */
 static inline void systick_start(void)
 {
     SYST_RVR = SYSTICK_SPAN - 1u;
     SYST_CVR = 0;
     SYST_CSR = SYST_ENABLE_TICKINT_CPUCLK;
+    for (uint32_t spins = 0; SYST_CVR == 0 && spins < SYSTICK_LOAD_SPINS; spins++) {}
 }
 
 /* Divisor 1: QEMU's 16550 then times its receive timeout at 38,400 bit/s instead of its reset

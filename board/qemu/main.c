@@ -39,15 +39,20 @@ static volatile uint32_t systick_wraps;
 void board_uart_isr(void) { uart_isr(); }
 void board_tick_isr(void) { systick_wraps = systick_wraps + 1; }
 
+/* Microseconds since this boot's SysTick start; never less than an earlier reading (a
+ * counter read at a wrap, before its interrupt counted it, could otherwise go back 84 ms). */
 int64_t plat_uptime_us(void)
 {
+    static int64_t latest;
     uint32_t wraps, value;
     do {   /* a wrap between the two reads: read again */
         wraps = systick_wraps;
         value = SYST_CVR;
     } while (wraps != systick_wraps || (SYST_CSR & SYST_COUNTFLAG && value > SYSTICK_SPAN / 2));
     uint64_t ticks = (uint64_t)wraps * SYSTICK_SPAN + (SYSTICK_SPAN - 1u - value);
-    return (int64_t)(ticks / TICKS_PER_US);
+    int64_t now = (int64_t)(ticks / TICKS_PER_US);
+    if (now > latest) latest = now;
+    return latest;
 }
 
 void plat_send(const uint8_t *bytes, size_t n) { uart_send(bytes, n); }
