@@ -173,12 +173,15 @@ class BoardAgent:
             return Outcome([self._error(frame, ErrorCode.BAD_VERSION,
                                         f"board speaks protocol version {PROTOCOL_VERSION}, "
                                         f"not {frame.version}")])
-        if frame.opcode == Op.HELLO:
-            self._cache.clear()  # a new host session: its seq numbers start afresh
         fingerprint = _fingerprint(frame)
-        cached = self._cache.get(frame.seq)
-        if cached is not None and cached.fingerprint == fingerprint and cached.kept:
+        if frame.opcode == Op.HELLO:  # never answered from the cache (docs §5)
+            if not frame.payload:  # a new host session: its seq numbers start afresh; a
+                self._cache.clear()  # refused HELLO (BAD_LENGTH) changes nothing (§7)
+        elif (cached := self._cache.get(frame.seq)) is not None and \
+                cached.fingerprint == fingerprint and cached.kept:
             self.counters.duplicates += 1
+            if cached.reply.is_error:  # STATS counts every error reply sent (docs §6.7)
+                self.counters.errors += 1
             return Outcome([cached.reply])
         reply, reboot = self._execute(frame)
         limit = self.limits.query_reply if frame.opcode == Op.QUERY else self.limits.reply

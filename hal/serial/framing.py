@@ -221,8 +221,9 @@ class FrameDecoder:
         frames: list[Frame] = []
         start = 0
         while (end := buf.find(END, max(start, self._scan))) >= 0:
-            if self._overflowing:
+            if self._overflowing:  # an overlong run counts once, at its END (docs §4)
                 self._overflowing = False
+                self.stats.rejected[Reject.OVERSIZE] += 1
             elif end > start:
                 with memoryview(buf) as view:
                     self._take(bytes(view[start:end]), frames)
@@ -233,9 +234,7 @@ class FrameDecoder:
         if len(buf) > self._max_encoded:
             buf.clear()
             self._scan = 0
-            if not self._overflowing:
-                self._overflowing = True
-                self.stats.rejected[Reject.OVERSIZE] += 1
+            self._overflowing = True
         return frames
 
     def reset(self) -> None:

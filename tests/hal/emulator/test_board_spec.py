@@ -132,8 +132,9 @@ def test_a_frame_over_the_boards_own_maximum_is_dropped_as_oversize(
     assert agent.receive(raw_frame(Op.PING, 1, bytes(513))).frames == []
     assert agent.receive(b"\x55" * (max_encoded(512) + 1)).frames == []  # no END: overflow
     rejected = agent.decoder.stats.rejected
-    assert rejected[Reject.OVERSIZE] == 2
+    assert rejected[Reject.OVERSIZE] == 1  # the overlong run counts at its END (docs §4)
     assert error_code(ask(agent, Op.PING, bytes(510), seq=2)) == ErrorCode.BAD_LENGTH
+    assert rejected[Reject.OVERSIZE] == 2  # the request's leading END ended it
     assert ask(agent, Op.PING, bytes(509), seq=3).payload == bytes(509)
 
 
