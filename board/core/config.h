@@ -31,6 +31,11 @@
 #define BOARD_CRC32_TABLE_BITS 8
 #endif
 
+/* 1: the platform lends the CPU's instructions for SHA-256 and CRC-32 (platform.h). */
+#ifndef BOARD_PLAT_ACCEL
+#define BOARD_PLAT_ACCEL 0
+#endif
+
 /* Flash bytes handled per step when a request walks a range (stack buffer). */
 #ifndef BOARD_FLASH_CHUNK
 #define BOARD_FLASH_CHUNK 256u

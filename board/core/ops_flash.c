@@ -1,4 +1,6 @@
 /* FLASH_* (§6.4): NOR rules over the platform's storage. */
+#include <string.h>
+
 #include "agent_ops.h"
 #include "platform.h"
 #include "sha256.h"
@@ -32,6 +34,22 @@ enum error_code op_flash_read(struct agent *a, const struct request *rq, struct 
     return ERR_NONE;
 }
 
+/* The bits `data` would set over `old` (0 -> 1), ORed together: 0 if there are none. Eight
+ * bytes a step, with no early exit, so compilers can vectorize it. */
+static uint32_t bits_set(const uint8_t *data, const uint8_t *old, uint32_t n)
+{
+    uint64_t stray = 0;
+    uint32_t i = 0;
+    for (; n - i >= 8u; i += 8u) {
+        uint64_t d, o;
+        memcpy(&d, data + i, 8);
+        memcpy(&o, old + i, 8);
+        stray |= d & ~o;
+    }
+    for (; i < n; i++) stray |= (uint64_t)(data[i] & (uint8_t)~old[i]);
+    return (uint32_t)(stray | stray >> 32);
+}
+
 /* True if programming `data` at `offset` only clears bits (no 0 -> 1). */
 static bool only_clears(uint32_t offset, const uint8_t *data, uint32_t length, bool *failed)
 {
@@ -42,9 +60,7 @@ static bool only_clears(uint32_t offset, const uint8_t *data, uint32_t length, b
             *failed = true;
             return false;
         }
-        for (uint32_t i = 0; i < step; i++) {
-            if (data[done + i] & (uint8_t)~old[i]) return false;
-        }
+        if (bits_set(data + done, old, step) != 0) return false;
         done += step;
     }
     return true;

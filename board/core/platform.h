@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
+
 /* Transmits `n` bytes, in order, after everything sent before. May block until the line takes
  * them; a line that stays stalled may lose them (the protocol recovers from loss). */
 void plat_send(const uint8_t *bytes, size_t n);
@@ -34,5 +36,17 @@ void plat_wall_changed(int64_t wall_us);
  * agent_boot from its start-up code), or returns once the reboot silence is over and the
  * input that arrived meanwhile is dropped; the core then boots in place. */
 void plat_reset(uint8_t cause);
+
+#if BOARD_PLAT_ACCEL
+/* Optional: a build that defines BOARD_PLAT_ACCEL=1 lends the core the CPU's instructions for
+ * its two hot loops. Each does what it can and returns how much it did (0: nothing, the CPU
+ * lacks them); the core's portable code does the rest, so no result depends on them.
+ * plat_sha256_blocks: compresses up to `count` 64-byte blocks into the SHA-256 state; returns
+ * the blocks done (all or none). plat_crc32: continues the reflected CRC-32 register `*crc`
+ * (the value the byte loop keeps, already inverted) over a prefix of `data`; returns its
+ * length. */
+size_t plat_sha256_blocks(uint32_t state[8], const uint8_t *blocks, size_t count);
+size_t plat_crc32(uint32_t *crc, const uint8_t *data, size_t n);
+#endif
 
 #endif

@@ -1,5 +1,7 @@
 #include "sha256.h"
 
+#include "config.h"
+#include "platform.h"
 #include "wire.h"
 
 static const uint32_t round_constants[64] = {
@@ -65,6 +67,15 @@ static void compress(uint32_t state[8], const uint8_t block[64])
     state[7] += h;
 }
 
+/* `count` whole blocks: the CPU's instructions where the platform lends them, else C. */
+static void compress_blocks(uint32_t state[8], const uint8_t *blocks, size_t count)
+{
+#if BOARD_PLAT_ACCEL
+    if (plat_sha256_blocks(state, blocks, count) == count) return;
+#endif
+    for (; count > 0; count--, blocks += 64) compress(state, blocks);
+}
+
 void sha256_init(struct sha256 *h)
 {
     static const uint32_t initial[8] = {
@@ -81,9 +92,10 @@ void sha256_update(struct sha256 *h, const uint8_t *data, size_t n)
     h->length += n;
     while (n > 0) {
         if (h->used == 0 && n >= 64u) {   /* whole blocks straight from the input */
-            compress(h->state, data);
-            data += 64;
-            n -= 64;
+            size_t whole = n & ~(size_t)63;
+            compress_blocks(h->state, data, whole / 64u);
+            data += whole;
+            n -= whole;
             continue;
         }
         size_t take = 64u - h->used;
@@ -93,7 +105,7 @@ void sha256_update(struct sha256 *h, const uint8_t *data, size_t n)
         data += take;
         n -= take;
         if (h->used == 64u) {
-            compress(h->state, h->block);
+            compress_blocks(h->state, h->block, 1);
             h->used = 0;
         }
     }

@@ -2,6 +2,10 @@
 
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "crc32.h"
 #include "proto.h"
 #include "wire.h"
@@ -72,11 +76,27 @@ enum slip_event slip_rx_byte(struct slip_rx *rx, uint8_t byte)
     return SLIP_MORE;
 }
 
+/* How many bytes come before the first END or ESC (all `n` if none). */
+static size_t plain_bytes(const uint8_t *bytes, size_t n)
+{
+    size_t run = 0;
+#if defined(__SSE2__)   /* x86: 16 bytes a step; the loop below is the portable form */
+    const __m128i end = _mm_set1_epi8((char)SLIP_END), esc = _mm_set1_epi8((char)SLIP_ESC);
+    for (; n - run >= 16u; run += 16u) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(bytes + run));
+        unsigned hits = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, end), _mm_cmpeq_epi8(v, esc)));
+        if (hits != 0) return run + (size_t)__builtin_ctz(hits);
+    }
+#endif
+    while (run < n && bytes[run] != SLIP_END && bytes[run] != SLIP_ESC) run++;
+    return run;
+}
+
 size_t slip_rx_run(struct slip_rx *rx, const uint8_t *bytes, size_t n)
 {
     if (rx->escaped) return 0;
-    size_t run = 0;
-    while (run < n && bytes[run] != SLIP_END && bytes[run] != SLIP_ESC) run++;
+    size_t run = plain_bytes(bytes, n);
     if (run == 0) return 0;
     if (!rx->started) rx->length = 0;  /* the previous frame is consumed now */
     rx->started = true;

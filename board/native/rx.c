@@ -5,12 +5,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "../core/proto.h"
+
 #define RING_SIZE (1u << 20)   /* a power of two: 16 maximal frames */
+#define WAKE_BYTES (RING_SIZE / 4u)   /* wakes the main thread without an END (see rx.h) */
 
 static uint8_t ring[RING_SIZE];
 static size_t head, tail;      /* bytes ever received / taken; guarded by lock */
+static size_t frame_end;       /* head just past the last END received; guarded by lock */
 static bool dropped;           /* rx_drop since the last rx_peek */
 static bool ended, running, stopping;
 static bool waiting;           /* the main thread sleeps until the wake-up fd is readable */
@@ -19,6 +24,13 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t room = PTHREAD_COND_INITIALIZER;
 static pthread_t reader;
 static int wakeup[2] = {-1, -1};
+
+/* Nothing the agent would act on waits (lock held): no END since what was taken, and less
+ * than WAKE_BYTES (the agent acts only at an END, §4 of the protocol). */
+static bool idle(void)
+{
+    return frame_end <= tail && head - tail < WAKE_BYTES && !ended;
+}
 
 static void wake(void)
 {
@@ -48,19 +60,28 @@ static void *read_line(void *arg)
         size_t at = head % RING_SIZE, span = RING_SIZE - (head - tail);
         pthread_mutex_unlock(&lock);
         if (span > RING_SIZE - at) span = RING_SIZE - at;
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, -1) < 0 && errno != EINTR) {
-            finish(errno);
-            return NULL;
-        }
+        /* Read first and sleep in poll only when nothing is there: while bytes stream in,
+         * that is one system call per read instead of two. */
         ssize_t got = read(fd, ring + at, span);   /* only this thread writes past head */
+        if (got < 0 && errno == EAGAIN) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+                finish(errno);
+                return NULL;
+            }
+            continue;
+        }
         if (got > 0) {
+            const uint8_t *end = memrchr(ring + at, SLIP_END, (size_t)got);
             pthread_mutex_lock(&lock);
+            if (end != NULL) frame_end = head + (size_t)(end - (ring + at)) + 1u;
             head += (size_t)got;
-            bool asleep = waiting;   /* a busy main thread finds the bytes without a wake-up */
-            waiting = false;
+            /* A busy main thread finds the bytes without a wake-up; a sleeping one is woken
+             * once they can finish a frame. */
+            bool due = waiting && !idle();
+            if (due) waiting = false;
             pthread_mutex_unlock(&lock);
-            if (asleep) wake();
+            if (due) wake();
         } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
             finish(got == 0 ? 0 : errno);
             return NULL;
@@ -87,10 +108,10 @@ int rx_wakeup_fd(void) { return wakeup[0]; }
 bool rx_arm(void)
 {
     pthread_mutex_lock(&lock);
-    bool idle = head == tail && !ended;
-    if (idle) waiting = true;
+    bool nothing = idle();
+    if (nothing) waiting = true;
     pthread_mutex_unlock(&lock);
-    return idle;
+    return nothing;
 }
 
 size_t rx_peek(const uint8_t **bytes, size_t limit)

@@ -16,8 +16,11 @@ bool rx_start(int fd);
 /* The fd to sleep on: readable once bytes, or the end, arrive after rx_arm returned true. */
 int rx_wakeup_fd(void);
 
-/* True if nothing waits to be taken: the reader will then make rx_wakeup_fd readable when
- * something arrives (false: take what waits first, no wake-up is due). */
+/* True if nothing the agent would act on waits: the reader will then make rx_wakeup_fd
+ * readable when something does (false: take what waits first, no wake-up is due). The agent
+ * acts only at a SLIP END (§4), so bytes of a frame not yet ended wait in the ring until its
+ * END arrives, or a quarter of the ring (256 KiB) has filled, or the line ends: the main
+ * thread then wakes once per frame rather than once per read (a pty gives 4 KiB a read). */
 bool rx_arm(void);
 
 /* Bytes waiting, contiguous (at most `limit`), without taking them; 0 if none. */
