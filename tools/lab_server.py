@@ -24,7 +24,6 @@ import ipaddress
 import json
 import re
 import shlex
-import socket
 import ssl
 import sys
 import tempfile
@@ -40,13 +39,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from firmware_model.image.signing import Signer
 from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
 from policy.errors import UsageError
+from policy.https import LoopbackHttpsServer
 from policy.interrupts import interrupts_ignored
 from policy.network import is_loopback
 from tools.pki import ROOT, general_name, issue, load_signer, new_key
 
 PROG = "lab-server"
 DEFAULT_KEYS = Path("images/build/keys")
-HANDSHAKE_TIMEOUT = 10.0
 #: How long stopping waits for connections in progress to finish (and say how they went).
 DRAIN_TIMEOUT = 2.0
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -130,25 +129,22 @@ class _Greeting(http.server.BaseHTTPRequestHandler):
         self.server.log(f"{self.client_address[0]}:{self.client_address[1]} {format % args}")
 
 
-class LabServer(http.server.ThreadingHTTPServer):
-    """An HTTPS server: each connection's handshake runs in its own thread (a client that
-    stalls holds up nobody), and a failed one is a line of output, not a traceback."""
+class LabServer(LoopbackHttpsServer):
+    """An HTTPS server that greets each client with its name (policy.https: each handshake
+    in its connection's own thread); stopping it lets connections in progress end."""
 
     def __init__(self, address: tuple[str, int], name: str, context: ssl.SSLContext,
                  log: Callable[[str], None] = say) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.name = name
-        self.log = log
-        self.context = context
         self._active = 0
         self._idle = threading.Condition()
-        super().__init__(address, _Greeting)
+        super().__init__(address, _Greeting, context, log)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         with self._idle:
             self._active += 1
         try:
-            self._serve_one(request, client_address)
+            super().finish_request(request, client_address)
         finally:
             with self._idle:
                 self._active -= 1
@@ -160,26 +156,9 @@ class LabServer(http.server.ThreadingHTTPServer):
         with self._idle:
             self._idle.wait_for(lambda: self._active == 0, timeout=DRAIN_TIMEOUT)
 
-    def _serve_one(self, request: Any, client_address: Any) -> None:
-        peer = f"{client_address[0]}:{client_address[1]}"
-        request.settimeout(HANDSHAKE_TIMEOUT)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as error:
-            reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
-            self.log(f"{peer} handshake failed: {reason}")
-            return
-        self.log(f"{peer} handshake ok ({tls.version()})")
-        try:
-            _Greeting(tls, client_address, self)
-        except OSError as error:
-            self.log(f"{peer} connection dropped: {error.strerror or type(error).__name__}")
-        finally:
-            tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.log(f"{client_address[0]}:{client_address[1]} request failed: "
-            f"{type(sys.exc_info()[1]).__name__}")
+    def serve_connection(self, tls: ssl.SSLSocket, client_address: Any) -> None:
+        self.log(f"{client_address[0]}:{client_address[1]} handshake ok ({tls.version()})")
+        super().serve_connection(tls, client_address)
 
 
 @dataclass(frozen=True)

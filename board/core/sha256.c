@@ -4,7 +4,7 @@
 #include "platform.h"
 #include "wire.h"
 
-static const uint32_t round_constants[64] = {
+const uint32_t sha256_round_constants[64] = {
     0x428a2f98u, 0x71374491u, 0xb5c0fbcfu, 0xe9b5dba5u, 0x3956c25bu, 0x59f111f1u, 0x923f82a4u,
     0xab1c5ed5u, 0xd807aa98u, 0x12835b01u, 0x243185beu, 0x550c7dc3u, 0x72be5d74u, 0x80deb1feu,
     0x9bdc06a7u, 0xc19bf174u, 0xe49b69c1u, 0xefbe4786u, 0x0fc19dc6u, 0x240ca1ccu, 0x2de92c6fu,
@@ -48,14 +48,14 @@ static void compress(uint32_t state[8], const uint8_t block[64])
     uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
     uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
     for (unsigned i = 0; i < 64; i += 8) {
-        ROUND(a, b, c, d, e, f, g, h, round_constants[i], w[i]);
-        ROUND(h, a, b, c, d, e, f, g, round_constants[i + 1], w[i + 1]);
-        ROUND(g, h, a, b, c, d, e, f, round_constants[i + 2], w[i + 2]);
-        ROUND(f, g, h, a, b, c, d, e, round_constants[i + 3], w[i + 3]);
-        ROUND(e, f, g, h, a, b, c, d, round_constants[i + 4], w[i + 4]);
-        ROUND(d, e, f, g, h, a, b, c, round_constants[i + 5], w[i + 5]);
-        ROUND(c, d, e, f, g, h, a, b, round_constants[i + 6], w[i + 6]);
-        ROUND(b, c, d, e, f, g, h, a, round_constants[i + 7], w[i + 7]);
+        ROUND(a, b, c, d, e, f, g, h, sha256_round_constants[i], w[i]);
+        ROUND(h, a, b, c, d, e, f, g, sha256_round_constants[i + 1], w[i + 1]);
+        ROUND(g, h, a, b, c, d, e, f, sha256_round_constants[i + 2], w[i + 2]);
+        ROUND(f, g, h, a, b, c, d, e, sha256_round_constants[i + 3], w[i + 3]);
+        ROUND(e, f, g, h, a, b, c, d, sha256_round_constants[i + 4], w[i + 4]);
+        ROUND(d, e, f, g, h, a, b, c, sha256_round_constants[i + 5], w[i + 5]);
+        ROUND(c, d, e, f, g, h, a, b, sha256_round_constants[i + 6], w[i + 6]);
+        ROUND(b, c, d, e, f, g, h, a, sha256_round_constants[i + 7], w[i + 7]);
     }
     state[0] += a;
     state[1] += b;

@@ -14,6 +14,9 @@ struct sha256 {
     uint32_t used;        /* bytes waiting in block */
 };
 
+/* FIPS 180-4's K: the 64 round constants (also read by a platform's accelerated rounds). */
+extern const uint32_t sha256_round_constants[64];
+
 void sha256_init(struct sha256 *h);
 void sha256_update(struct sha256 *h, const uint8_t *data, size_t n);
 /* Writes the 32-byte digest; `h` must be initialised again before reuse. */

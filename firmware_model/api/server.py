@@ -26,7 +26,6 @@ import contextlib
 import http.server
 import json
 import signal
-import socket
 import ssl
 import sys
 import threading
@@ -43,8 +42,8 @@ from firmware_model.device.model import Device
 from firmware_model.errors import FwModelError
 from hal.soft.clock import VirtualClock
 from policy.errors import Failure, UsageError
+from policy.https import LoopbackHttpsServer
 
-HANDSHAKE_TIMEOUT = 10.0
 #: How long a kept-alive connection may sit idle before the server closes it.
 IDLE_TIMEOUT = 120.0
 #: The most bytes of an over-long body read (and dropped) to answer it; beyond, the
@@ -195,40 +194,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.server.log(f"{self.client_address[0]}:{self.client_address[1]} {format % args}")
 
 
-class ApiServer(http.server.ThreadingHTTPServer):
+class ApiServer(LoopbackHttpsServer):
     """An HTTPS server of `session`'s API (see module doc)."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], session: DeviceSession,
                  context: ssl.SSLContext, log: Log) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.session, self.context, self.log = session, context, log
-        super().__init__(address, _Handler)
+        self.session = session
+        super().__init__(address, _Handler, context, log)
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        peer = f"{client_address[0]}:{client_address[1]}"
-        request.settimeout(HANDSHAKE_TIMEOUT)
-        # an answer is written as headers, then body: without this, Nagle's algorithm holds the
-        # body back until the client's delayed acknowledgement (40 ms a request on Linux)
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as error:
-            reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
-            self.log(f"{peer} handshake failed: {reason}")
-            return
-        try:
-            if _Handler(tls, client_address, self).unread_body:
-                _linger(tls)
-        except OSError as error:
-            self.log(f"{peer} connection dropped: {error.strerror or type(error).__name__}")
-        finally:
-            tls.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.log(f"{client_address[0]}:{client_address[1]} request failed: "
-                 f"{type(sys.exc_info()[1]).__name__}")
+    def serve_connection(self, tls: ssl.SSLSocket, client_address: Any) -> None:
+        if _Handler(tls, client_address, self).unread_body:
+            _linger(tls)
 
 
 def _linger(tls: ssl.SSLSocket) -> None:
