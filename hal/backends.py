@@ -26,6 +26,7 @@ from hal.interfaces import FlashProgress, Machine
 from hal.soft.files import device_files
 from hal.soft.machine import SoftwareMachine
 from policy.errors import UsageError
+from policy.files import read_regular
 
 DEFAULT_FLASH = "device.flash"
 #: The software device in this process, the board agents that serve one (`hal.emulator.boards`
@@ -60,6 +61,8 @@ def parse_hal(text: str) -> HalSpec:
     """Parse a `--hal` value (see the module doc); UsageError for anything else."""
     kind, _, target = text.partition(":")
     if kind == "fake" or kind in AGENTS:
+        if target and (Path(target).name in ("", "..") or target.endswith("/")):
+            raise UsageError(f"--hal {text!r}: {target!r} names a folder, not a flash file")
         return HalSpec(kind, target or None)
     if kind == "serial" and target:
         return HalSpec(kind, target)
@@ -142,7 +145,7 @@ def _untouched(flash: Path) -> bool:
     """True if the device at `flash` is as new: its flash erased and its fuses all zero."""
     files = device_files(flash)
     try:
-        if files[0].read_bytes().strip(b"\xff") or files[1].read_bytes().strip(b"\0"):
+        if read_regular(files[0]).strip(b"\xff") or read_regular(files[1]).strip(b"\0"):
             return False
     except FileNotFoundError:
         pass

@@ -25,6 +25,7 @@ from firmware_model.agent.feed import MANIFEST_NAME, image_file_name
 from firmware_model.image.manifest import read_manifest
 from firmware_model.image.package import parse_package
 from policy.cli import run_guarded
+from policy.files import read_regular
 from tools.pki import complete_lab_pki, keygen
 from tools.recipes import build_from_recipe
 
@@ -43,8 +44,8 @@ def publish_feed(manifest: Path, images: Path, feed: Path) -> None:
     """Lay out `feed` with `manifest` and every image it lists, named by image GUID."""
     feed.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(manifest, feed / MANIFEST_NAME)
-    by_id = {parse_package(p.read_bytes()).image_id: p for p in images.glob("*.imagepackage")}
-    for entry in read_manifest(parse_package(manifest.read_bytes()).payload):
+    by_id = {parse_package(read_regular(p)).image_id: p for p in images.glob("*.imagepackage")}
+    for entry in read_manifest(parse_package(read_regular(manifest)).payload):
         shutil.copyfile(by_id[entry.image_id], feed / image_file_name(entry.image_id))
 
 

@@ -45,6 +45,7 @@ from firmware_model.image.sections import ImageType
 from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import Component
 from policy.errors import UsageError
+from policy.files import read_regular
 from tools.pki import IMAGE_SIGNING, ROOT, load_certificate, load_public_key, load_signer
 
 #: The manifest's component GUID: that of the shipped manifests (images/recipes/manifest-*.toml).
@@ -76,7 +77,7 @@ def running_keyring(keys: Path, keystore: Path | None, fused: bytes) -> Keyring:
     DIR's image-signing key allowed what the shipped keystore recipes allow it."""
     if keystore is not None:
         try:
-            return open_keystore(keystore.read_bytes(), fused)[1].keyring
+            return open_keystore(read_regular(keystore), fused)[1].keyring
         except FwModelError as error:
             raise _named(keystore, error) from None
     certificate = load_certificate(keys / f"{IMAGE_SIGNING}.pem")
@@ -85,7 +86,7 @@ def running_keyring(keys: Path, keystore: Path | None, fused: bytes) -> Keyring:
 
 
 def _read(path: Path) -> tuple[bytes, ImagePackage, Component]:
-    data = path.read_bytes()
+    data = read_regular(path)
     try:
         image = parse_package(data)
     except FwModelError as error:

@@ -28,6 +28,7 @@ from firmware_model.image.package import parse_package
 from firmware_model.trust.chain import open_keystore, verify_image
 from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.errors import UsageError
+from policy.files import read_regular, read_regular_text
 from tools.describe import describe, render_text
 from tools.feed import __doc__ as feed_doc
 from tools.feed import publish
@@ -56,7 +57,7 @@ def _keygen(args: argparse.Namespace) -> int:
         return 0
     pki = keygen(Path(args.out), force=args.force)
     print(f"lab PKI written to {pki.folder} (root key hash: "
-          f"{(pki.folder / 'root.hash').read_text().strip()})")
+          f"{read_regular_text(pki.folder / 'root.hash').strip()})")
     return 0
 
 
@@ -68,14 +69,14 @@ def _build(args: argparse.Namespace) -> int:
 
 def _sign(args: argparse.Namespace) -> int:
     signer = load_signer(Path(args.key), Path(args.cert))
-    signed = resign(Path(args.image).read_bytes(), signer)
+    signed = resign(read_regular(Path(args.image)), signer)
     write_atomic(Path(args.output), signed)
     print(f"{args.output}: signed by {signer.thumbprint.hex()}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    info = describe(parse_package(Path(args.image).read_bytes()))
+    info = describe(parse_package(read_regular(Path(args.image))))
     print(json.dumps(info, indent=2) if args.json else render_text(info))
     return 0
 
@@ -85,13 +86,13 @@ def _keyring(args: argparse.Namespace) -> Keyring:
         return Keyring([TrustedKey.from_certificate(load_certificate(Path(args.cert)))],
                        source=f"the certificate {args.cert}")
     fused = root_key_hash(load_public_key(Path(args.root_pubkey)))
-    return open_keystore(Path(args.keystore).read_bytes(), fused)[1].keyring
+    return open_keystore(read_regular(Path(args.keystore)), fused)[1].keyring
 
 
 def _verify(args: argparse.Namespace) -> int:
     if args.keystore and not args.root_pubkey:
         raise UsageError("--keystore needs --root-pubkey")
-    image = verify_image(Path(args.image).read_bytes(), _keyring(args))
+    image = verify_image(read_regular(Path(args.image)), _keyring(args))
     print(f"{args.image}: valid {image.image_type_name} image signed by {image.thumbprint.hex()}")
     return 0
 

@@ -23,6 +23,7 @@ from firmware_model.image.keystore import (
 )
 from firmware_model.image.signing import Signer
 from policy.errors import UsageError
+from policy.files import read_regular
 from tools.files import write_atomic
 
 ROOT = "root"
@@ -183,14 +184,14 @@ def complete_lab_pki(folder: Path) -> list[str]:
 
 def load_certificate(path: Path) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
+        return x509.load_pem_x509_certificate(read_regular(path))
     except BAD_CERTIFICATE:
         raise ImageFormatError(f"{path} is not a PEM certificate") from None
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     """An EC public key from a PEM file holding a public key or a certificate."""
-    data = path.read_bytes()
+    data = read_regular(path)
     try:
         key = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
                else serialization.load_pem_public_key(data))
@@ -204,7 +205,7 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 def load_signer(key_path: Path, cert_path: Path) -> Signer:
     """A Signer from a PEM private key and the PEM certificate naming it."""
     try:
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(read_regular(key_path), password=None)
     except (ValueError, TypeError):
         raise ImageFormatError(f"{key_path} is not an unencrypted PEM private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -52,6 +52,7 @@ from firmware_model.image.manifest import ManifestEntry, build_manifest
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from firmware_model.trust.fuses import MAX_SECURITY_VERSION
+from policy.files import read_regular, read_regular_text
 from tools.elfstub import arm_executable
 from tools.files import write_atomic
 from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, load_signer
@@ -59,7 +60,7 @@ from tools.pki import IMAGE_SIGNING, KEYSTORE_SIGNING, ROOT, load_certificate, l
 
 def load_recipe(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(read_regular_text(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ImageFormatError(f"{path} is not a TOML recipe ({error})") from None
 
@@ -83,7 +84,7 @@ def _store_payload(table: dict[str, Any], base: Path, path: Path) -> bytes:
         cert = load_certificate(base / file)
         named.append((Path(file).stem, cert))
     for bundle in table.get("bundles", []):
-        for cert in load_pem_bundle((base / bundle).read_bytes()):
+        for cert in load_pem_bundle(read_regular(base / bundle)):
             named.append((file_stem(cert), cert))
     if not named:
         raise ImageFormatError(f"{path}: a store with no root would leave a device unable to "
@@ -113,7 +114,7 @@ def _app_files(table: dict[str, Any], path: Path) -> dict[str, bytes]:
     made by `tools.elfstub`."""
     if not isinstance(table, dict):
         raise ImageFormatError(f"{path}: 'app' is not a table")
-    files = {name: (path.parent / str(file)).read_bytes()
+    files = {name: read_regular(path.parent / str(file))
              for name, file in _subtable(table, "files", path).items()}
     for name, strings in _subtable(table, "stand_in_executables", path).items():
         if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
@@ -153,7 +154,7 @@ def _keystore_payload(table: dict[str, Any], keys: Path, stem: str, path: Path) 
 
 
 def _manifest_payload(table: dict[str, Any], out_dir: Path, build_date: int) -> bytes:
-    entries = [ManifestEntry.for_image(parse_package((out_dir / f).read_bytes()))
+    entries = [ManifestEntry.for_image(parse_package(read_regular(out_dir / f)))
                for f in table.get("images", [])]
     return build_manifest(entries, build_date)
 

@@ -19,8 +19,12 @@ untouched by it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import socket
 import ssl
+import threading
 import time
 import urllib.parse
 import uuid
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Protocol
 
 from firmware_model.errors import FeedError, FeedLocationError, SizeLimitError
+from policy.files import open_regular, read_regular
 from policy.network import LOOPBACK_HOSTS, is_loopback
 
 CHANNELS = ("Retail", "RetailEval")
@@ -81,8 +86,8 @@ class DirectoryFeed:
     def fetch(self, name: str, limit: int, deadline: float | None = None) -> bytes:
         _check_deadline(deadline, name, self.location)
         path = self.root / name
-        try:
-            with path.open("rb") as handle:
+        try:  # a FIFO or a device is refused, not waited on or read for ever
+            with os.fdopen(open_regular(path), "rb") as handle:
                 data = handle.read(limit + 1)
         except FileNotFoundError:
             raise FeedError(f"feed {self.root} has no {name}") from None
@@ -113,21 +118,32 @@ class HttpFeed:
         url = urllib.parse.urljoin(self.base_url.rstrip("/") + "/", name)
         parsed = urllib.parse.urlparse(url)
         connection = self._connection(parsed, deadline, name)
+        cutoff = _Cutoff(deadline)
         try:
-            return self._get(connection, parsed, name, limit, deadline)
+            data = self._get(connection, parsed, name, limit, deadline, cutoff)
+        except FeedError:  # a response cut short: by the cutoff, if the deadline has passed
+            if cutoff.passed(deadline):
+                raise _late(name, self.location) from None
+            raise
         except TimeoutError:
-            if deadline is not None and time.monotonic() >= deadline - 0.001:
+            if cutoff.passed(deadline):
                 raise _late(name, self.location) from None
             raise FeedError(f"feed {url}: timed out after {self.timeout:g} s") from None
         except ssl.SSLCertVerificationError as error:
             raise FeedError(f"feed {url}: TLS failed (certificate verify failed: "
                             f"{error.verify_message or error.reason})") from None
-        except ssl.SSLError as error:
-            raise FeedError(f"feed {url}: TLS failed ({error.reason or error})") from None
-        except (http.client.HTTPException, OSError) as error:
-            raise FeedError(f"feed {url}: cannot fetch ({error})") from None
+        except (ssl.SSLError, http.client.HTTPException, OSError) as error:
+            if cutoff.passed(deadline):  # the cutoff shut the socket in the middle of a read
+                raise _late(name, self.location) from None
+            what = f"TLS failed ({error.reason or error})" if isinstance(error, ssl.SSLError) \
+                else f"cannot fetch ({error})"
+            raise FeedError(f"feed {url}: {what}") from None
         finally:
+            cutoff.cancel()
             connection.close()
+        if cutoff.passed(deadline):  # what arrived before the cutoff is not the whole file
+            raise _late(name, self.location)
+        return data
 
     def _connection(self, parsed: urllib.parse.ParseResult, deadline: float | None,
                     name: str) -> http.client.HTTPConnection:
@@ -148,9 +164,11 @@ class HttpFeed:
         return min(self.timeout, left)
 
     def _get(self, connection: http.client.HTTPConnection, parsed: urllib.parse.ParseResult,
-             name: str, limit: int, deadline: float | None) -> bytes:
+             name: str, limit: int, deadline: float | None, cutoff: _Cutoff) -> bytes:
         connection.request("GET", parsed.path or "/", headers={"Connection": "close"})
         sock = connection.sock  # kept: the connection lets go of it once the response is read
+        if sock is not None:
+            cutoff.watch(sock)
         response = connection.getresponse()
         url = parsed.geturl()
         if response.status != 200:
@@ -172,6 +190,48 @@ class HttpFeed:
         if declared is not None and declared.isdigit() and len(data) < int(declared):
             raise FeedError(f"feed {url}: response cut short after {len(data)} bytes")
         return bytes(data)
+
+
+class _Cutoff:
+    """Shuts a fetch's socket down the moment the check's deadline passes, whatever read is in
+    progress: a socket timeout bounds one read only, and a feed that sends a byte just in time
+    (the status line or the headers a byte a second) would pass every one of them."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._fired = False
+        self._timer: threading.Timer | None = None
+        if deadline is not None:
+            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock` down at the deadline (at once if it has passed)."""
+        with self._lock:
+            self._sock = sock
+            if self._fired:
+                _shut(sock)
+
+    def passed(self, deadline: float | None) -> bool:
+        """Whether the deadline has passed (the cutoff fired, or the clock says so)."""
+        return self._fired or (deadline is not None and time.monotonic() >= deadline - 0.001)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._fired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
@@ -199,7 +259,7 @@ class MemoryFeed:
     @classmethod
     def from_directory(cls, root: Path) -> MemoryFeed:
         """Every `*.imagepackage` of a channel folder, read once."""
-        files = {path.name: path.read_bytes() for path in sorted(root.glob("*.imagepackage"))}
+        files = {path.name: read_regular(path) for path in sorted(root.glob("*.imagepackage"))}
         if MANIFEST_NAME not in files:
             raise FeedError(f"feed {root} has no {MANIFEST_NAME}")
         return cls(files, str(root))

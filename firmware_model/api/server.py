@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import re
 import signal
 import ssl
 import sys
@@ -117,10 +118,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if "Transfer-Encoding" in self.headers:
             self.close_connection = self.unread_body = True
             return Reply(HTTPStatus.LENGTH_REQUIRED, None, note="a body without Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
+        length = _content_length(self.headers.get_all("Content-Length") or [])
         if length < 0:
             self.close_connection = True
             return Reply(HTTPStatus.BAD_REQUEST, None, note="a Content-Length that is no length")
@@ -186,6 +184,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.wfile.flush()
 
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's own refusals (a request line or headers it cannot read, a method it
+        does not know): the status and no body, as every refusal HTTP makes before a route is
+        reached, with REST-API-Version like every answer (not http.server's HTML page)."""
+        self.close_connection = True
+        self.server.log(f"{self.client_address[0]}:{self.client_address[1]} {code} "
+                        f"{message or HTTPStatus(code).phrase}")
+        self._send(Reply(HTTPStatus(code), None))
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Each request is logged once, with its reason (`do_GET`)."""
 
@@ -207,6 +215,16 @@ class ApiServer(LoopbackHttpsServer):
     def serve_connection(self, tls: ssl.SSLSocket, client_address: Any) -> None:
         if _Handler(tls, client_address, self).unread_body:
             _linger(tls)
+
+
+def _content_length(values: list[str]) -> int:
+    """The body's length from a request's Content-Length headers: 0 without one, -1 (no
+    length) for anything but one run of ASCII digits, or several headers that disagree."""
+    if not values:
+        return 0
+    if len(set(values)) > 1 or not re.fullmatch(r"[0-9]{1,19}", values[0].strip()):
+        return -1
+    return int(values[0])
 
 
 def _linger(tls: ssl.SSLSocket) -> None:

@@ -26,6 +26,7 @@ from firmware_model.trust.chain import open_keystore, verify_image
 from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, fuse_root_hash, raise_floor, read_root_hash
 from hal.interfaces import Machine
+from policy.files import read_regular, read_regular_text
 
 #: The file of a lab PKI (`imagetool keygen`) holding the root-key hash a device fuses (hex).
 ROOT_HASH_NAME = "root.hash"
@@ -55,8 +56,8 @@ class FactoryImages:
         from a build folder. `keystore` and `store` are paths within `folder`; an absolute
         path is read as it is."""
         if root_hash is None:
-            root_hash = parse_root_hash((folder / ROOT_HASH_FILE).read_text())
-        return cls(root_hash, (folder / keystore).read_bytes(), (folder / store).read_bytes())
+            root_hash = parse_root_hash(read_regular_text(folder / ROOT_HASH_FILE))
+        return cls(root_hash, read_regular(folder / keystore), read_regular(folder / store))
 
 
 def parse_root_hash(text: str) -> bytes:

@@ -14,11 +14,16 @@ a power-up (docs/serial-protocol.md §9), and leaves FLASH.boot as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hal.errors import StateFileError
+from policy.files import open_regular, read_regular
+
+#: The most bytes a state file beside FLASH may hold (each is one short line).
+STATE_LIMIT = 4096
 
 OTP, RESET, CLOCK, BOOT = ".otp", ".reset", ".clock", ".boot"
 #: Every file beside FLASH, in the order they are made.
@@ -35,14 +40,22 @@ def sidecar(flash_path: Path | None, suffix: str) -> Path | None:
     return None if flash_path is None else flash_path.with_name(flash_path.name + suffix)
 
 
+def read_state(path: Path) -> str | None:
+    """The text of the state file `path` (one short ASCII line, stripped), None if absent.
+    OSError if it is not a regular file (a FIFO, a device) or is larger than STATE_LIMIT."""
+    try:
+        return read_regular(path, STATE_LIMIT).decode("ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+
+
 def load_wall(path: Path) -> float | None:
     """The wall time (epoch seconds) saved in `path`, None if there is no such file.
 
     StateFileError if it does not hold an ISO 8601 date-time with a time zone.
     """
-    try:
-        text = path.read_bytes().decode("ascii", errors="replace").strip()
-    except FileNotFoundError:
+    text = read_state(path)
+    if text is None:
         return None
     try:
         when = datetime.fromisoformat(text)
@@ -51,6 +64,21 @@ def load_wall(path: Path) -> float | None:
     if when is None or when.tzinfo is None:
         raise StateFileError(f"{path}: {text[:40]!r} is not an ISO 8601 time with a time zone")
     return when.timestamp()
+
+
+def check_saveable(path: Path) -> None:
+    """Fail now (OSError) where `save_wall(path, ...)` would fail at the end of a command,
+    after the device has changed: an existing file that cannot be opened for writing (an
+    immutable one cannot be replaced either) or a folder that takes no new file."""
+    with contextlib.suppress(FileNotFoundError):
+        os.close(open_regular(path, os.O_RDWR))
+    temp = _temp_of(path)
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    os.unlink(temp)
+
+
+def _temp_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def save_wall(path: Path, wall: float) -> None:
@@ -63,6 +91,6 @@ def save_wall(path: Path, wall: float) -> None:
         text = datetime.fromtimestamp(wall, UTC).isoformat()
     except (ValueError, OverflowError, OSError):
         raise StateFileError(f"{path}: the wall time {wall!r} is outside years 1..9999") from None
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = _temp_of(path)
     temp.write_text(text + "\n", encoding="ascii")
     os.replace(temp, path)

@@ -21,6 +21,7 @@ from hal.errors import DeviceBusyError, FlashError, FlashFileError, PowerLoss
 from hal.interfaces import FlashGeometry
 from hal.soft.power import PowerRail
 from hal.soft.power_cuts import CutMode, FaultInjector, OpKind, tear
+from policy.files import open_regular
 
 _ERASED = 0xFF
 _ERASED_BYTE = bytes([_ERASED])
@@ -264,10 +265,8 @@ def open_backing(path: Path, size: int, *, create: bool = True,
     existing file has another size; with `create` False also if the file is absent or empty
     (nothing is created).
     """
-    if create:
-        path.touch(exist_ok=True)
-    try:
-        handle = path.open("r+b")
+    try:  # a FIFO or a device is refused (OSError), never written into or mapped
+        handle = os.fdopen(open_regular(path, os.O_RDWR | (os.O_CREAT if create else 0)), "r+b")
     except FileNotFoundError:
         raise FlashFileError(f"{path}: no flash file") from None
     try:

@@ -41,7 +41,7 @@ from pathlib import Path
 from hal.interfaces import BootHook, Closeable, FlashGeometry, ResetCause
 from hal.soft.clock import DEFAULT_WALL_START, ClockState, VirtualClock
 from hal.soft.console import Echo, LineConsole
-from hal.soft.files import BOOT, CLOCK, OTP, RESET, load_wall, save_wall, sidecar
+from hal.soft.files import BOOT, CLOCK, OTP, RESET, check_saveable, load_wall, save_wall, sidecar
 from hal.soft.flash import NorFlash
 from hal.soft.memory_map import MemoryMap
 from hal.soft.otp import FuseBank
@@ -109,6 +109,8 @@ class SoftwareMachine(Closeable):
                               lock_wait=lock_wait)
         try:
             saved = None if clock_file is None else load_wall(clock_file)
+            if clock_file is not None:
+                check_saveable(clock_file)  # not after an update, at close()
             self.clock = VirtualClock(wall_start if saved is None else saved)
             self.otp = FuseBank(otp_words, self._rail, sidecar(path, OTP), create=create)
             self._cause = ResetCauseRegister(sidecar(path, RESET), create=create)

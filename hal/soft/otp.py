@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hal.errors import OtpError, OtpFileError
 from hal.soft.power import PowerRail
+from policy.files import open_regular
 
 WORD_BITS = 32
 _WORD_BYTES = WORD_BITS // 8
@@ -92,7 +93,7 @@ class FuseBank:
     def _open(self, path: Path, create: bool) -> None:
         size = len(self._words) * _WORD_BYTES
         try:
-            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+            fd = open_regular(path, os.O_RDWR | (os.O_CREAT if create else 0))
         except FileNotFoundError:
             raise OtpFileError(f"{path}: no OTP file") from None
         actual = os.fstat(fd).st_size

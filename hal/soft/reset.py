@@ -10,7 +10,9 @@ from pathlib import Path
 
 from hal.errors import HalError, StateFileError
 from hal.interfaces import ResetCause
+from hal.soft.files import read_state
 from hal.soft.power import PowerRail
+from policy.files import open_regular
 
 _REGISTER_BYTES = 4
 _NAME_WIDTH = 15
@@ -28,11 +30,12 @@ class ResetCauseRegister:
         self._cause = ResetCause.POWER_ON
         self._fd: int | None = None
         if path is not None:
-            if path.exists():
-                self._cause = _parse_cause(path)
+            text = read_state(path)
+            if text is not None:
+                self._cause = _parse_cause(path, text)
             elif not create:
                 raise StateFileError(f"{path}: no reset-cause file")
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = open_regular(path, os.O_RDWR | os.O_CREAT)
             self._save()
 
     @property
@@ -63,8 +66,7 @@ class ResetCauseRegister:
             os.ftruncate(self._fd, len(line))
 
 
-def _parse_cause(path: Path) -> ResetCause:
-    name = path.read_text(encoding="ascii", errors="replace").strip()
+def _parse_cause(path: Path, name: str) -> ResetCause:
     try:
         return ResetCause[name]
     except KeyError:
@@ -90,10 +92,11 @@ class BootRegister:
         self._count, self._booted_at = 1, monotonic()
         self._fd: int | None = None
         if path is not None:
-            if path.exists():
-                self._count, uptime = _parse_boots(path)
+            text = read_state(path)
+            if text is not None:
+                self._count, uptime = _parse_boots(path, text)
                 self._booted_at -= uptime
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fd = open_regular(path, os.O_RDWR | os.O_CREAT)
             self.save()
 
     @property
@@ -137,8 +140,7 @@ class BootRegister:
             self._fd = None
 
 
-def _parse_boots(path: Path) -> tuple[int, float]:
-    text = path.read_text(encoding="ascii", errors="replace").strip()
+def _parse_boots(path: Path, text: str) -> tuple[int, float]:
     match = _BOOT_LINE.fullmatch(text)
     if match is None:
         raise StateFileError(f"{path}: {text[:40]!r} is not 'boot_count=N uptime_s=S'")

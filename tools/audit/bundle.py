@@ -27,6 +27,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+from policy.files import read_regular
 from tools.audit.endpoints import Endpoint
 from tools.audit.errors import BadInputError
 from tools.audit.judge import Judge
@@ -177,7 +178,7 @@ def bundle_from_paths(paths: Sequence[Path]) -> Bundle:
 
 def _read(file: Path) -> bytes:
     try:
-        return file.read_bytes()
+        return read_regular(file)
     except OSError as error:
         raise BadInputError(os.fspath(file), f"cannot read ({error.strerror or error})") from None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from firmware_model.image.keystore import Keyring
+from policy.files import read_regular
 from tools.audit.bundle import (
     AppVerdict,
     Bundle,
@@ -90,7 +91,7 @@ class AuditResult:
 
 def _read_with(reader: Reader, path: Path) -> Findings:
     try:
-        return reader(path.read_bytes(), str(path))
+        return reader(read_regular(path), str(path))
     except OSError as error:
         raise UnreadableInputError(str(path), f"cannot read ({error.strerror or error})") from None
 
@@ -157,7 +158,7 @@ def discover(request: AuditRequest, loose: Bundle | None = None) -> Discovery:
 def _read_app(reader: Callable[[bytes, str], tuple[Findings, Bundle]], path: Path
               ) -> tuple[Findings, Bundle]:
     try:
-        return reader(path.read_bytes(), str(path))
+        return reader(read_regular(path), str(path))
     except OSError as error:
         raise UnreadableInputError(str(path), f"cannot read ({error.strerror or error})") from None
 

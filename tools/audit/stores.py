@@ -25,6 +25,7 @@ from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
 from firmware_model.image.package import ImagePackage, parse_package
 from firmware_model.image.sections import ImageType, image_type_name
 from firmware_model.trust.chain import open_keystore, verify_image
+from policy.files import read_regular
 from tools.audit.errors import BadInputError
 from tools.pki import load_certificate, load_public_key
 
@@ -159,7 +160,7 @@ def load_store(path: Path, keyring: Keyring | None = None) -> TrustStore:
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return read_regular(path)
     except OSError as error:
         raise BadInputError(str(path), f"cannot read ({error.strerror or error})") from None
 

@@ -19,6 +19,7 @@ from firmware_model.device.app_certstore import (
 from firmware_model.device.model import Device
 from policy.cli import ExitCode, epilog
 from policy.errors import UsageError
+from policy.files import read_regular
 from policy.text import counted
 
 EPILOG = epilog({
@@ -89,7 +90,7 @@ def _store(device: Device) -> AppCertStore:
 
 def read_password(path: Path) -> bytes:
     """The bytes of a password file without one final newline (\\n or \\r\\n)."""
-    data = path.read_bytes()
+    data = read_regular(path)
     for ending in (b"\r\n", b"\n"):
         if data.endswith(ending):
             return data[: -len(ending)]
@@ -103,8 +104,8 @@ def _replacing(kind: CertKind | None) -> str:
 def run_install(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     if args.password_file is not None and args.client_key is None:
         raise UsageError("--password-file is the password of --client-key: give both")
-    certificate = Path(args.file).read_bytes()
-    key = Path(args.client_key).read_bytes() if args.client_key else None
+    certificate = read_regular(Path(args.file))
+    key = read_regular(Path(args.client_key)) if args.client_key else None
     password = read_password(args.password_file) if args.password_file else None
     store = _store(device)
     if key is None:

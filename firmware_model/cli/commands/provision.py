@@ -17,6 +17,7 @@ from firmware_model.device.provision import (
     parse_root_hash,
 )
 from policy.errors import UsageError
+from policy.files import read_regular_text
 from policy.text import counted
 
 
@@ -39,7 +40,7 @@ def register(commands: Subparsers) -> None:
 
 def _root_hash(args: argparse.Namespace) -> bytes | None:
     if args.keys is not None:
-        return parse_root_hash((args.keys / ROOT_HASH_NAME).read_text())
+        return parse_root_hash(read_regular_text(args.keys / ROOT_HASH_NAME))
     return parse_root_hash(args.root_hash) if args.root_hash else None
 
 

@@ -173,3 +173,41 @@ def test_a_stopped_session_answers_503(device_lab: Lab) -> None:
     with session.use() as api:
         assert api is None
     assert isinstance(device.machine, SoftwareMachine)
+
+
+def raw_exchange(served: tuple[ApiServer, ServerIdentity, HostClock], request: bytes
+                 ) -> tuple[str, dict[str, str], bytes]:
+    """Send `request` as written (no client to tidy it) and read the answer to the end."""
+    server, identity, _ = served
+    context = ssl.create_default_context(cafile=str(identity.ca_path))
+    sock = socket.create_connection(("127.0.0.1", int(server.server_address[1])), timeout=30)
+    with context.wrap_socket(sock, server_hostname=DEVICE_HOST.replace("*", "x")) as tls:
+        tls.sendall(request)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, dict(line.split(": ", 1) for line in lines), body
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ([b"Content-Length: -5"], "400 Bad Request"),
+    ([b"Content-Length: abc"], "400 Bad Request"),
+    ([b"Content-Length: 5_0"], "400 Bad Request"),
+    ([b"Content-Length: 3", b"Content-Length: 4"], "400 Bad Request"),
+    ([b"X-Long: " + b"a" * 70_000], "431 Request Header Fields Too Large"),
+    ([b"X-%d: a" % i for i in range(200)], "431 Request Header Fields Too Large"),
+])
+def test_a_request_http_cannot_frame_gets_its_status_no_page_and_the_api_version(
+        served: tuple[ApiServer, ServerIdentity, HostClock], headers: list[bytes],
+        status: str) -> None:
+    request = (b"PUT /update/stage HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/octet-stream\r\n" + b"\r\n".join(headers) + b"\r\n\r\n")
+    line, answer_headers, body = raw_exchange(served, request)
+    assert line == f"HTTP/1.1 {status}"
+    assert answer_headers["REST-API-Version"] == REST_API_VERSION
+    assert answer_headers["Connection"] == "close"
+    assert body == b""
+    conn = connection(served)
+    assert ask(conn, "GET", "/osversion")[0] == 200  # the server goes on serving
