@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import ssl
@@ -37,10 +38,9 @@ def test_a_client_that_never_finishes_its_handshake_holds_up_nobody() -> None:
             with socket.create_connection(("127.0.0.1", port)) as second:
                 second.sendall(b"GET / HTTP/1.0\r\n\r\n")  # not TLS at all
                 second.settimeout(5)
-                try:  # dropped without waiting for the first (closed or reset, never a timeout)
+                # dropped without waiting for the first (closed or reset, never a timeout)
+                with contextlib.suppress(ConnectionResetError):
                     assert second.recv(100) == b""
-                except ConnectionResetError:
-                    pass
             assert lines and "handshake failed" in lines[0]  # one line, not a traceback
     finally:
         server.shutdown()
