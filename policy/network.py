@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from policy.errors import UsageError
+
 #: Host names that are the loopback interface (as the feed, the emulator and the API accept them).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -17,3 +19,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def loopback_ip(text: str, option: str, what: str) -> str:
+    """The loopback IP address `text` names, to listen on (`localhost` is 127.0.0.1, brackets
+    allowed); UsageError naming `option` and `what` listens there for a host name or an address
+    off the loopback interface."""
+    name = "127.0.0.1" if text == "localhost" else text.strip("[]")
+    try:
+        address = str(ipaddress.ip_address(name))
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: not an IP address ({what} listens on "
+                         "127.0.0.1)") from None
+    if not is_loopback(address):
+        raise UsageError(f"{option} {text!r}: {what} listens on the loopback interface only "
+                         "(127.0.0.1)")
+    return address

@@ -41,7 +41,7 @@ from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
 from policy.errors import UsageError
 from policy.https import LoopbackHttpsServer
 from policy.interrupts import interrupts_ignored
-from policy.network import is_loopback
+from policy.network import loopback_ip
 from tools.pki import ROOT, general_name, issue, load_signer, new_key
 
 PROG = "lab-server"
@@ -71,16 +71,7 @@ def endpoint_name(text: str) -> str:
 
 def listen_address(text: str) -> str:
     """A loopback IP address to listen on; UsageError for anything else."""
-    name = "127.0.0.1" if text == "localhost" else text.strip("[]")
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        raise UsageError(f"--address {text}: not an IP address (the lab server listens on "
-                         "127.0.0.1)") from None
-    if not is_loopback(name):
-        raise UsageError(f"--address {text}: the lab server listens on the loopback interface "
-                         "only (127.0.0.1)")
-    return name
+    return loopback_ip(text, "--address", "the lab server")
 
 
 def server_context(name: str, root: Signer) -> ssl.SSLContext:

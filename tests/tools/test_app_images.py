@@ -4,7 +4,6 @@ stand-in executables recipes can make, and `imagetool show` listing an app image
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import subprocess
@@ -22,7 +21,7 @@ from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
 from tests.firmware_model.devicelab import Lab
 from tests.fixtures import device_lab, lab_pki
-from tools import imagetool
+from tests.tools.imagetool_call import call
 from tools.elfstub import arm_executable
 from tools.pki import LabPki
 
@@ -33,15 +32,6 @@ ROOTS = REPO / "images" / "roots"
 G2 = "DigiCert_Global_Root_G2.pem"
 
 
-def call(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    argv = list(map(str, args))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = imagetool.main(argv)
-        except SystemExit as leave:
-            code = int(leave.code or 0)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ unreadable. Errors are one line on stderr, never a traceback; bad input writes n
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import re
 import subprocess
@@ -26,7 +24,7 @@ from firmware_model.image.build import build_package
 from firmware_model.image.cramfs import read_cramfs
 from firmware_model.image.package import parse_package
 from firmware_model.image.sections import ImageType
-from tools import imagetool
+from tests.tools.imagetool_call import call
 from tools.pki import load_signer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,20 +39,6 @@ def run(*args: str | Path, tool: str = "tools/imagetool.py") -> subprocess.Compl
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def call(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """`imagetool.main` in this process (same code path, without the interpreter start-up).
-
-    Used for the long lists of cases; anything but a clean exit (an uncaught exception)
-    fails the test here just as a traceback would in a subprocess.
-    """
-    argv = list(map(str, args))
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            code = imagetool.main(argv)
-        except SystemExit as leave:  # argparse usage errors
-            code = int(leave.code or 0)
-    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 def assert_fails(done: subprocess.CompletedProcess[str], code: int, *,

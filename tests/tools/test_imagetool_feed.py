@@ -5,10 +5,8 @@ component, an output folder with other content, malformed input)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
-import io
 import subprocess
 import sys
 import uuid
@@ -29,22 +27,12 @@ from firmware_model.trust.chain import open_keystore, verify_image
 from hal.soft.machine import SoftwareMachine
 from tests.firmware_model.devicelab import SMALL, Lab, stranger
 from tests.fixtures import device_lab
-from tools import imagetool
+from tests.tools.imagetool_call import call
 from tools.pki import IMAGE_SIGNING, ROOT, issue, load_public_key, new_key
 
 __all__ = ["device_lab"]
 
 
-def call(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """`imagetool.main` in this process (the subprocess path is shown in tests/e2e)."""
-    argv = list(map(str, args))
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = imagetool.main(argv)
-        except SystemExit as leave:
-            code = int(leave.code or 0)
-    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def refused(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:

@@ -222,7 +222,7 @@ def test_a_refusal_through_the_console_script(lab: Path) -> None:
                            "--keys", str(lab / "keys")], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.startswith("lab-server: error: --address 0.0.0.0")
+    assert done.stderr.startswith("lab-server: error: --address '0.0.0.0'")
     assert len(done.stderr.splitlines()) == 1
 
 

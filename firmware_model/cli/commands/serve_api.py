@@ -4,7 +4,6 @@ client calls) for the device `--hal` names, on loopback, until Ctrl-C or SIGTERM
 from __future__ import annotations
 
 import argparse
-import ipaddress
 from typing import TextIO
 
 from firmware_model.api.pki import DEVICE_HOST
@@ -13,7 +12,7 @@ from firmware_model.cli.commands import Subparsers, on_device
 from firmware_model.device.model import Device
 from policy.cli import ExitCode, epilog
 from policy.errors import UsageError
-from policy.network import is_loopback
+from policy.network import loopback_ip
 
 DEFAULT_LISTEN = "127.0.0.1:0"
 EPILOG = epilog({
@@ -32,16 +31,7 @@ def listen_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--listen {text!r}: expected 127.0.0.1:PORT (PORT 0..65535)")
-    name = "127.0.0.1" if host == "localhost" else host.strip("[]")
-    try:
-        address = str(ipaddress.ip_address(name))
-    except ValueError:
-        raise UsageError(f"--listen {text!r}: {host} is not an IP address (the API is served "
-                         "on 127.0.0.1)") from None
-    if not is_loopback(address):
-        raise UsageError(f"--listen {text!r}: the device REST API is served on the loopback "
-                         "interface only (127.0.0.1)")
-    return address, int(port)
+    return loopback_ip(host, "--listen", "the device REST API"), int(port)
 
 
 def register(commands: Subparsers) -> None:
