@@ -16,6 +16,7 @@ FLASH defaults to `device.flash` (fwmodel) or a file the caller names (the pytes
 from __future__ import annotations
 
 import contextlib
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,6 +99,9 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
     new = not flash.exists()
     if new and not create:
         raise NoDeviceError(f"no device at {flash} (run provision first)")
+    if not create and spec.kind != "fake" and _empty(flash):  # an agent would fill it in
+        raise NoDeviceError(f"{flash}: an empty flash file holds no device (run provision "
+                            "first)")
     made = [path for path in device_files(flash) if not path.exists()]
     try:
         if spec.kind == "fake":
@@ -139,6 +143,14 @@ def _serial(port: str, progress: FlashProgress | None = None,
     from hal.serial.machine import SerialMachine  # pyserial is imported only when used
 
     return SerialMachine(port, on_progress=progress, on_console=console)
+
+
+def _empty(path: Path) -> bool:
+    try:
+        status = path.stat()
+        return stat.S_ISREG(status.st_mode) and status.st_size == 0
+    except OSError:
+        return False  # the agent's own checks say what is wrong with it
 
 
 def _untouched(flash: Path) -> bool:

@@ -98,7 +98,11 @@ def iso_datetime(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or date-time"
                                          ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-14:00 is past what a date-time holds in UTC
+        raise argparse.ArgumentTypeError(f"{text!r} is outside the years 1..9999 in UTC"
+                                         ) from None
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from hal.emulator.boards import board_command
 from hal.errors import DeviceBusyError, HalError
@@ -76,35 +78,40 @@ class LaunchedBoard(Closeable):
         self.stop()
 
 
-def launch(command: Sequence[str], stderr_path: Path, *, timeout: float = START_TIMEOUT,
-           cwd: Path | None = None) -> LaunchedBoard:
+def launch(command: Sequence[str], stderr_path: Path | None = None, *,
+           timeout: float = START_TIMEOUT, cwd: Path | None = None) -> LaunchedBoard:
     """Start an agent `command` (one that follows the emulator's contract); its stderr goes to
-    `stderr_path`. LaunchError, the agent stopped, if no port line comes within `timeout`."""
-    with stderr_path.open("w") as stderr:
+    `stderr_path` (by default a temporary file of no name, so nothing is left beside the
+    device and no file there is followed or overwritten). LaunchError, the agent stopped, if
+    no port line comes within `timeout`; its stderr is then in the message."""
+    with _stderr_file(stderr_path) as errors:
         # a session of its own: a Ctrl-C at the terminal interrupts the launcher, which then
         # stops the agent in order, instead of reaching the agent mid-request
         process = subprocess.Popen(list(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=stderr, text=True, cwd=cwd, start_new_session=True)
-    lines, first = _drain_stdout(process)
-    board = LaunchedBoard(process, "", lines)
-    first.wait(timeout)
-    if not lines or not lines[0].strip():
-        code = board.stop()
-        problem = stderr_path.read_text(errors="replace").strip()
-        if code == BUSY_EXIT:  # the agent's own words: another process holds the device
-            raise DeviceBusyError(problem.partition("error: ")[2] or problem)
-        raise LaunchError(f"{command[0]}: the agent printed no port within {timeout:g} s (exit "
-                          f"code {code}): {problem[-500:] or 'no message'}")
+                                   stderr=errors, text=True, cwd=cwd, start_new_session=True)
+        lines, first = _drain_stdout(process)
+        board = LaunchedBoard(process, "", lines)
+        first.wait(timeout)
+        if not lines or not lines[0].strip():
+            code = board.stop()
+            errors.seek(0)
+            problem = errors.read().decode(errors="replace").strip()
+            if code == BUSY_EXIT:  # the agent's own words: another process holds the device
+                raise DeviceBusyError(problem.partition("error: ")[2] or problem)
+            raise LaunchError(f"{command[0]}: the agent printed no port within {timeout:g} s "
+                              f"(exit code {code}): {problem[-500:] or 'no message'}")
     board.url = lines[0].split()[-1]
     return board
 
 
+def _stderr_file(path: Path | None) -> IO[bytes]:
+    return tempfile.TemporaryFile() if path is None else path.open("w+b")
+
+
 def launch_board(flash: Path, *, transport: str = "pty", options: Sequence[str] = (),
                  timeout: float = START_TIMEOUT, board: str = "python") -> LaunchedBoard:
-    """Start a board agent (default: the Python one) on `flash`, its stderr in FLASH.stderr
-    beside it."""
-    return launch(agent_command(flash, transport, options, board),
-                  flash.with_name(flash.name + ".stderr"), timeout=timeout)
+    """Start a board agent (default: the Python one) on `flash`."""
+    return launch(agent_command(flash, transport, options, board), timeout=timeout)
 
 
 def _drain_stdout(process: subprocess.Popen[str]) -> tuple[list[str], threading.Event]:

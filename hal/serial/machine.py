@@ -27,13 +27,14 @@ from hal.serial.messages import (
     OTP_BLOW,
     U8,
     U32,
+    WALL_RANGE,
     BoardStats,
     ErrorCode,
     Hello,
     Op,
-    unpack_float,
     unpack_ints,
     unpack_lines,
+    unpack_time,
 )
 from hal.serial.requests import LinkStats
 
@@ -111,8 +112,8 @@ class SerialReset:
         self._link.settle()
         if self._link.hello.boot_monotonic is None:
             return None  # an older board: no request needed
-        now = unpack_float(self._link.call(Op.CLOCK_MONOTONIC, reply_bytes=F64.size),
-                           "CLOCK_MONOTONIC")
+        now = unpack_time(self._link.call(Op.CLOCK_MONOTONIC, reply_bytes=F64.size),
+                          "CLOCK_MONOTONIC", 0.0, math.inf)
         booted = self._link.hello.boot_monotonic  # read after the call: a boot it caught up on
         return None if booted is None else max(0.0, now - booted)
 
@@ -132,12 +133,13 @@ class SerialClock:
 
     def wall(self) -> float:
         """The board's UTC wall time, seconds since the epoch."""
-        return unpack_float(self._link.call(Op.CLOCK_WALL, reply_bytes=F64.size), "CLOCK_WALL")
+        return unpack_time(self._link.call(Op.CLOCK_WALL, reply_bytes=F64.size), "CLOCK_WALL",
+                           *WALL_RANGE)
 
     def monotonic(self) -> float:
         """The board's monotonic seconds."""
-        return unpack_float(self._link.call(Op.CLOCK_MONOTONIC, reply_bytes=F64.size),
-                            "CLOCK_MONOTONIC")
+        return unpack_time(self._link.call(Op.CLOCK_MONOTONIC, reply_bytes=F64.size),
+                           "CLOCK_MONOTONIC", 0.0, math.inf)
 
     def sleep(self, seconds: float) -> None:
         """Let `seconds` pass on the board (a watchdog may bite meanwhile: then the boot hook

@@ -8,7 +8,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from hal.serial.framing import MAX_PAYLOAD, MIN_PAYLOAD, MalformedPayload
+from hal.serial.framing import MAX_PAYLOAD, MIN_PAYLOAD, PROTOCOL_VERSION, MalformedPayload
 
 #: Largest flash data one request or reply carries (program, read), whatever the board's
 #: max_payload (a board with a smaller one takes less: docs §3.1).
@@ -167,6 +167,19 @@ def unpack_float(payload: bytes, what: str) -> float:
     return value
 
 
+#: The wall times a host can use: years 1 to 9999 (what a date-time holds, docs §6.1).
+WALL_RANGE = (-62_135_596_800.0, 253_402_300_800.0)
+
+
+def unpack_time(payload: bytes, what: str, low: float, high: float) -> float:
+    """A clock reading (f64) in [low, high); MalformedPayload for NaN, an infinity or a time
+    outside it (a board that sent one is not a board the host can use)."""
+    value = unpack_float(payload, what)
+    if not low <= value < high:  # False for NaN
+        raise MalformedPayload(f"{what}: the board's clock reads {value!r}")
+    return value
+
+
 def unpack_head(layout: struct.Struct, payload: bytes, what: str) -> tuple[tuple[int, ...], bytes]:
     """Unpack an integer header and return it with the rest of the payload."""
     if len(payload) < layout.size:
@@ -255,8 +268,27 @@ class Hello:
             booted = value if math.isfinite(value) and value >= 0 else None
         (version, max_payload, window, baud, flash_size, sector_size, page_size, otp_words,
          boot_count, last_cause, session, board_flags) = head
-        return cls(version, max_payload, window, baud, flash_size, sector_size, page_size,
-                   otp_words, boot_count, last_cause, session, board_flags, booted)
+        hello = cls(version, max_payload, window, baud, flash_size, sector_size, page_size,
+                    otp_words, boot_count, last_cause, session, board_flags, booted)
+        if version == PROTOCOL_VERSION:  # another version is refused as such by the link
+            hello.check()
+        return hello
+
+    def check(self) -> None:
+        """MalformedPayload unless the board announces what a host can work with (docs §5):
+        `max_payload` in 512..65,600, a window of 1 or more, a flash geometry whose pages
+        tile its sectors and sectors tile the flash."""
+        problems = []
+        if not MIN_PAYLOAD <= self.max_payload <= MAX_PAYLOAD:
+            problems.append(f"max_payload {self.max_payload} outside {MIN_PAYLOAD}..{MAX_PAYLOAD}")
+        if self.window < 1:
+            problems.append("a window of 0")
+        size, sector, page = self.flash_size, self.sector_size, self.page_size
+        if min(size, sector, page) <= 0 or sector % page or size % sector:
+            problems.append(f"flash size {size}, sector {sector}, page {page} (each must be "
+                            "positive and divide the one before)")
+        if problems:
+            raise MalformedPayload("HELLO reply: the board announces " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

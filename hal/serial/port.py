@@ -7,14 +7,43 @@ import contextlib
 import select
 import socket
 import time
+import urllib.parse
 
 import serial
 
 from hal.errors import LinkError, LinkTimeout
+from policy.errors import UsageError
+from policy.network import is_loopback
 
 #: Line rate a port is opened at (a real UART; a pty or socket ignores it).
 DEFAULT_BAUD = 115_200
 _READ_SIZE = 1 << 16
+
+
+#: pyserial URL schemes that reach a host over TCP: only on the loopback interface.
+NETWORK_SCHEMES = ("socket", "rfc2217")
+
+
+def check_local(url: str) -> None:
+    """UsageError unless `url` is a device path, `loop://`, or `socket://` / `rfc2217://` on
+    the loopback interface: nothing in this project connects to another address (pyserial's
+    other schemes, such as `spy://` or `hwgrep://`, wrap or search for other ports)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return
+    scheme = scheme.lower()
+    if scheme == "loop":
+        return
+    if scheme not in NETWORK_SCHEMES:
+        raise UsageError(f"{url}: a port is a device path, or socket:// or rfc2217:// on "
+                         "127.0.0.1 (not " + scheme + "://)")
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if host is None or not is_loopback(host):
+        raise UsageError(f"{url}: a board on the network is reached on the loopback interface "
+                         "only (127.0.0.1, ::1, localhost)")
 
 
 class Port:
@@ -23,6 +52,7 @@ class Port:
 
     def __init__(self, url: str, write_timeout: float) -> None:
         self.url = url
+        check_local(url)
         try:
             # exclusive: a second host on the same port (two SerialMachines, or a stale pty
             # path that now names another emulator's pty) would steal the first one's replies.

@@ -3,6 +3,7 @@ failures, interrupts, generated epilogs; and every command of the project follow
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from policy.cli import MEANINGS, ExitCode, OneLineParser, epilog, exit_code, run_guarded
+from policy.cli import (
+    MEANINGS,
+    ExitCode,
+    OneLineParser,
+    epilog,
+    exit_code,
+    iso_datetime,
+    run_guarded,
+)
 from policy.errors import BadInput, Busy, HardwareFault, Refused, Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,3 +138,9 @@ def test_every_command_speaks_the_policy(name: str, tmp_path: Path) -> None:
     assert helped.returncode == 0
     codes = helped.stdout[helped.stdout.index("exit codes:"):]
     assert f"  2    {MEANINGS[ExitCode.BAD_INPUT]}" in codes
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_date_time_whose_offset_takes_it_past_the_calendar_is_a_usage_error(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"outside the years 1\.\.9999 in UTC"):
+        iso_datetime(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -268,3 +269,26 @@ def test_an_input_that_cannot_be_read_is_one_line_and_nothing_judged(
         out, err = capsys.readouterr()
         assert out == "" and err.count("\n") == 1, (out, err)
         assert err.startswith(f"audit-endpoints: error: {path}: cannot read"), err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_saved_chain_that_is_no_small_regular_file_is_refused_not_read(
+    kind: str, tmp_path: Path, store_pem: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--chains DIR` whose HOST_PORT.pem is a FIFO nobody writes, a device, or a sparse file
+    of gigabytes: one line, exit 2, at once (not a hang, not all of memory)."""
+    chains = tmp_path / "chains"
+    chains.mkdir()
+    saved = chains / "odd.test_443.pem"
+    if kind == "fifo":
+        os.mkfifo(saved)
+    elif kind == "device":
+        saved.symlink_to("/dev/zero")
+    else:
+        with saved.open("wb") as sparse:
+            sparse.truncate(3 << 30)
+    code = main(["odd.test:443", "--chains", str(chains), "--before", str(store_pem),
+                 "--after", str(store_pem)])
+    _, err = capsys.readouterr()
+    reason = "larger than 1,048,576 bytes" if kind == "huge" else "not a regular file"
+    assert code == 2 and f"{saved}: cannot read ({reason})" in err

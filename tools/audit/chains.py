@@ -11,6 +11,7 @@ Saved: `DIR/HOST_PORT.pem`, leaf first, then whatever the server sends.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from policy.files import open_regular
 from policy.network import is_loopback
 from tools.audit.endpoints import Endpoint, normalise_host, parse_endpoint
 from tools.audit.errors import AuditError, BadInputError, UnreachableError
@@ -117,17 +119,25 @@ def load_pem_chain(data: bytes, what: str) -> list[x509.Certificate]:
         raise BadInputError(what, f"not a PEM chain ({error})") from None
 
 
-def read_small_file(path: str) -> bytes:
-    """A file's bytes through plain os calls (half the cost of open() for a 2 KiB chain,
-    which matters when an audit reads a thousand)."""
-    fd = os.open(path, os.O_RDONLY)
+#: The most bytes a saved chain may hold (a chain is a few KiB).
+CHAIN_LIMIT = 1024 * 1024
+
+
+def read_small_file(path: str, limit: int = CHAIN_LIMIT) -> bytes:
+    """A regular file's bytes, at most `limit` (OSError otherwise: a FIFO or a device is
+    refused, not waited on or read for ever), through plain os calls (half the cost of open()
+    for a 2 KiB chain, which matters when an audit reads a thousand)."""
+    fd = open_regular(path)
     try:
-        parts = []
-        while chunk := os.read(fd, 1 << 16):
+        parts, left = [], limit + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
             parts.append(chunk)
-        return b"".join(parts)
+            left -= len(chunk)
     finally:
         os.close(fd)
+    if left <= 0:
+        raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", path)
+    return b"".join(parts)
 
 
 def load_saved_chain(folder: Path, endpoint: Endpoint) -> list[x509.Certificate]:
