@@ -4,14 +4,24 @@ each point an outside implementer asked about, shown on a device taking an updat
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from firmware_model.agent.feed import MANIFEST_NAME, MemoryFeed, image_file_name
 from firmware_model.agent.updater import UpdateOutcome, Updater
 from firmware_model.device.model import Device
-from firmware_model.errors import FeedError, ReplayError, RollbackError
+from firmware_model.device.provision import FactoryImages
+from firmware_model.errors import (
+    FeedError,
+    ReplayError,
+    RollbackError,
+    TlsError,
+    UnsafeUpdateError,
+)
 from firmware_model.image.build import build_package, encode_section
 from firmware_model.image.certstore import build_store_payload
 from firmware_model.image.manifest import ManifestEntry, build_manifest
@@ -24,6 +34,7 @@ from tests.firmware_model.devicelab import (
     feed_of,
     small_device,
 )
+from tools.pki import general_name, issue, new_key
 
 NEW_STORE = "certstore-2025-02"
 YEAR_2040 = 2_208_988_800
@@ -120,3 +131,53 @@ def test_an_image_without_rv_has_security_version_0(device_lab: Lab) -> None:
                                             "least 1"):
         Updater(small_device(device_lab)).check_for_update(
             feed_of(device_lab.manifest([store]), [store]))
+
+
+def _bare_certificate(common_name: str) -> x509.Certificate:
+    """A self-signed certificate with no extension at all."""
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+            .not_valid_after(dt.datetime(2040, 1, 1, tzinfo=dt.UTC))
+            .sign(key, hashes.SHA256()))
+
+
+def test_a_store_root_needs_no_role_or_extension(device_lab: Lab) -> None:
+    """A CA:FALSE certificate and one without extensions install; whether a root anchors a TLS
+    chain is decided at the connection (a root that does not assert cA anchors nothing)."""
+    lab = device_lab
+    not_ca_key = new_key()
+    not_ca = issue("Not A CA", not_ca_key)
+    roots = [("Bare", _bare_certificate("Bare Root")), ("Not_A_CA", not_ca)]
+    store = build_package(build_store_payload(roots), image_type=ImageType.UpdateCertStore,
+                          component_id=STORE_COMPONENT, image_id=uuid.uuid4(),
+                          signer=lab.signer(), name="odd-roots", security_version=2)
+    device = small_device(lab)
+    _installed(device, feed_of(lab.manifest([store]), [store]))
+    assert device.store.names == ["Bare", "Not_A_CA"]
+    leaf_key = new_key()
+    leaf = issue("x.lab.test", leaf_key, (not_ca, not_ca_key),
+                 names=[general_name("x.lab.test")])
+    at = dt.datetime(2025, 2, 1, tzinfo=dt.UTC)
+    with pytest.raises(TlsError, match=r"basicConstraints\.cA must be asserted"):
+        device.store.verify_chain(leaf, [], "x.lab.test", at)
+
+
+def test_provisioning_does_not_judge_the_clock_an_update_does(device_lab: Lab) -> None:
+    """A store whose only root expired before the device's clock: provisioning takes it, an
+    update refuses it (UnsafeUpdateError: the device could reach no HTTPS endpoint)."""
+    lab = device_lab
+    expired = issue("Expired Root", new_key(), ca=True,
+                    not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+                    not_after=dt.datetime(2024, 12, 31, tzinfo=dt.UTC))
+    store = build_package(build_store_payload([("Expired_Root", expired)]),
+                          image_type=ImageType.UpdateCertStore, component_id=STORE_COMPONENT,
+                          image_id=uuid.uuid4(), signer=lab.signer(), name="expired",
+                          security_version=2)
+    device = small_device()
+    device.provision(FactoryImages(lab.factory.root_hash, lab.image("keystore-2024"), store))
+    assert device.store.names == ["Expired_Root"]
+    with pytest.raises(UnsafeUpdateError, match="no root valid at the device's clock"):
+        Updater(small_device(lab)).check_for_update(feed_of(lab.manifest([store]), [store]))
