@@ -17,6 +17,9 @@ Everything is checked before anything is written, as the device would check it:
   against the keys of the keystore it will boot with: the set's keystore if it has one, else the
   keystore the device runs (`--keystore`; without it, the one the shipped keystore recipes
   build from DIR: its image-signing key may sign stores and update manifests);
+- each image's content passes what the device admits before it writes it
+  (`agent.admission.admit_content`: security versions 0..64, a store of one certificate per
+  file, a keystore that trusts a manifest signer);
 - the manifest's signer may sign manifests under the keystore the device runs.
 The channel folder is written whole beside FEED and renamed into place: a channel folder that
 is not empty, or a FEED holding anything but channel folders, is refused unless --force
@@ -34,10 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_model.agent.admission import admit_content
 from firmware_model.agent.feed import CHANNELS, MANIFEST_NAME, channel_location, image_file_name
 from firmware_model.errors import FwModelError, WrongImageTypeError
 from firmware_model.image.build import build_package
-from firmware_model.image.certstore import read_store_payload
 from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
 from firmware_model.image.manifest import ManifestEntry, build_manifest
 from firmware_model.image.package import ImagePackage, parse_package
@@ -120,7 +123,7 @@ def _authenticated(paths: Sequence[Path], fused: bytes, running: Keyring
                 keyring = keystore.keyring
             else:
                 image = verify_image(data, keyring, ImageType.UpdateCertStore)
-                read_store_payload(image.payload)
+            admit_content(image)
         except FwModelError as error:
             raise _named(path, error) from None
         result.append((path, image))

@@ -4,7 +4,7 @@
     python tools/imagetool.py build RECIPE.toml --keys DIR -o OUT
     python tools/imagetool.py sign IMAGE --key KEY --cert CERT -o OUT
     python tools/imagetool.py show IMAGE [--json]
-    python tools/imagetool.py verify IMAGE (--cert CERT.pem | --keystore KS --root-pubkey ROOT.pem)
+    python tools/imagetool.py verify IMAGE (--cert CERT | --root-pubkey ROOT [--keystore KS])
     python tools/imagetool.py feed IMAGE... --keys DIR --channel NAME -o FEED [--keystore KS]
         [--date DATE] [--force]
 
@@ -23,9 +23,7 @@ from pathlib import Path
 
 from firmware_model.agent.feed import CHANNELS
 from firmware_model.image.build import resign
-from firmware_model.image.keystore import Keyring, TrustedKey, root_key_hash
 from firmware_model.image.package import parse_package
-from firmware_model.trust.chain import open_keystore, verify_image
 from policy.cli import ExitCode, OneLineParser, epilog, iso_datetime, run_guarded
 from policy.errors import UsageError
 from policy.files import read_regular, read_regular_text
@@ -33,17 +31,25 @@ from tools.describe import describe, render_text
 from tools.feed import __doc__ as feed_doc
 from tools.feed import publish
 from tools.files import write_atomic
-from tools.pki import complete_lab_pki, keygen, load_certificate, load_public_key, load_signer
+from tools.pki import complete_lab_pki, keygen, load_signer
 from tools.recipes import build_from_recipe
+from tools.verify import DESCRIPTION as verify_doc
+from tools.verify import verify_file
 
 PROG = "imagetool"
 EPILOG = epilog({
-    ExitCode.OK: "verify: the image is valid and its signer may sign its type",
-    ExitCode.REFUSED: "feed: an image the keystore would not authenticate, or of a type a "
-                      "device does not install from a feed",
-    ExitCode.BAD_INPUT: "also keygen refusing to replace an existing lab PKI; feed: an unknown "
-                        "channel, two images of one component, an output folder with other "
-                        "content",
+    ExitCode.OK: "verify: the image is valid and its signer may sign its type: a device "
+                 "would authenticate it and admit its content",
+    ExitCode.REFUSED: "verify: a device would refuse the image for its signature, its "
+                      "signer or its content, such as a security version past 64, a keystore "
+                      "that trusts no manifest signer, a manifest listing other images; feed: "
+                      "an image the keystore would not authenticate, or of a type a device does "
+                      "not install from a feed",
+    ExitCode.BAD_INPUT: "verify: a malformed image or payload, as a device finds it, such as "
+                        "a store file holding two certificates, bytes after the filesystem, a "
+                        "manifest with trailing bytes; also keygen refusing to replace an "
+                        "existing lab PKI; feed: an unknown channel, two images of one "
+                        "component, an output folder with other content",
 }, codes=[ExitCode.OK, ExitCode.REFUSED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED])
 
 
@@ -81,18 +87,9 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keyring(args: argparse.Namespace) -> Keyring:
-    if args.cert:
-        return Keyring([TrustedKey.from_certificate(load_certificate(Path(args.cert)))],
-                       source=f"the certificate {args.cert}")
-    fused = root_key_hash(load_public_key(Path(args.root_pubkey)))
-    return open_keystore(read_regular(Path(args.keystore)), fused)[1].keyring
-
-
 def _verify(args: argparse.Namespace) -> int:
-    if args.keystore and not args.root_pubkey:
-        raise UsageError("--keystore needs --root-pubkey")
-    image = verify_image(read_regular(Path(args.image)), _keyring(args))
+    image = verify_file(Path(args.image), *(Path(p) if p else None for p in (
+        args.cert, args.keystore, args.root_pubkey)))
     print(f"{args.image}: valid {image.image_type_name} image signed by {image.thumbprint.hex()}")
     return 0
 
@@ -163,12 +160,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_show)
-    p = sub.add_parser("verify", help="check the signature and who may sign this image type")
+    p = sub.add_parser("verify", help="check an image as a device would: its signature, who may "
+                                      "sign its type, and its content",
+                       description=verify_doc, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image")
-    trust = p.add_mutually_exclusive_group(required=True)
-    trust.add_argument("--cert", help="trust only this signing certificate (PEM)")
-    trust.add_argument("--keystore", help="a keystore image, authenticated with --root-pubkey")
-    p.add_argument("--root-pubkey", help="the root public key (PEM) whose hash a device fuses")
+    p.add_argument("--cert", help="trust only this signing certificate (PEM); a keystore image "
+                                  "must carry it and it must carry the keystore-signing role")
+    p.add_argument("--root-pubkey", help="the root public key (PEM key or certificate) whose "
+                                         "hash a device fuses: a keystore image is checked "
+                                         "against it alone")
+    p.add_argument("--keystore", metavar="KS", help="the keystore image a device runs "
+                                                    "(authenticated with --root-pubkey): its "
+                                                    "keys check any other image")
     p.set_defaults(func=_verify)
     _add_feed(sub)
     return top

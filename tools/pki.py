@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from firmware_model.errors import ImageFormatError
-from firmware_model.image.certstore import BAD_CERTIFICATE
+from firmware_model.image.certstore import BAD_CERTIFICATE, load_one_certificate
 from firmware_model.image.keystore import (
     KEYSTORE_SIGNING_ROLE,
     has_keystore_signing_role,
@@ -183,17 +183,16 @@ def complete_lab_pki(folder: Path) -> list[str]:
 
 
 def load_certificate(path: Path) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(read_regular(path))
-    except BAD_CERTIFICATE:
-        raise ImageFormatError(f"{path} is not a PEM certificate") from None
+    """The one PEM certificate `path` holds; ImageFormatError for none or several (a bundle is
+    refused, never read as its first certificate)."""
+    return load_one_certificate(read_regular(path), str(path))
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     """An EC public key from a PEM file holding a public key or a certificate."""
     data = read_regular(path)
     try:
-        key = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
+        key = (load_one_certificate(data, str(path)).public_key() if b"CERTIFICATE" in data
                else serialization.load_pem_public_key(data))
     except BAD_CERTIFICATE:
         raise ImageFormatError(f"{path} holds no PEM public key") from None

@@ -81,7 +81,12 @@ def _image_type(name: str, path: Path) -> ImageType:
 def _store_payload(table: dict[str, Any], base: Path, path: Path) -> bytes:
     named: list[tuple[str, x509.Certificate]] = []
     for file in table.get("certificates", []):
-        cert = load_certificate(base / file)
+        try:
+            cert = load_certificate(base / file)
+        except ImageFormatError as error:
+            raise ImageFormatError(f"{path}: store.certificates: {error} (a store file holds "
+                                   "one root: list a bundle under store.bundles, which "
+                                   "gives each of its certificates a file of its own)") from None
         named.append((Path(file).stem, cert))
     for bundle in table.get("bundles", []):
         for cert in load_pem_bundle(read_regular(base / bundle)):

@@ -22,10 +22,12 @@ What it checks, in order:
   version as the entry says;
 - the whole set, once every image is staged and before anything is written: the keystore and
   store the device would boot after the update pass the boot path's own rules
-  (`device.boot.admit_keystore`, `admit_store`: counters, a store whose certificates load), the
-  running store still authenticates under a new keystore, a new store holds a root valid at the
-  device's clock, and a new keystore trusts a key to sign the next update's manifest
+  (`device.boot.admit_keystore`, `admit_store`: counters, a store whose certificates load, one
+  per file), a new keystore trusts a key to sign the next update's manifest
+  (`admission.admit_new_keystore`; UnsafeUpdateError), the running store still authenticates
+  under a new keystore, and a new store holds a root valid at the device's clock
   (UnsafeUpdateError): an update that would brick or strand the device is refused whole.
+  The content rules among these are `agent.admission`'s, which `imagetool verify` runs too.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from firmware_model.device.boot import InstalledImage, LoadedSet, admit_keystore, admit_store
+from firmware_model.agent.admission import admit_manifest, admit_new_keystore, component_of
+from firmware_model.device.boot import InstalledImage, LoadedSet, admit_store
 from firmware_model.device.tls import DeviceStore
 from firmware_model.errors import (
     FeedError,
@@ -51,7 +54,7 @@ from firmware_model.errors import (
 )
 from firmware_model.image import derive
 from firmware_model.image.keystore import Keyring, Keystore
-from firmware_model.image.manifest import ManifestEntry, manifest_date, read_manifest
+from firmware_model.image.manifest import ManifestEntry, manifest_date
 from firmware_model.image.package import ImagePackage, PackageLayout, locate
 from firmware_model.image.sections import (
     SECTION_FORMATS,
@@ -135,16 +138,6 @@ class StagedImage:
         return self.image.data
 
 
-def _component(image_type: int) -> Component:
-    component = Component.for_image_type(image_type)
-    if component is None:
-        raise WrongImageTypeError(
-            f"the manifest lists a {image_type_name(image_type)} image; this device installs "
-            "TrustedKeystore and UpdateCertStore images only"
-        )
-    return component
-
-
 def accept_manifest(data: bytes, trust: TrustState) -> tuple[list[ManifestEntry], int]:
     """The entries of an authenticated manifest and its build date (see module doc)."""
     identity, layout = peek(data)
@@ -160,14 +153,7 @@ def accept_manifest(data: bytes, trust: TrustState) -> tuple[list[ManifestEntry]
         raise ReplayError(
             f"the manifest was built {_date(built)}, before the newest this device installed "
             f"({_date(trust.manifest_date)}): a replay")
-    entries = read_manifest(image.payload)
-    seen: set[Component] = set()
-    for entry in entries:
-        component = _component(entry.image_type)
-        if component in seen:
-            raise ManifestMismatchError(f"the manifest lists two {component.value} images")
-        seen.add(component)
-    return entries, built
+    return admit_manifest(image), built
 
 
 def _date(epoch: int) -> str:
@@ -183,7 +169,7 @@ def plan_update(
     """The entries to install, in install order (keystore first); refusals raise."""
     wanted = []
     for entry in entries:
-        component = _component(entry.image_type)
+        component = component_of(entry.image_type)
         installed = trust.installed[component]
         if entry.image_id == installed.image_id:
             continue
@@ -210,7 +196,7 @@ def plan_update(
                 f"{MAX_SECURITY_VERSION}"
             )
         wanted.append(entry)
-    return sorted(wanted, key=lambda e: INSTALL_ORDER.index(_component(e.image_type)))
+    return sorted(wanted, key=lambda e: INSTALL_ORDER.index(component_of(e.image_type)))
 
 
 def check_claims(entry: ManifestEntry, data: bytes) -> PackageLayout:
@@ -255,7 +241,7 @@ def accept_image(
 ) -> StagedImage:
     """Check `data` against `entry`, authenticate it, and stage it (see module doc)."""
     layout = check_claims(entry, data)
-    component = _component(entry.image_type)
+    component = component_of(entry.image_type)
     keystore = None
     if component is Component.KEYSTORE:
         image, keystore = open_keystore(data, trust.fused_root_hash, layout)
@@ -277,20 +263,12 @@ def check_bootable(staged: Sequence[StagedImage], trust: TrustState) -> None:
     if Component.KEYSTORE in new:
         keystore_image = new[Component.KEYSTORE].image
         keystore = new[Component.KEYSTORE].keystore or keystore
-        admit_keystore(keystore_image, trust.floors)
-        _check_can_update_again(keystore)
+        admit_new_keystore(keystore_image, keystore, trust.floors)
     if Component.STORE in new:
         store = admit_store(new[Component.STORE].image, trust.floors)
         _check_reaches_feeds(store, trust.now)
     elif Component.KEYSTORE in new:  # the running store, under the new keystore's keys
         verify_image(trust.running.store_image.data, keystore.keyring, ImageType.UpdateCertStore)
-
-
-def _check_can_update_again(keystore: Keystore) -> None:
-    manifests = ImageType.BaseSystemUpdateManifest
-    if not any(manifests in key.image_types and not key.revoked for key in keystore.keys):
-        raise UnsafeUpdateError("the new keystore trusts no key to sign an update manifest: "
-                                "the device could never take another update")
 
 
 def _check_reaches_feeds(store: DeviceStore, now: datetime) -> None:

@@ -146,7 +146,8 @@ def admit_keystore(image: ImagePackage, counters: Mapping[Component, int]) -> No
 
 def admit_store(image: ImagePackage, counters: Mapping[Component, int]) -> DeviceStore:
     """What boot requires of an authenticated store beyond its signature: its security version
-    as `admit_keystore`, and a payload whose certificates load (ImageFormatError); the store."""
+    as `admit_keystore`, and a payload of `certs/<Name>.pem` files holding one certificate each
+    (`read_store_payload`; ImageFormatError); the store."""
     _fits_counters(Component.STORE, image, counters[Component.STORE])
     return DeviceStore.from_payload(image.payload)
 

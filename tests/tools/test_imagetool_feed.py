@@ -137,6 +137,21 @@ def test_an_image_the_keystore_would_not_authenticate_is_refused(
     assert not (tmp_path / "feed").exists()
 
 
+def test_an_image_the_device_would_not_admit_is_refused(
+        device_lab: Lab, keys: Path, tmp_path: Path) -> None:
+    """The device's own admission (`agent.admission`), as `imagetool verify` runs it: a store
+    past its counter, a keystore that trusts no manifest signer."""
+    past = tmp_path / "past.imagepackage"
+    past.write_bytes(device_lab.store(device_lab.roots(), 65))
+    refused(feed(past, keys, tmp_path / "feed"), 1, f"{past}: store image lab-store has "
+            "security version 65; the device's counter holds at most 64")
+    stranded = tmp_path / "stranded.imagepackage"
+    stranded.write_bytes(device_lab.keystore([TrustedKey.from_certificate(
+        device_lab.signer().certificate, [ImageType.UpdateCertStore])]))
+    refused(feed(stranded, keys, tmp_path / "feed"), 1, "could never take another update")
+    assert not (tmp_path / "feed").exists()
+
+
 def test_a_keystore_of_another_root_is_refused(device_lab: Lab, store: Path,
                                                tmp_path: Path) -> None:
     other = Lab.build(tmp_path / "other")  # its own keys: another root

@@ -74,8 +74,13 @@ def _superblock(data: bytes, view: memoryview) -> SuperblockFields:
         raise ImageFormatError(f"unsupported cramfs flags {sb.flags & ~SUPPORTED_FLAGS:#x}", 8)
     if not sb.flags & FLAG_FSID_VERSION_2:
         raise ImageFormatError("old cramfs format without a CRC", 8)
-    if sb.size < BLOCK_SIZE or sb.size > len(data):
-        raise ImageFormatError(f"filesystem size {sb.size} does not fit {len(data)} bytes", 4)
+    if sb.size > len(data):
+        raise ImageFormatError(
+            f"filesystem size {sb.size} runs past the {len(data)} bytes it comes in", 4)
+    if sb.size == 0 or sb.size % BLOCK_SIZE:
+        raise ImageFormatError(
+            f"filesystem size {sb.size} is not a whole number of {BLOCK_SIZE}-byte blocks "
+            "(mkfs.cramfs pads a filesystem to one; a cut to its used length is refused)", 4)
     if sb.size < len(data):
         raise ImageFormatError(f"{len(data) - sb.size} bytes after the filesystem", sb.size)
     if _image_crc(view) != sb.crc:
@@ -259,7 +264,9 @@ def read_cramfs(data: bytes, *, max_output: int = DEFAULT_MAX_OUTPUT) -> dict[st
     skipped). Accepts what util-linux `mkfs.cramfs` writes little-endian, holes (`-z`) and
     an inserted image (`-i`) included; rejects big-endian, boot-padded (`-p`) and
     extended-block-pointer images. Raises ImageFormatError, naming the offset, for a bad
-    magic, signature, flags or CRC; a size that is not the input's length; offsets or lengths
+    magic, signature, flags or CRC; the old format without a CRC (no FSID_VERSION_2 flag); a
+    size that is not the input's length or not a multiple of 4096 (mkfs.cramfs pads to whole
+    blocks); offsets or lengths
     past the image; names that do not fit their length; directory loops or overlapping
     listings; blocks that do not decompress; a file size that disagrees with its blocks;
     counts in the superblock that disagree with the tree. SizeLimitError (an

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from firmware_model.agent.feed import MemoryFeed
 from firmware_model.agent.updater import Updater
@@ -29,6 +30,7 @@ from firmware_model.errors import (
     WrongImageTypeError,
 )
 from firmware_model.image.build import build_package
+from firmware_model.image.cramfs import build_cramfs
 from firmware_model.image.keystore import TrustedKey
 from firmware_model.image.manifest import ManifestEntry
 from firmware_model.image.package import parse_package
@@ -185,6 +187,17 @@ def store_that_is_not_a_filesystem(lab: Lab, device: Device) -> MemoryFeed:
     return feed_of(lab.manifest([store]), [store])
 
 
+def store_with_two_roots_in_one_file(lab: Lab, device: Device) -> MemoryFeed:
+    """An authentic store whose one file, certs/Bundle.pem, holds two roots: refused whole,
+    never installed as its first root (docs/image-format.md, UpdateCertStore)."""
+    pems = [cert.public_bytes(serialization.Encoding.PEM) for _, cert in lab.roots(NEW_STORE)]
+    store = build_package(build_cramfs({"certs/Bundle.pem": b"".join(pems)}),
+                          image_type=ImageType.UpdateCertStore, component_id=STORE_COMPONENT,
+                          image_id=uuid.uuid4(), signer=lab.signer(), name="bundle-store",
+                          security_version=2)
+    return feed_of(lab.manifest([store]), [store])
+
+
 def store_version_past_the_counter(lab: Lab, device: Device) -> MemoryFeed:
     """Security version 65: the store's 64-bit thermometer cannot hold it."""
     store = lab.store(lab.roots(NEW_STORE), 65)
@@ -257,6 +270,8 @@ CASES: list[tuple[Case, type[FwModelError], int, str]] = [
     (keystore_minted_by_the_image_signing_key, UntrustedSignerError, ExitCode.REFUSED,
      "lacks the keystore-signing role"),
     (store_that_is_not_a_filesystem, ImageFormatError, ExitCode.BAD_INPUT, "no cramfs magic"),
+    (store_with_two_roots_in_one_file, ImageFormatError, ExitCode.BAD_INPUT,
+     "certs/Bundle.pem holds 2 certificates, not one"),
     (store_version_past_the_counter, UnfitImageError, ExitCode.REFUSED, "holds at most 64"),
     (keystore_version_past_the_counter, UnfitImageError, ExitCode.REFUSED, "holds at most 64"),
     (keystore_that_drops_the_running_stores_signer, UntrustedSignerError, ExitCode.REFUSED,

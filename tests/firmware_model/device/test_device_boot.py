@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from firmware_model.agent.updater import UpdateOutcome, Updater
 from firmware_model.device.bootrecord import SlotRef
@@ -15,17 +17,28 @@ from firmware_model.device.status import device_status
 from firmware_model.device.sysevent import DeviceApp, EventStatus, SysEventInfo
 from firmware_model.errors import (
     BootError,
+    ImageFormatError,
     NotProvisionedError,
     ProvisioningError,
     RevokedError,
     UnfitImageError,
     UntrustedSignerError,
 )
+from firmware_model.image.build import build_package
+from firmware_model.image.cramfs import build_cramfs
+from firmware_model.image.sections import ImageType
 from firmware_model.trust.components import Component
 from firmware_model.trust.fuses import floors, read_root_hash
 from hal.interfaces import Machine, ResetCause
 from hal.soft.machine import SoftwareMachine
-from tests.firmware_model.devicelab import SMALL, Lab, Outside, small_device, stranger
+from tests.firmware_model.devicelab import (
+    SMALL,
+    STORE_COMPONENT,
+    Lab,
+    Outside,
+    small_device,
+    stranger,
+)
 
 
 def corrupt(device: Device, component: Component, which: str = "active") -> None:
@@ -119,6 +132,24 @@ def test_provisioning_refuses_a_security_version_the_counters_cannot_hold(
     assert all(machine.otp.read_word(i) == 0 for i in range(machine.otp.word_count))
     device.provision(lab.factory)  # the device is still fresh
     assert device.running.report.used == "active"
+
+
+def test_provisioning_refuses_a_store_file_holding_two_roots(device_lab: Lab) -> None:
+    """certs/Bundle.pem with two roots: refused whole (ImageFormatError) before anything is
+    written, never installed as its first root."""
+    lab = device_lab
+    payload = build_cramfs({"certs/Bundle.pem": b"".join(
+        certificate.public_bytes(serialization.Encoding.PEM) for _, certificate in lab.roots())})
+    store = build_package(payload, image_type=ImageType.UpdateCertStore,
+                          component_id=STORE_COMPONENT, image_id=uuid.uuid4(),
+                          signer=lab.signer(), name="bundle-store", security_version=1)
+    device = small_device()
+    with pytest.raises(ImageFormatError, match=r"certs/Bundle\.pem holds 3 certificates, not one"):
+        device.provision(FactoryImages(lab.factory.root_hash, lab.image("keystore-2024"), store))
+    machine = device.machine
+    assert machine.flash.hash(0, SMALL.size) == SoftwareMachine(None, SMALL).flash.hash(
+        0, SMALL.size)
+    assert all(machine.otp.read_word(i) == 0 for i in range(machine.otp.word_count))
 
 
 def test_a_device_never_provisioned_does_not_boot() -> None:

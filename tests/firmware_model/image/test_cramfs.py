@@ -400,6 +400,30 @@ def test_bad_crc_and_trailing_bytes() -> None:
     _rejects(SAMPLE_IMAGE + bytes(4096), "bytes after the filesystem", len(SAMPLE_IMAGE))
 
 
+def _with_size(image: bytes, size: int) -> bytes:
+    """`image` with its superblock's size field set to `size` (CRC refreshed)."""
+    return refresh_crc(image[:4] + size.to_bytes(4, "little") + image[8:])
+
+
+def test_a_filesystem_cut_to_its_used_length_is_refused_saying_why() -> None:
+    """fsck.cramfs takes a filesystem cut to its used length; we do not (mkfs.cramfs pads to
+    whole 4096-byte blocks), and the message says which rule fails, not that a size does not
+    fit itself."""
+    used = -(-len(SAMPLE_IMAGE.rstrip(b"\0")) // 4) * 4
+    assert used % 4096
+    cut = _with_size(SAMPLE_IMAGE[:used], used)
+    _rejects(cut, rf"^filesystem size {used} is not a whole number of 4096-byte blocks "
+             r"\(mkfs.cramfs pads a filesystem to one; a cut to its used length is refused\) "
+             r"at offset 0x4$", 4)
+
+
+def test_a_filesystem_size_past_its_payload_is_refused() -> None:
+    past = len(SAMPLE_IMAGE) + 4096
+    _rejects(_with_size(SAMPLE_IMAGE, past),
+             rf"^filesystem size {past} runs past the {len(SAMPLE_IMAGE)} bytes it comes in", 4)
+    _rejects(_with_size(SAMPLE_IMAGE, 0), "filesystem size 0 is not a whole number", 4)
+
+
 def test_directory_offset_past_the_image() -> None:
     at = inode_at(SAMPLE_IMAGE, b"certs")
     image = patch_inode(SAMPLE_IMAGE, at, offset=(len(SAMPLE_IMAGE) - 8) >> 2)

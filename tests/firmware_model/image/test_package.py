@@ -270,3 +270,33 @@ def test_abi_list_whose_count_disagrees_with_its_length() -> None:
     error = _error(data)
     assert "'ND' section is 12 bytes, expected 20" in str(error)
     assert error.offset == 4 + 8 + (4 + 36) + (4 + 40)
+
+
+# --- points the spec settles (docs/image-format.md, Envelope and Sections) -------------------
+
+
+def test_sections_may_come_in_any_order(signer: Signer) -> None:
+    """An image whose SG section comes first reads and verifies like any other."""
+    sg = encode_section(SectionId.Signature, {"thumbprint": signer.thumbprint,
+                                              "signing_type": int(signer.signing_type)})
+    body = b"payload!" + build_metadata([sg, *_id_db()])
+    image = verify_image(body + signer.sign(body),
+                         Keyring([TrustedKey.from_certificate(signer.certificate)]))
+    assert [s.tag for s in image.sections] == ["SG", "ID", "DB"]
+    assert image.image_type == ImageType.UpdateCertStore
+
+
+def test_when_both_signature_sizes_fail_the_64_byte_attempts_error_is_reported(
+        signer: Signer) -> None:
+    data = _image(signer)[:-1]
+    error = _error(data)
+    assert str(error).startswith("metadata length ") and "is impossible" in str(error)
+    assert error.offset == len(data) - 64 - 4  # the trailer a 64-byte signature would leave
+
+
+def test_an_image_without_rv_or_db_has_version_0_and_no_name(signer: Signer) -> None:
+    sections = [encode_section(SectionId.Identity, {
+        "image_type": ImageType.UpdateCertStore, "reserved": 0, "component_id": COMPONENT,
+        "image_id": IMAGE})]
+    image = parse_package(seal(b"payload!", sections, signer))
+    assert (image.security_version, image.name, image.build_time) == (0, "", 0)
