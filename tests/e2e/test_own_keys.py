@@ -41,7 +41,7 @@ security_version = 2                                   # not below the running s
 [store]
 certificates = ["images/roots/DigiCert_Global_Root_G2.pem",
                 "images/roots/Microsoft_RSA_Root_Certificate_Authority_2017.pem"]
-bundles = ["lab-keys/root.pem"]                        # named by common name: Lab_Root_fused
+bundles = ["lab-keys/root.pem"]   # each certificate of a bundle: certs/<its common name>.pem
 EOF
 imagetool build lab-store-2.toml --keys lab-keys -o lab-store-2.imagepackage
 imagetool feed lab-store-2.imagepackage --keys lab-keys --channel Retail -o lab-feed
