@@ -195,6 +195,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         check_stdin_can_close()
     if args.firmware != FIRMWARE and not args.firmware.is_file():
         raise BadInput(f"--firmware {args.firmware}: no such file")
+    if args.flash.name in ("", ".."):
+        raise BadInput(f"--flash {str(args.flash)!r}: names a folder, not a flash file")
     if len(os.fsencode(args.flash.absolute())) > FIRMWARE_PATH_MAX:
         raise BadInput(f"{args.flash}: the firmware takes a path of at most "
                        f"{FIRMWARE_PATH_MAX} bytes")

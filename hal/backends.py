@@ -92,7 +92,7 @@ def open_machine(spec: HalSpec, wall: datetime | None = None, *, create: bool = 
         if wall is not None:
             raise UsageError("--at needs a software device (fake, emulator, native or qemu); "
                              "a board keeps its own time")
-        with _serial(str(spec.target), progress, console) as board:
+        with _serial(str(spec.target), progress, console, lock_wait) as board:
             yield board
         return
     flash = spec.flash(default_flash)
@@ -138,11 +138,11 @@ def _emulated(flash: Path, wall: datetime | None, extra: Sequence[str], board: s
 
 
 def _serial(port: str, progress: FlashProgress | None = None,
-            console: Callable[[str], None] | None = None
+            console: Callable[[str], None] | None = None, lock_wait: float = 0.0
             ) -> contextlib.AbstractContextManager[Machine]:
     from hal.serial.machine import SerialMachine  # pyserial is imported only when used
 
-    return SerialMachine(port, on_progress=progress, on_console=console)
+    return SerialMachine(port, on_progress=progress, on_console=console, lock_wait=lock_wait)
 
 
 def _empty(path: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from policy.errors import UsageError
 
@@ -35,3 +36,21 @@ def loopback_ip(text: str, option: str, what: str) -> str:
         raise UsageError(f"{option} {text!r}: {what} listens on the loopback interface only "
                          "(127.0.0.1)")
     return address
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def host_name(text: str, what: str = "") -> str:
+    """`text` as a certificate names a server: an IP address, or a host name of 1-63
+    character labels (letters, digits, inner hyphens), 253 characters at most, lower-cased;
+    UsageError (prefixed by `what`) for anything else, wildcards included."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if len(text) > 253 or not _HOST.fullmatch(text):
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise UsageError(f"{what}{shown!r} is not a host name or an IP address (no wildcards)")
+    return text.lower()

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.server
-import ipaddress
 import json
-import re
 import shlex
 import ssl
 import sys
@@ -41,15 +39,13 @@ from policy.cli import ExitCode, OneLineParser, epilog, run_guarded
 from policy.errors import UsageError
 from policy.https import LoopbackHttpsServer
 from policy.interrupts import interrupts_ignored
-from policy.network import loopback_ip
+from policy.network import host_name, loopback_ip
 from tools.pki import ROOT, general_name, issue, load_signer, new_key
 
 PROG = "lab-server"
 DEFAULT_KEYS = Path("images/build/keys")
 #: How long stopping waits for connections in progress to finish (and say how they went).
 DRAIN_TIMEOUT = 2.0
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 EPILOG = epilog({ExitCode.OK: "stopped by Ctrl-C or SIGTERM once serving",
                  ExitCode.BAD_INPUT: "also an address off the loopback interface, a port in "
                                      "use, a NAME that is no host name, a keys folder without "
@@ -60,13 +56,7 @@ EPILOG = epilog({ExitCode.OK: "stopped by Ctrl-C or SIGTERM once serving",
 
 def endpoint_name(text: str) -> str:
     """NAME as a certificate can carry it: an IP address or a host name (UsageError)."""
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
-    if len(text) > 253 or not _HOST.fullmatch(text):
-        raise UsageError(f"{text!r} is not a host name or an IP address (no wildcards)")
-    return text.lower()
+    return host_name(text)
 
 
 def listen_address(text: str) -> str:
@@ -163,6 +153,11 @@ class Reach:
     root_subject: str
 
     @property
+    def url(self) -> str:
+        host = f"[{self.name}]" if ":" in self.name else self.name
+        return f"https://{host}:{self.port}/"
+
+    @property
     def connect(self) -> str:
         target = f"[{self.address}]" if ":" in self.address else self.address
         line = f"fwmodel connect {target}:{self.port}"
@@ -179,12 +174,12 @@ class Reach:
 
     def to_json(self) -> dict[str, object]:
         return {"name": self.name, "address": self.address, "port": self.port,
-                "url": f"https://{self.name}:{self.port}/", "root": str(self.root),
+                "url": self.url, "root": str(self.root),
                 "root_subject": self.root_subject, "connect": self.connect,
                 "audit": self.audit}
 
     def line(self) -> str:
-        return (f"serving https://{self.name}:{self.port}/ on {self.address} port {self.port}; "
+        return (f"serving {self.url} on {self.address} port {self.port}; "
                 f"trust {shlex.quote(str(self.root))} ({self.root_subject}); "
                 f"connect: {self.connect}; audit: {self.audit}")
 

@@ -16,6 +16,7 @@ from firmware_model.device.deferral import DeferringApp
 from firmware_model.device.model import Device
 from firmware_model.errors import AppManifestError, ImageFormatError
 from policy.errors import UsageError
+from policy.files import read_regular_text
 
 #: The name of the app `--defer`/`--resume-after` describe.
 DEFER_APP = "deferring-app"
@@ -135,9 +136,8 @@ def feed_context(cafile: Path) -> ssl.SSLContext:
 
     ImageFormatError if it holds no PEM certificate; an OSError naming it if it cannot be read.
     """
+    pem = read_regular_text(cafile)  # a FIFO or a device is refused, not waited on
     try:
-        return ssl.create_default_context(cafile=str(cafile))
+        return ssl.create_default_context(cadata=pem)
     except (ssl.SSLError, ValueError):
         raise ImageFormatError(f"{cafile} holds no PEM certificates") from None
-    except OSError as error:  # ssl's own OSError does not say which file
-        raise OSError(error.errno, error.strerror, str(cafile)) from None

@@ -42,6 +42,7 @@ from firmware_model.device.app_certstore_blobs import (
     load_private_key,
 )
 from hal.interfaces import Flash
+from policy.text import printable
 
 __all__ = ["AVAILABLE_WHEN_EMPTY", "CAPACITY", "MAX_CERT_SIZE", "MAX_IDENTIFIER_LENGTH",
            "MAX_PASSWORD_LENGTH", "RESERVED", "AppCertStore", "CertInfo", "CertKind",
@@ -70,7 +71,7 @@ def check_identifier(identifier: str) -> None:
     if not 1 <= length <= MAX_IDENTIFIER_LENGTH:
         unit = "characters" if identifier.isascii() else "bytes in UTF-8"
         raise Refusal.IDENTIFIER_LENGTH.error(
-            f"identifier {identifier!r} is {length} {unit}; it must be 1 to "
+            f"identifier {printable(repr(identifier), 60)} is {length} {unit}; it must be 1 to "
             f"{MAX_IDENTIFIER_LENGTH} characters")
     if not IDENTIFIER_CHARACTERS.fullmatch(identifier):
         raise Refusal.IDENTIFIER_CHARACTERS.error(

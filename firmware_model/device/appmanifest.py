@@ -12,11 +12,13 @@ the calls that need it fail with EACCES, see `firmware_model.device.sysevent`.)
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_model.errors import AppManifestError
+from policy.files import read_regular
 
 #: The capability names, as app_manifest.json spells them.
 SYSTEM_EVENT_NOTIFICATIONS = "SystemEventNotifications"
@@ -86,8 +88,11 @@ def _flag(capabilities: dict[str, object], key: str, what: str) -> bool:
 def read_app_manifest(path: Path) -> AppManifest:
     """The manifest in the file `path` (see `parse_app_manifest`); OSError if it cannot be read,
     AppManifestError if it is larger than any manifest (64 KiB)."""
-    with path.open("rb") as file:
-        data = file.read(MANIFEST_LIMIT + 1)
-    if len(data) > MANIFEST_LIMIT:
-        raise AppManifestError(f"{path}: larger than {MANIFEST_LIMIT} bytes: not an app manifest")
+    try:
+        data = read_regular(path, MANIFEST_LIMIT)
+    except OSError as error:
+        if error.errno != errno.EFBIG:
+            raise
+        raise AppManifestError(f"{path}: larger than {MANIFEST_LIMIT} bytes: not an app "
+                               "manifest") from None
     return parse_app_manifest(data, str(path))

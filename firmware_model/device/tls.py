@@ -46,8 +46,9 @@ def as_utc(when: float | datetime) -> datetime:
 
 
 def iso(when: datetime) -> str:
-    """`2025-02-01T00:00:00Z`."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`2025-02-01T00:00:00Z` (four digits of year always: `0001-01-01T00:00:00Z`)."""
+    when = when.astimezone(UTC)
+    return f"{when.year:04d}-" + when.strftime("%m-%dT%H:%M:%SZ")
 
 
 def _common_name(name: x509.Name) -> str:

@@ -143,6 +143,8 @@ def parse(argv: Sequence[str] | None) -> Settings:
     """The checked command line; BadInput for a value the emulator cannot use (argparse exits
     with code 2 itself on bad syntax)."""
     args = parser().parse_args(argv)
+    if args.flash.name in ("", ".."):
+        raise BadInput(f"--flash {str(args.flash)!r}: names a folder, not a flash file")
     geometry = FlashGeometry(args.size, args.sector_size, args.page_size)
     try:
         check_geometry(geometry)

@@ -23,6 +23,7 @@ from typing import IO
 from hal.emulator.boards import board_command
 from hal.errors import DeviceBusyError, HalError
 from hal.interfaces import Closeable
+from policy.text import printable
 
 #: Seconds an agent may take to print the line naming its port.
 START_TIMEOUT = 15.0
@@ -93,13 +94,16 @@ def launch(command: Sequence[str], stderr_path: Path | None = None, *,
         board = LaunchedBoard(process, "", lines)
         first.wait(timeout)
         if not lines or not lines[0].strip():
+            early = process.poll()  # it ended by itself, rather than being stopped here
             code = board.stop()
             errors.seek(0)
             problem = errors.read().decode(errors="replace").strip()
             if code == BUSY_EXIT:  # the agent's own words: another process holds the device
                 raise DeviceBusyError(problem.partition("error: ")[2] or problem)
-            raise LaunchError(f"{command[0]}: the agent printed no port within {timeout:g} s "
-                              f"(exit code {code}): {problem[-500:] or 'no message'}")
+            what = (f"exited with code {early} before it printed its port" if early is not None
+                    else f"printed no port within {timeout:g} s (stopped, exit code {code})")
+            raise LaunchError(f"{command[0]}: the agent {what}: "
+                              f"{printable(problem[-500:], 500) or 'no message'}")
     board.url = lines[0].split()[-1]
     return board
 

@@ -41,6 +41,7 @@ from hal.serial.requests import (
     line_bytes,
     op_name,
 )
+from policy.text import printable
 
 #: Smallest data chunk the host shrinks to on a noisy line.
 MIN_CHUNK = 64
@@ -219,7 +220,7 @@ class RequestEngine:
             self._reboot_due = True
         if frame.is_error:
             code, message = unpack_error(frame.payload)
-            text = f"{self.url}: {op_name(request.opcode)}: {message}"
+            text = f"{self.url}: {op_name(request.opcode)}: {printable(message)}"
             if code == ErrorCode.POWER_LOSS:
                 self.powered_off = True
                 return PowerLoss(text)

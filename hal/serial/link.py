@@ -41,10 +41,12 @@ class BoardLink(RequestEngine):
     called with each console line the board pushes (CONSOLE_LINE), as it arrives.
     """
 
-    def __init__(self, url: str, *, timeout: float = 2.0, retries: int = 5) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, retries: int = 5,
+                 lock_wait: float = 0.0) -> None:
         if timeout <= 0 or retries < 0:
             raise ValueError(f"timeout must be > 0 and retries >= 0 (got {timeout}, {retries})")
         self.url = url
+        self.lock_wait = lock_wait  # how long the first open waits for another host's lock
         self.timeout = timeout
         self.retries = retries
         self.stats = LinkStats()
@@ -195,7 +197,7 @@ class BoardLink(RequestEngine):
 
     def _open(self) -> None:
         write_timeout = self.timeout + 2 * (MAX_DATA + 64) * 10 / DEFAULT_BAUD
-        self._port = Port(self.url, write_timeout)
+        self._port = Port(self.url, write_timeout, self.lock_wait)
         self._decoder.reset()
         self._write(b"\xc0")  # end whatever partial frame the board's receiver holds
 

@@ -223,8 +223,9 @@ class SerialMachine(Closeable):
         retries: int = 5,
         on_progress: Progress | None = None,
         on_console: Callable[[str], None] | None = None,
+        lock_wait: float = 0.0,
     ) -> None:
-        self._link = BoardLink(port_url, timeout=timeout, retries=retries)
+        self._link = BoardLink(port_url, timeout=timeout, retries=retries, lock_wait=lock_wait)
         self._link.on_console = on_console
         self._hook: BootHook | None = None
         self._link.on_boot = self._run_boot_hook

@@ -11,7 +11,7 @@ import urllib.parse
 
 import serial
 
-from hal.errors import LinkError, LinkTimeout
+from hal.errors import DeviceBusyError, LinkError, LinkTimeout
 from policy.errors import UsageError
 from policy.network import is_loopback
 
@@ -46,22 +46,36 @@ def check_local(url: str) -> None:
                          "only (127.0.0.1, ::1, localhost)")
 
 
+#: What pyserial says when another process holds the port's lock, and how often to try again.
+_LOCKED, _LOCK_POLL = "Could not exclusively lock port", 0.05
+
+
 class Port:
     """A pyserial port (any URL `serial_for_url` takes), locked against other hosts while open
-    (flock, where the port is a device); LinkError on any failure."""
+    (flock, where the port is a device): a port another host holds is waited for up to
+    `lock_wait` seconds, then DeviceBusyError; LinkError on any other failure."""
 
-    def __init__(self, url: str, write_timeout: float) -> None:
+    def __init__(self, url: str, write_timeout: float, lock_wait: float = 0.0) -> None:
         self.url = url
         check_local(url)
-        try:
-            # exclusive: a second host on the same port (two SerialMachines, or a stale pty
-            # path that now names another emulator's pty) would steal the first one's replies.
-            self._serial = serial.serial_for_url(
-                url, baudrate=DEFAULT_BAUD, timeout=0, write_timeout=write_timeout,
-                exclusive=True,
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkError(f"{url}: cannot open the port: {exc}") from exc
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                # exclusive: a second host on the same port (two SerialMachines, or a stale
+                # pty path that now names another emulator's pty) would steal the first one's
+                # replies.
+                self._serial = serial.serial_for_url(
+                    url, baudrate=DEFAULT_BAUD, timeout=0, write_timeout=write_timeout,
+                    exclusive=True,
+                )
+                break
+            except (serial.SerialException, OSError, ValueError) as exc:
+                if _LOCKED not in str(exc):
+                    raise LinkError(f"{url}: cannot open the port: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise DeviceBusyError(f"{url}: another process is using the port "
+                                          "(--wait SECONDS waits for it)") from None
+                time.sleep(_LOCK_POLL)
         try:
             self._fd: int | None = self._serial.fileno()
         except (AttributeError, NotImplementedError, OSError, serial.SerialException):

@@ -181,3 +181,61 @@ def test_imagetool_never_replaces_an_output_that_is_no_regular_file(
         assert "not a regular file (left as it is)" in one_line(done) or \
             "names a folder, not a file" in done.stderr
     assert fifo.is_fifo() and folder.is_dir() and not any(folder.iterdir())
+
+
+def test_an_app_manifest_or_feed_ca_that_is_a_fifo_is_refused_at_once(
+    device_lab: Lab, tmp_path: Path
+) -> None:
+    hal, _ = provisioned(device_lab, tmp_path / "dev")
+    fifo = tmp_path / "x.fifo"
+    os.mkfifo(fifo)
+    feeds = str(device_lab.folder / "feeds")
+    for args in (("--feed", feeds, "--app", f"{fifo}:defer=1"),
+                 ("--feed", "https://127.0.0.1:1/", "--feed-ca", str(fifo))):
+        done = fwmodel("update", *args, hal=hal)
+        assert done.returncode == ExitCode.BAD_INPUT
+        assert one_line(done).endswith(f"{fifo}: not a regular file" + (
+            " (see --help)" if "--app" in args else ""))
+
+
+@pytest.mark.parametrize("kind", ["emulator", "native"])
+def test_an_agent_never_fills_an_empty_flash_file_outside_provision(
+    tmp_path: Path, kind: str
+) -> None:
+    flash = tmp_path / "e.flash"
+    flash.touch()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    flash.with_name("e.flash.stderr").symlink_to(victim)  # an agent's stderr never goes here
+    done = fwmodel("status", hal=f"{kind}:{flash}")
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert "an empty flash file holds no device" in one_line(done)
+    assert flash.stat().st_size == 0 and victim.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.flash", "e.flash.stderr",
+                                                          "victim.txt"]
+
+
+def test_an_agent_that_refuses_its_flash_leaves_no_file_beside_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "f.flash"
+    os.mkfifo(fifo)
+    done = fwmodel("status", hal=f"emulator:{fifo}")
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert "not a regular file" in one_line(done)
+    assert [p.name for p in tmp_path.iterdir()] == ["f.flash"]
+
+
+def test_a_server_name_no_certificate_can_carry_is_a_usage_error(tmp_path: Path) -> None:
+    for name in ("a" * 64, "", "a b", "x\ny", "*.lab.test"):
+        done = fwmodel("connect", "127.0.0.1:1", "--server-name", name,
+                       hal=f"fake:{tmp_path / 'none.flash'}")
+        assert done.returncode == ExitCode.BAD_INPUT
+        assert "--server-name" in one_line(done)
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "hal.emulator"],
+                                     [sys.executable, "board/run_qemu.py"]])
+def test_an_agent_flash_path_that_names_a_folder_is_bad_usage(command: list[str]) -> None:
+    done = subprocess.run([*command, "--flash", "", "--pty"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert "names a folder, not a flash file" in one_line(done)

@@ -243,3 +243,9 @@ def test_a_stalled_or_plain_client_holds_up_nobody(lab: Path) -> None:
             assert stalled.fileno() >= 0
     assert code == 0 and err == ""
     assert "handshake failed: HTTP_REQUEST" in out and "handshake ok (TLSv1.3)" in out
+
+
+def test_an_ipv6_server_s_url_brackets_its_address(tmp_path: Path) -> None:
+    reach = lab_server.Reach("::1", "::1", 8443, tmp_path / "root.pem", "Lab Root")
+    assert reach.url == "https://[::1]:8443/"
+    assert reach.line().startswith("serving https://[::1]:8443/ on ::1 port 8443;")

@@ -11,7 +11,7 @@ from firmware_model.cli.options import address
 from firmware_model.device.model import Device
 from firmware_model.errors import FwModelError
 from policy.errors import UsageError
-from policy.network import is_loopback
+from policy.network import host_name, is_loopback
 
 
 def register(commands: Subparsers) -> None:
@@ -22,9 +22,18 @@ def register(commands: Subparsers) -> None:
                     "Exit 0: the handshake held; 1: it failed; 2: HOST:PORT is not an address "
                     "(or another usage error); 4: the HAL failed.")
     p.add_argument("address", metavar="HOST:PORT")
-    p.add_argument("--server-name", help="the name to verify (default: HOST)")
+    p.add_argument("--server-name", type=server_name, metavar="NAME",
+                   help="the name to verify (default: HOST): a host name or an IP address")
     p.add_argument("--json", action="store_true")
     on_device(p, run)
+
+
+def server_name(text: str) -> str:
+    """An argument type: a name a certificate can carry (argparse's one-line usage error)."""
+    try:
+        return host_name(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run(device: Device, args: argparse.Namespace, out: TextIO) -> int:

@@ -108,7 +108,7 @@ def test_a_bad_app_spec_says_what_is_wrong(tmp_path: Path, suffix: str, error: s
 @pytest.mark.parametrize(("spec", "error"), [
     (":defer=5", "name the app's manifest first"),
     ("{d}/absent.json", "absent.json: No such file or directory"),
-    ("{d}", "Is a directory"),
+    ("{d}", "not a regular file"),
 ])
 def test_an_app_spec_without_a_readable_manifest_is_refused(
     tmp_path: Path, spec: str, error: str

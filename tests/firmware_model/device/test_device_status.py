@@ -77,3 +77,12 @@ def test_an_unprovisioned_device_reports_the_boot_that_found_nothing(device_lab:
     assert isinstance(last, dict) and (last["used"], last["record_sequence"]) == ("none", None)
     assert str(last["problem"]).startswith("NotProvisionedError") and last["cause"] == (
         ResetCause.POWER_ON.name)
+
+
+def test_a_time_in_year_one_is_written_with_four_digits_of_year() -> None:
+    from datetime import UTC, datetime
+
+    from firmware_model.device.tls import iso
+
+    assert iso(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00Z"
+    assert iso(datetime(2025, 2, 26, 12, tzinfo=UTC)) == "2025-02-26T12:00:00Z"

@@ -5,10 +5,13 @@ MalformedPayload, a LinkError, exit 4)."""
 from __future__ import annotations
 
 import math
+import os
 import struct
+import time
 
 import pytest
 
+from hal.errors import DeviceBusyError
 from hal.serial.framing import MalformedPayload
 from hal.serial.messages import WALL_RANGE, Hello, unpack_time
 from hal.serial.port import Port, check_local
@@ -70,3 +73,20 @@ def test_a_port_url_off_the_loopback_interface_is_refused_before_any_connection(
                                  "socket://localhost:5555", "rfc2217://[::1]:5555", "loop://"])
 def test_device_paths_loop_and_loopback_sockets_are_ports(url: str) -> None:
     check_local(url)
+
+
+def test_a_port_another_host_holds_is_waited_for_then_busy() -> None:
+    controller, worker = os.openpty()
+    path = os.ttyname(worker)
+    first = Port(path, write_timeout=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DeviceBusyError, match="another process is using the port"):
+            Port(path, write_timeout=1.0, lock_wait=0.3)
+        assert time.monotonic() - started >= 0.3
+        first.close()
+        Port(path, write_timeout=1.0).close()  # free again once the first host lets go
+    finally:
+        first.close()
+        os.close(worker)
+        os.close(controller)

@@ -22,7 +22,7 @@ import serial
 
 from hal.emulator.line_noise import FaultRates
 from hal.emulator.server import Emulator, start_emulator
-from hal.errors import FlashError, LinkError, LinkTimeout, OtpError, PowerLoss
+from hal.errors import DeviceBusyError, FlashError, LinkError, LinkTimeout, OtpError, PowerLoss
 from hal.interfaces import FlashGeometry, Machine, ResetCause
 from hal.serial.framing import (
     CRC,
@@ -149,9 +149,9 @@ def test_a_closed_machine_refuses_work(emulator: Emulator) -> None:
         board.clock.wall()
 
 
-def test_a_second_host_on_the_same_pty_is_refused(soft: SoftwareMachine) -> None:
+def test_a_second_host_on_the_same_pty_is_busy(soft: SoftwareMachine) -> None:
     with start_emulator(soft) as emu, SerialMachine(emu.url) as first:
-        with pytest.raises(LinkError, match="lock"):
+        with pytest.raises(DeviceBusyError, match="another process is using the port"):
             SerialMachine(emu.url)
         assert first.ping(b"still mine") == b"still mine"
 
