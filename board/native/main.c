@@ -172,11 +172,13 @@ static int parse_options(int argc, char **argv, struct options *o)
         {0, 0, 0, 0},
     };
     opterr = 0;
-    for (int id; (id = getopt_long(argc, argv, ":", longs, NULL)) != -1;) {
+    char name[32];
+    for (int id, at = -1; (id = getopt_long(argc, argv, ":", longs, &at)) != -1; at = -1) {
         if (id == OPT_HELP) return -1;
         if (id == ':') return bad_usage("an option is missing its value");
         if (id == '?') return bad_usage("unrecognized option");
-        int code = store_option(o, id, optarg, argv[optind - 1]);
+        snprintf(name, sizeof name, "--%s", at >= 0 ? longs[at].name : "?");
+        int code = store_option(o, id, optarg, name);
         if (code != 0) return code;
     }
     if (optind < argc) return bad_usage("unrecognized arguments");

@@ -240,3 +240,13 @@ def test_killed_launcher_leaves_no_qemu(tmp_path) -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"QEMU {qemu} still runs after its launcher was killed")
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--otp-words", "0"], "--otp-words"), (["--window=0"], "--window"),
+    (["--max-payload", "1"], "--max-payload"),
+])
+def test_a_bad_number_names_its_option(target, tmp_path, args, option) -> None:
+    result = run(target, "--flash", str(tmp_path / "f.flash"), "--pty", *args)
+    assert result.returncode == 2
+    assert option in result.stderr, result.stderr  # not "argument 0", say
