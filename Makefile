@@ -28,6 +28,7 @@ $(MS_VENV)/.stamp:
 # imports `packaging` without declaring it: a venv of its own too. The tests drive
 # `fwmodel serve-api` with it (tests/oracle/device_api_helper.py); they never install it.
 $(API_VENV)/.stamp:
+	@echo "creating $(API_VENV) for Microsoft's azuresphere-device-api (the client the API tests drive)"
 	$(PYTHON) -m venv $(API_VENV)
 	$(API_VENV)/bin/python -m pip install -q 'azuresphere-device-api==1.1.1' 'packaging==24.2'
 	touch $@
@@ -118,6 +119,7 @@ bench: $(VENV)/.stamp oracle api-client board
 	$(PY) -m bench.api
 
 clean:
-	rm -rf $(VENV) $(MS_VENV) $(API_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MS_VENV) $(API_VENV) images/build .mypy_cache .ruff_cache .pytest_cache .hypothesis \
+	  sphere_fwmodel.egg-info
 	rm -f device.flash device.flash.* board.flash board.flash.* lab.flash lab.flash.* apps.flash apps.flash.*
 	$(MAKE) -C board clean

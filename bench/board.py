@@ -72,6 +72,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from bench.serial_link import process_cpu, raw_copy_rate
+from bench.timing import met
 from hal.emulator.launcher import LaunchedBoard, launch
 from hal.errors import HalError
 from hal.serial.machine import SerialMachine
@@ -97,10 +98,6 @@ APART = {".noinit": "kept across a reset", ".stack": "stack"}
 
 class BenchError(Exception):
     """Something the bench needs is missing or failed."""
-
-
-def met(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 # --- (a) sizes --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import serial
 
+from bench.timing import met
 from hal.emulator.agent import BoardAgent
 from hal.emulator.launcher import launch, launch_board
 from hal.errors import HalError
@@ -215,7 +216,7 @@ def mb(rate: float) -> str:
 
 
 def verdict(ratio: float, target: float) -> str:
-    return f"target >= {target}: {'met' if ratio >= target else 'NOT met'}"
+    return f"target >= {target}: {met(ratio >= target)}"
 
 
 def run(args: argparse.Namespace) -> None:

@@ -25,6 +25,11 @@ def per_op(
     return best
 
 
+def met(ok: bool) -> str:
+    """How every bench says whether a target held: `met` or `MISSED`."""
+    return "met" if ok else "MISSED"
+
+
 def verdict(ratio: float, target: float) -> str:
     """A lower-is-better ratio against its target, e.g. ` 1.12x  (target <= 1.15x: met)`."""
-    return f"{ratio:5.2f}x  (target <= {target:.2f}x: {'met' if ratio <= target else 'MISSED'})"
+    return f"{ratio:5.2f}x  (target <= {target:.2f}x: {met(ratio <= target)})"

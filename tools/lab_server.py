@@ -160,7 +160,7 @@ class Reach:
     @property
     def connect(self) -> str:
         target = f"[{self.address}]" if ":" in self.address else self.address
-        line = f"fwmodel connect {target}:{self.port}"
+        line = f"fwmodel --hal HAL connect {target}:{self.port}"  # HAL: the device to use
         return line if self.name == self.address else f"{line} --server-name {self.name}"
 
     @property

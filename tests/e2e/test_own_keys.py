@@ -104,7 +104,7 @@ def test_your_own_keys_from_keygen_to_an_installed_store(tmp_path: Path) -> None
         port = re.search(r" on 127\.0\.0\.1 port (\d+);", first)
         assert port, first
         connect, audit = (line.replace("PORT", port[1]) for line in (CONNECT, AUDIT))
-        assert f"connect: {connect.replace('--hal fake:lab.flash ', '')};" in first
+        assert f"connect: {connect.replace('fake:lab.flash', 'HAL')};" in first
         assert f"audit: audit-endpoints api.lab.test:{port[1]} --resolve " in first
         reached = bash(connect, tmp_path)
         assert reached.returncode == 0, reached.stderr

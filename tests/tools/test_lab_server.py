@@ -106,9 +106,9 @@ def running(*args: str) -> Iterator[Server]:
 
 
 def run_printed(line: str, *before: str) -> subprocess.CompletedProcess[str]:
-    """A command line the server printed, run as its console script (`before` goes right
-    after the program name: fwmodel's --hal)."""
-    program, *rest = shlex.split(line)
+    """A command line the server printed, run as its console script; `before` goes right
+    after the program name (fwmodel's --hal, in place of the line's `--hal HAL`)."""
+    program, *rest = shlex.split(line.replace("--hal HAL ", ""))
     return subprocess.run([str(BIN / program), *before, *rest], capture_output=True, text=True,
                           timeout=TIMEOUT, check=False, cwd=REPO)
 
@@ -120,7 +120,8 @@ def test_its_first_line_says_how_and_fwmodel_connect_reaches_it(lab: Path) -> No
         assert reach["address"] == "127.0.0.1" and isinstance(port, int) and port > 0
         assert reach["root"] == str(lab / "keys" / "root.pem")
         assert reach["root_subject"] == "CN=Lab Root (fused),O=sphere-fwmodel lab"
-        assert reach["connect"] == f"fwmodel connect 127.0.0.1:{port} --server-name api.lab.test"
+        assert reach["connect"] == (f"fwmodel --hal HAL connect 127.0.0.1:{port} "
+                                    "--server-name api.lab.test")
         assert reach["audit"] == (f"audit-endpoints api.lab.test:{port} --resolve "
                                   f"api.lab.test:{port}:127.0.0.1 --before STORE --after STORE")
         done = run_printed(reach["connect"], "--hal", f"fake:{lab / 'trusting.flash'}")
@@ -140,7 +141,7 @@ def test_a_device_without_the_root_fails_and_the_server_goes_on(lab: Path) -> No
         port = int(server.first.split(" port ", 1)[1].split(";")[0])
         assert server.first.startswith(f"serving https://api.lab.test:{port}/ on 127.0.0.1 ")
         assert f"trust {lab / 'keys' / 'root.pem'} (CN=Lab Root (fused)" in server.first
-        connect = f"fwmodel connect 127.0.0.1:{port} --server-name api.lab.test"
+        connect = f"fwmodel --hal HAL connect 127.0.0.1:{port} --server-name api.lab.test"
         assert f"; connect: {connect}; audit: audit-endpoints api.lab.test:{port} " in server.first
         refused = run_printed(connect, "--hal", f"fake:{lab / 'shipped.flash'}")
         assert refused.returncode == 1 and "unable to get local issuer certificate" in \
@@ -166,7 +167,7 @@ def test_the_printed_audit_line_judges_the_endpoint(lab: Path) -> None:
 
 def test_ipv6_loopback_lines_bracket_the_address(lab: Path) -> None:
     reach = lab_server.Reach("api.lab.test", "::1", 8443, lab / "keys" / "root.pem", "CN=x")
-    assert reach.connect == "fwmodel connect [::1]:8443 --server-name api.lab.test"
+    assert reach.connect == "fwmodel --hal HAL connect [::1]:8443 --server-name api.lab.test"
     assert reach.audit.startswith("audit-endpoints api.lab.test:8443 --resolve "
                                   "api.lab.test:8443:[::1] --before")
 
@@ -175,7 +176,7 @@ def test_an_ip_address_needs_no_server_name(lab: Path) -> None:
     with running("127.0.0.1", "--keys", str(lab / "keys"), "--json") as server:
         reach = json.loads(server.first)
         port = reach["port"]
-        assert reach["connect"] == f"fwmodel connect 127.0.0.1:{port}"
+        assert reach["connect"] == f"fwmodel --hal HAL connect 127.0.0.1:{port}"
         assert reach["audit"].startswith(f"audit-endpoints 127.0.0.1:{port} --before")
         assert run_printed(reach["connect"], "--hal",
                            f"fake:{lab / 'trusting.flash'}").returncode == 0
