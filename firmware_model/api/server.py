@@ -184,12 +184,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
         self.wfile.flush()
 
+    def parse_request(self) -> bool:
+        """http.server's parsing, without HTTP/0.9: a request line with no version (`GET
+        /status`) would be answered with a bare body, no status line and no headers."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.BAD_REQUEST, "a request line without an HTTP version")
+            return False
+        return True
+
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
         """http.server's own refusals (a request line or headers it cannot read, a method it
         does not know): the status and no body, as every refusal HTTP makes before a route is
-        reached, with REST-API-Version like every answer (not http.server's HTML page)."""
+        reached, with REST-API-Version like every answer (not http.server's HTML page), also
+        when the request line was too garbled to say which HTTP it speaks."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # http.server would write no status line
+            self.request_version = "HTTP/1.1"
         self.server.log(f"{self.client_address[0]}:{self.client_address[1]} {code} "
                         f"{message or HTTPStatus(code).phrase}")
         self._send(Reply(HTTPStatus(code), None))

@@ -211,3 +211,19 @@ def test_a_request_http_cannot_frame_gets_its_status_no_page_and_the_api_version
     assert body == b""
     conn = connection(served)
     assert ask(conn, "GET", "/osversion")[0] == 200  # the server goes on serving
+
+
+@pytest.mark.parametrize("line", [b"GARBAGE", b"GET", b"GET /status HTTP/1.1 extra",
+                                  b"GET /status FOO/1.1", b"GET /status"])
+def test_a_request_line_http_cannot_read_gets_400_with_a_status_line_and_the_version(
+        served: tuple[ApiServer, ServerIdentity, HostClock], line: bytes) -> None:
+    status, headers, body = raw_exchange(served, line + b"\r\n\r\n")
+    assert status == "HTTP/1.1 400 Bad Request"  # never a bare HTTP/0.9 body
+    assert headers["REST-API-Version"] == REST_API_VERSION and body == b""
+
+
+def test_a_request_line_over_64_kib_gets_414(
+        served: tuple[ApiServer, ServerIdentity, HostClock]) -> None:
+    status, headers, _ = raw_exchange(served, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")
+    assert status == "HTTP/1.1 414 Request-URI Too Long"
+    assert headers["REST-API-Version"] == REST_API_VERSION
