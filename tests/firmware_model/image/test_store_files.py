@@ -51,7 +51,9 @@ def test_a_store_file_holding_two_certificates_is_refused_not_read_in_part(
 
 def test_a_store_file_with_another_pem_block_beside_its_certificate_is_refused(
         roots: tuple[x509.Certificate, x509.Certificate]) -> None:
-    key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    key = new_key().private_bytes(serialization.Encoding.PEM,  # made here, never committed
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
     payload = build_cramfs({"certs/Root.pem": _pem(roots[0]) + key})
     with pytest.raises(ImageFormatError, match=r"certs/Root.pem holds 2 PEM blocks "
                                                r"\(CERTIFICATE, PRIVATE KEY\), not one"):
