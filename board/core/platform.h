@@ -42,7 +42,7 @@ void plat_reset(uint8_t cause);
  * its two hot loops. Each does what it can and returns how much it did (0: nothing, the CPU
  * lacks them); the core's portable code does the rest, so no result depends on them.
  * plat_sha256_blocks: compresses up to `count` 64-byte blocks into the SHA-256 state; returns
- * the blocks done (all or none). plat_crc32: continues the reflected CRC-32 register `*crc`
+ * the blocks done (a prefix: the core compresses the rest). plat_crc32: continues the reflected CRC-32 register `*crc`
  * (the value the byte loop keeps, already inverted) over a prefix of `data`; returns its
  * length. */
 size_t plat_sha256_blocks(uint32_t state[8], const uint8_t *blocks, size_t count);

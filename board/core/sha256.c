@@ -71,7 +71,9 @@ static void compress(uint32_t state[8], const uint8_t block[64])
 static void compress_blocks(uint32_t state[8], const uint8_t *blocks, size_t count)
 {
 #if BOARD_PLAT_ACCEL
-    if (plat_sha256_blocks(state, blocks, count) == count) return;
+    size_t done = plat_sha256_blocks(state, blocks, count);   /* the rest in C, if any */
+    blocks += 64u * done;
+    count -= done;
 #endif
     for (; count > 0; count--, blocks += 64) compress(state, blocks);
 }
