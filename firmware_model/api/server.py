@@ -26,7 +26,6 @@ import contextlib
 import http.server
 import json
 import re
-import signal
 import ssl
 import sys
 import threading
@@ -44,6 +43,7 @@ from firmware_model.errors import FwModelError
 from hal.soft.clock import VirtualClock
 from policy.errors import Failure, UsageError
 from policy.https import LoopbackHttpsServer
+from policy.interrupts import interrupts_ignored
 
 #: How long a kept-alive connection may sit idle before the server closes it.
 IDLE_TIMEOUT = 120.0
@@ -281,24 +281,10 @@ def serve(device: Device, address: str, port: int, out: TextIO) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            with _signals_ignored():
+            with interrupts_ignored():
                 server.server_close()
                 session.close()
     finally:
         identity.close()
     say("stopped")
     return 0
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """SIGINT and SIGTERM ignored while the server stops (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from errno import errorcode
 from typing import TextIO
 
@@ -12,7 +11,7 @@ from firmware_model.agent.sweep import SweepReport
 from firmware_model.agent.updater import UpdateOutcome, UpdateResult
 from firmware_model.device.status import OS_VERSION
 from firmware_model.device.sysevent import AppReport, EventStatus, SysEventCall, SysEventInfo
-from firmware_model.device.tls import iso
+from firmware_model.device.tls import as_utc, iso
 from firmware_model.trust.components import Component
 from policy.text import counted
 
@@ -72,7 +71,7 @@ def app_cert_lines(certificates: list[dict[str, object]]) -> list[str]:
 
 
 def _when(at: float) -> str:
-    return iso(datetime.fromtimestamp(at, UTC))
+    return iso(as_utc(at))
 
 
 def _event(info: SysEventInfo) -> str:
@@ -136,7 +135,7 @@ def update_text(result: UpdateResult) -> list[str]:
 
 def check_text(check: ScheduledCheck, interval_hours: float) -> str:
     """One line for a scheduled check: when, the boot it ran in, why, and how it ended."""
-    when = iso(datetime.fromtimestamp(check.at, UTC))
+    when = _when(check.at)
     why = ("first connection since the device booted" if check.reason is Reason.FIRST_CONNECTION
            else f"{interval_hours:g} h after the previous check")
     head = f"{when} boot {check.boot_count}, up {duration_text(check.uptime_s)}: check ({why}): "
@@ -161,8 +160,7 @@ def check_text(check: ScheduledCheck, interval_hours: float) -> str:
 def run_text(report: RunReport, boot_count: int, uptime: float | None) -> list[str]:
     """The summary after a run's check lines."""
     outcomes = [check.outcome for check in report.checks]
-    started, ended = (iso(datetime.fromtimestamp(t, UTC)) for t in (report.started,
-                                                                     report.ended))
+    started, ended = _when(report.started), _when(report.ended)
     checks = len(outcomes)
     lines = [f"ran {report.hours:g} h of device time, {started} to {ended}: "
              f"{counted(checks, 'check')} (at each first connection after a boot, then "

@@ -70,7 +70,7 @@ def offer_install(bus: SysEventBus, clock: Clock, update_type: UpdateType, learn
     apps are sent Complete once it is installed (at the returned `install_at`).
     """
     minutes = allowance_minutes(update_type) if allowance is None else allowance
-    offer = Offer(update_type, learned_at, learned_at + minutes * 60.0)
+    offer = Offer(update_type, learned_at + minutes * 60.0)
     bus.offer = offer
     try:
         while _round(bus, clock, offer):

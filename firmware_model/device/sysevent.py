@@ -26,10 +26,10 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from errno import EACCES, EINVAL, errorcode
 
 from firmware_model.device.appmanifest import AppManifest
+from firmware_model.device.tls import as_utc, iso
 from hal.interfaces import Clock
 
 #: The longest an app may defer an OS (system) update, and an application update, in minutes,
@@ -41,44 +41,31 @@ _UINT32_MAX = 0xFFFFFFFF
 
 
 class SysEvent(enum.Enum):
-    """SysEvent_Events (`code` is the bit of applibs/sysevent.h)."""
+    """SysEvent_Events (applibs/sysevent.h)."""
 
     UPDATE_READY_FOR_INSTALL = "UpdateReadyForInstall"
     UPDATE_STARTED = "UpdateStarted"
     NO_UPDATE_AVAILABLE = "NoUpdateAvailable"
 
-    @property
-    def code(self) -> int:
-        return {"UpdateReadyForInstall": 0x01, "UpdateStarted": 0x02,
-                "NoUpdateAvailable": 0x04}[self.value]
-
 
 class EventStatus(enum.Enum):
-    """SysEvent_Status (`code` as in applibs/sysevent.h)."""
+    """SysEvent_Status (applibs/sysevent.h)."""
 
     PENDING = "Pending"
     FINAL = "Final"
     DEFERRED = "Deferred"
     COMPLETE = "Complete"
 
-    @property
-    def code(self) -> int:
-        return {"Pending": 1, "Final": 2, "Deferred": 3, "Complete": 4}[self.value]
-
 
 class UpdateType(enum.Enum):
-    """SysEvent_UpdateType (`code` as in applibs/sysevent.h)."""
+    """SysEvent_UpdateType (applibs/sysevent.h)."""
 
     APP = "App"
     SYSTEM = "System"
 
-    @property
-    def code(self) -> int:
-        return {"App": 1, "System": 2}[self.value]
-
 
 def _time(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(as_utc(at))
 
 
 @dataclass(frozen=True)
@@ -139,7 +126,6 @@ class Offer:
     the current round of deferrals stands (`firmware_model.device.deferral` drives it)."""
 
     update_type: UpdateType
-    learned_at: float
     deadline: float
     max_minutes: int = 0  # what the last Pending offered
     held_since: float | None = None  # the first grant of this round

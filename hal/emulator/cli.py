@@ -98,9 +98,7 @@ def parser() -> argparse.ArgumentParser:
         "stdout line ends with the port to open.",
         epilog=_EPILOG,
     )
-    cli.add_argument("--board", choices=BOARDS, default="python",
-                     help="which board agent serves the device (default: %(default)s; native "
-                          "and qemu are the C agent, built by make board: docs/board.md)")
+    _add_board(cli)
     cli.add_argument("--flash", type=Path, required=True, help="flash file (created if absent)")
     where = cli.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal")
@@ -315,13 +313,18 @@ def _serve_another_board(args: list[str]) -> list[str]:
     raise AssertionError("exec returned")  # pragma: no cover
 
 
+def _add_board(cli: argparse.ArgumentParser) -> None:
+    cli.add_argument("--board", choices=BOARDS, default="python",
+                     help="which board agent serves the device (default: %(default)s; native "
+                          "and qemu are the C agent, built by make board: docs/board.md)")
+
+
 def _take_board(args: list[str]) -> tuple[str, list[str]]:
-    for index, arg in enumerate(args):
-        if arg == "--board" and index + 1 < len(args):
-            return args[index + 1], args[:index] + args[index + 2:]
-        if arg.startswith("--board="):
-            return arg.partition("=")[2], args[:index] + args[index + 1:]
-    return "python", args
+    """`--board` as the whole parser reads it (abbreviations included), and the rest."""
+    picker = OneLineParser(prog=_PROG, add_help=False)
+    _add_board(picker)
+    known, rest = picker.parse_known_args(args)
+    return str(known.board), rest
 
 
 if __name__ == "__main__":

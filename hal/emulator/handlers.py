@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Protocol
 
 from hal.emulator.kept_lines import kept_lines
@@ -28,6 +27,7 @@ from hal.serial.messages import (
     U8,
     U16,
     U32,
+    WALL_RANGE,
     BoardStats,
     ErrorCode,
     Hello,
@@ -41,10 +41,6 @@ from hal.serial.messages import (
 REQUESTABLE_CAUSES = (ResetCause.SOFTWARE, ResetCause.WATCHDOG, ResetCause.POWER_LOSS)
 #: SHA-256 of no bytes: FLASH_HASH of a zero-length range.
 _EMPTY_HASH = hashlib.sha256(b"").digest()
-#: The latest wall time a board keeps (FLASH.clock's ISO 8601 ends at year 9999): a CLOCK_SLEEP
-#: that would take the wall clock past it gets BAD_ARGUMENT (docs §6.1).
-#: (The float just below 10000-01-01T00:00:00Z: 9999-12-31T23:59:59.99997Z.)
-LATEST_WALL = math.nextafter(datetime(9999, 12, 31, tzinfo=UTC).timestamp() + 86_400.0, 0.0)
 
 Handler = Callable[[bytes], bytes]
 
@@ -232,7 +228,7 @@ class Handlers:
         (seconds,) = F64.unpack(_expect(payload, F64.size, "CLOCK_SLEEP"))
         if not math.isfinite(seconds) or seconds < 0:
             raise Refusal(ErrorCode.BAD_ARGUMENT, f"cannot sleep {seconds!r} seconds")
-        if self.machine.clock.wall() + seconds > LATEST_WALL:
+        if self.machine.clock.wall() + seconds >= WALL_RANGE[1]:  # FLASH.clock ends at 9999
             raise Refusal(ErrorCode.BAD_ARGUMENT, "sleep past year 9999")
         self.machine.clock.sleep(seconds)
         return b""

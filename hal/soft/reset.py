@@ -156,12 +156,12 @@ class SoftResetController:
         rail: PowerRail,
         register: ResetCauseRegister,
         perform: Callable[[ResetCause], None],
-        boots: BootRegister | None = None,
+        boots: BootRegister,
     ) -> None:
         self._rail = rail
         self._register = register
         self._perform = perform
-        self._boots = boots or BootRegister(lambda: 0.0)
+        self._boots = boots
 
     def request_reset(self, cause: ResetCause = ResetCause.SOFTWARE) -> None:
         """Reset now: flash and OTP kept, RAM lost, the cause recorded, the boot hook re-run.

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 
+from firmware_model.image.certstore import real_world_roots
 from policy.files import read_regular
 from tools.audit.endpoints import Endpoint
 from tools.audit.errors import BadInputError
@@ -123,7 +121,7 @@ def bundle_of(files: Mapping[str, bytes], label: str, called: str = "the bundled
     is in; and the problems met."""
     roots: dict[x509.Certificate, str] = {}
     problems: list[str] = []
-    with _quiet():
+    with real_world_roots():
         for path, data in files.items():
             found, trouble = certificates_in(data, f"{label}:{path}")
             problems += trouble
@@ -132,14 +130,6 @@ def bundle_of(files: Mapping[str, bytes], label: str, called: str = "the bundled
                     roots[certificate] = f"{common_name(certificate.subject)} ({path})"
     trust = TrustStore(label, tuple(roots), labels=tuple(roots.values()), called=called)
     return Bundle(label, trust), problems
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Public roots with non-positive serials parse with a warning: not the audit's finding."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        yield
 
 
 def _files_under(path: Path) -> Iterator[Path]:
@@ -165,7 +155,7 @@ def bundle_from_paths(paths: Sequence[Path]) -> Bundle:
         for file in _files_under(path):
             where = os.fspath(file)
             files[where] = _read(file)
-            with _quiet():
+            with real_world_roots():
                 found, problems = certificates_in(files[where], where)
                 anchors += sum(map(can_anchor, found))
             if problems:
