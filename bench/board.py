@@ -59,8 +59,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -73,18 +72,15 @@ from elftools.elf.sections import SymbolTableSection
 
 from bench.serial_link import process_cpu, raw_copy_rate
 from bench.timing import met
-from hal.emulator.launcher import LaunchedBoard, launch
+from hal.emulator.boards import NATIVE, QEMU_FIRMWARE, REPO, board_command
+from hal.emulator.launcher import launch
 from hal.errors import HalError
 from hal.serial.machine import SerialMachine
 
-REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "board" / "build"
-QEMU_ELF = BUILD / "qemu" / "board-agent.elf"
 ECHO_ELF = BUILD / "qemu" / "echo.elf"
 MT3620_ELF = BUILD / "mt3620" / "board-agent.elf"
-NATIVE = BUILD / "native" / "board-agent"
-NATIVE_RELEASE = BUILD / "native" / "board-agent-release"
-RUN_QEMU = REPO / "board" / "run_qemu.py"
+NATIVE_RELEASE = NATIVE.with_name("board-agent-release")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -243,15 +239,6 @@ class Rates:
         return statistics.median(self.linked) / statistics.median(self.raw)
 
 
-@contextmanager
-def started(command: list[str], folder: Path, name: str) -> Iterator[LaunchedBoard]:
-    board = launch(command, folder / f"{name}.stderr")
-    try:
-        yield board
-    finally:
-        board.stop()
-
-
 def timed(once: Callable[[], None], size: int) -> float:
     begun = time.perf_counter()
     once()
@@ -259,7 +246,7 @@ def timed(once: Callable[[], None], size: int) -> float:
 
 
 def qemu_command(flash: Path, size: int, *extra: str) -> list[str]:
-    return [sys.executable, str(RUN_QEMU), "--flash", str(flash), "--pty", "--exit-with-parent",
+    return [*board_command("qemu"), "--flash", str(flash), "--pty", "--exit-with-parent",
             "--size", str(size), *extra]
 
 
@@ -297,15 +284,15 @@ class RawLine:
 def qemu_rates(folder: Path, size: int, runs: int) -> tuple[Rates, float]:
     """The agent's programming against the streamed raw line, interleaved; and the rate of an
     echo of every byte (one run, for reference)."""
-    for path in (QEMU_ELF, ECHO_ELF):
+    for path in (QEMU_FIRMWARE, ECHO_ELF):
         if not path.exists():
             raise BenchError(f"{path} is not built (make board)")
     data = random.Random(1).randbytes(size)
     flash_size = -(-runs * size // 4096) * 4096
     echo = qemu_command(folder / "echo.flash", 4096, "--firmware", str(ECHO_ELF))
     rates = Rates([], [])
-    with started(qemu_command(folder / "qemu.flash", flash_size), folder, "qemu") as agent, \
-            SerialMachine(agent.url) as board, started(echo, folder, "echo") as line:
+    with launch(qemu_command(folder / "qemu.flash", flash_size), folder / "qemu.stderr") as agent, \
+            SerialMachine(agent.url) as board, launch(echo, folder / "echo.stderr") as line:
         raw = RawLine(line.url, b"A")
         try:
             for run in range(runs):
@@ -314,7 +301,7 @@ def qemu_rates(folder: Path, size: int, runs: int) -> tuple[Rates, float]:
         finally:
             raw.close()
         rates.retries = board.link_stats.retries
-    with started(echo, folder, "echo-every-byte") as line:
+    with launch(echo, folder / "echo-every-byte.stderr") as line:
         every = RawLine(line.url, b"E")
         try:
             per_byte = timed(partial(every.stream, data), size)
@@ -336,8 +323,9 @@ def native_rates(folder: Path, size: int, runs: int) -> tuple[Rates, Rates]:
         return [str(agent), "--flash", str(folder / f"{agent.name}.flash"), "--pty",
                 "--exit-with-parent", "--size", str(runs * size + 4096)]
 
-    with started(command(NATIVE), folder, "native") as one, SerialMachine(one.url) as first, \
-            started(command(NATIVE_RELEASE), folder, "release") as two, \
+    with launch(command(NATIVE), folder / "native.stderr") as one, \
+            SerialMachine(one.url) as first, \
+            launch(command(NATIVE_RELEASE), folder / "release.stderr") as two, \
             SerialMachine(two.url) as second:
         agents = ((one, first, tested), (two, second, release))
         for _, board, _ in agents:
@@ -378,7 +366,7 @@ def report_rates(rates: Rates, unit: Callable[[float], str], linked: str,
 
 
 def run(args: argparse.Namespace) -> None:
-    report_sizes([measure_sizes("qemu (ast1030-evb)", QEMU_ELF),
+    report_sizes([measure_sizes("qemu (ast1030-evb)", QEMU_FIRMWARE),
                   measure_sizes("mt3620 (RT core)", MT3620_ELF)])
     with tempfile.TemporaryDirectory(prefix="bench-board-") as scratch:
         folder = Path(scratch)

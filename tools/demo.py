@@ -40,10 +40,19 @@ from firmware_model.image.signing import Signer
 from policy.cli import OneLineParser, run_guarded
 from tools import audit_endpoints
 from tools.build_images import build_all, publish_feed
+from tools.demo_july import main_july
 from tools.lab_server import LabServer, bind, server_context
 from tools.pki import issue, new_key, write_certificate
 from tools.recipes import build_from_recipe
-from tools.rehearsal import boots, command, device, running, say, shown, status_of
+from tools.rehearsal import (
+    boots,
+    command,
+    device,
+    reboot_problems,
+    say,
+    shown,
+    status_of,
+)
 
 ROOTS = Path(__file__).resolve().parent.parent / "images" / "roots"
 #: The rehearsals `--rehearsal` names; the first is the default (`make demo`).
@@ -213,24 +222,11 @@ def rehearse(images: Path, work: Path, roots: dict[str, Signer]) -> list[str]:
             problems.append(f"{ENDPOINTS['baltimore']} still works after the update")
         if connect(flash, "digicert", kept):
             problems.append(f"{ENDPOINTS['digicert']} broke")
-    problems += reboot_problems(before, after)
+    problems += reboot_problems(before, after, "store", "demo-store-after")
     if not problems:
         say(f"OS version {after.get('os_version')} before and after, boot count {boots(before)}"
             f" -> {boots(after)}: the store update rebooted the device and left the OS as it "
             "was")
-    return problems
-
-
-def reboot_problems(before: dict[str, object], after: dict[str, object]) -> list[str]:
-    """What the update should have done to the OS version and the boot count, and did not."""
-    problems = []
-    if after.get("os_version") != before.get("os_version"):
-        problems.append("the OS version changed")
-    if boots(after) != boots(before) + 1:
-        problems.append(f"boot count {boots(before)} -> {boots(after)}: the store update "
-                        "should have rebooted the device once")
-    if running(after, "store") != "demo-store-after":
-        problems.append(f"the device runs store {running(after, 'store')}")
     return problems
 
 
@@ -246,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
         if not (images / "keys" / "root.hash").exists() or args.rehearsal != REHEARSALS[0]:
             build_all(images)  # the July 2024 feeds are newer than some build folders
         if args.rehearsal == "july-2024":
-            from tools.demo_july import main_july  # it uses this module's helpers
-
             return main_july(images)
         work = images / "demo"
         shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tools.rehearsal import boots, device, running, say, status_of
+from tools.rehearsal import device, reboot_problems, running, say, status_of
 
 #: When the rehearsal's device starts: the day Microsoft released the keystore update.
 JULY_10 = "2024-07-10T00:00:00Z"
@@ -48,14 +48,7 @@ def rehearse_july(images: Path, work: Path) -> list[str]:
         return [*problems, "the keystore update failed"]
     device(flash, "status")
     after = status_of(flash)
-    if running(after, "keystore") != "keystore-2024-07":
-        problems.append(f"the device runs keystore {running(after, 'keystore')}, not "
-                        "keystore-2024-07")
-    if after.get("os_version") != before.get("os_version"):
-        problems.append("the OS version changed")
-    if boots(after) != boots(before) + 1:
-        problems.append(f"boot count {boots(before)} -> {boots(after)}: the keystore update "
-                        "should have rebooted the device once")
+    problems += reboot_problems(before, after, "keystore", "keystore-2024-07")
     say("images signed by the new key are taken now (the old key still trusted: the device "
         "booted the store it signed)")
     if device(flash, "update", "--feed", newkey) or running(

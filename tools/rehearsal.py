@@ -58,3 +58,19 @@ def running(status: dict[str, object], component: str) -> str:
 def boots(status: dict[str, object]) -> int:
     count = status.get("boot_count")
     return count if isinstance(count, int) else 0
+
+
+def reboot_problems(before: dict[str, object], after: dict[str, object], component: str,
+                    expected: str) -> list[str]:
+    """What an update of `component` to the image named `expected` should have done (the
+    image running, the OS version kept, one reboot) and did not."""
+    problems = []
+    if running(after, component) != expected:
+        problems.append(f"the device runs {component} {running(after, component)}, not "
+                        f"{expected}")
+    if after.get("os_version") != before.get("os_version"):
+        problems.append("the OS version changed")
+    if boots(after) != boots(before) + 1:
+        problems.append(f"boot count {boots(before)} -> {boots(after)}: the {component} "
+                        "update should have rebooted the device once")
+    return problems

@@ -34,13 +34,13 @@ from firmware_model.trust.components import Component
 FRESH_COUNTERS: Mapping[Component, int] = {component: 0 for component in Component}
 
 
-def component_of(image_type: int) -> Component:
+def component_of(image_type: int, offered: str = "the manifest lists") -> Component:
     """The component that keeps images of `image_type`; WrongImageTypeError for another type
-    (the manifest lists an image the device does not install)."""
+    (an image the device does not install, `offered` saying where it came from)."""
     component = Component.for_image_type(image_type)
     if component is None:
         raise WrongImageTypeError(
-            f"the manifest lists a {image_type_name(image_type)} image; this device installs "
+            f"{offered} a {image_type_name(image_type)} image; this device installs "
             "TrustedKeystore and UpdateCertStore images only"
         )
     return component

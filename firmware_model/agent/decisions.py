@@ -291,8 +291,13 @@ class UpdateSession:
 
     def accept_manifest(self, data: bytes) -> list[ManifestEntry]:
         """Authenticate and plan; returns the entries still to fetch (empty: nothing to do)."""
-        self.entries, self.manifest_date = accept_manifest(data, self.trust)
-        self.wanted = plan_update(self.entries, self.trust, self.limits)
+        entries, self.manifest_date = accept_manifest(data, self.trust)
+        return self.plan(entries)
+
+    def plan(self, entries: list[ManifestEntry]) -> list[ManifestEntry]:
+        """Plan `entries` (an authenticated manifest's, or images staged as a feed listing
+        exactly them would have); returns the entries still to fetch."""
+        self.entries, self.wanted = entries, plan_update(entries, self.trust, self.limits)
         return list(self.wanted)
 
     @property

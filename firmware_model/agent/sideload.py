@@ -32,14 +32,14 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from firmware_model.agent.decisions import UpdateSession, peek, plan_update
+from firmware_model.agent.admission import component_of
+from firmware_model.agent.decisions import UpdateSession, peek
 from firmware_model.agent.updater import AcceptedUpdate, Updater
 from firmware_model.device.boot import Booted
 from firmware_model.device.bootrecord import BootRecord
-from firmware_model.errors import RestartRequiredError, WrongImageTypeError
+from firmware_model.errors import RestartRequiredError
 from firmware_model.image.manifest import ManifestEntry
 from firmware_model.image.package import parse_package
-from firmware_model.image.sections import image_type_name
 from firmware_model.trust.components import Component
 
 #: Where sideloaded updates say they come from (the console, AcceptedUpdate.location).
@@ -56,26 +56,13 @@ def claimed_entry(data: bytes) -> ManifestEntry:
                          len(data), claimed.security_version, hashlib.sha256(data).digest())
 
 
-def component_of(entry: ManifestEntry) -> Component:
-    """The component an entry's image is for; WrongImageTypeError for a type the device does
-    not keep (an application, a manifest, ...)."""
-    component = Component.for_image_type(entry.image_type)
-    if component is None:
-        raise WrongImageTypeError(
-            f"a {image_type_name(entry.image_type)} image cannot be staged: this device "
-            "installs TrustedKeystore and UpdateCertStore images only")
-    return component
-
-
 def accept_images(updater: Updater, images: Iterable[bytes]) -> UpdateSession:
     """A session that has accepted `images` (at most one per component) as an update from a
     feed listing exactly them would have: planned, then each authenticated in install order
     (keystore first), then the whole set checked. Refusals raise their typed errors."""
     entries = {claimed_entry(data): data for data in images}
     session = UpdateSession(updater.trust_state(), updater.limits)
-    session.entries = list(entries)
-    session.wanted = plan_update(session.entries, session.trust, session.limits)
-    for entry in session.wanted:
+    for entry in session.plan(list(entries)):
         session.accept_image(entry, entries[entry])
     return session
 
@@ -109,7 +96,7 @@ class Sideload:
         self._refuse_until_restart("stage")
         self._forget_after_boot()
         entry = claimed_entry(data)
-        component = component_of(entry)
+        component = component_of(entry.image_type, "staged")
         candidate = {**self.images, component: data}
         session = accept_images(self.updater, candidate.values())
         accepted = {s.component for s in session.staged}
@@ -130,8 +117,7 @@ class Sideload:
         if self.session is None or not self.session.staged:
             return None
         device = self.updater.device
-        update = AcceptedUpdate(LOCATION, tuple(self.session.staged), device.running,
-                                learned_at=device.machine.clock.wall())
+        update = AcceptedUpdate(LOCATION, tuple(self.session.staged), device.running)
         self.images, self.session = {}, None
         return self.updater.commit_install(update)
 

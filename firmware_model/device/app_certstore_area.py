@@ -27,7 +27,6 @@ its bytes again (entries out of order, unknown kinds, stray bytes) is not valid.
 from __future__ import annotations
 
 import functools
-import hashlib
 import zlib
 from dataclasses import dataclass, field
 
@@ -50,8 +49,9 @@ from construct import (
 )
 
 from firmware_model.device.app_certstore_blobs import CertKind
-from firmware_model.device.flash_layout import Region, sectors_for
-from firmware_model.errors import LayoutError, ReadbackError
+from firmware_model.device.flash_layout import Region
+from firmware_model.device.slots import write_region
+from firmware_model.errors import LayoutError
 from hal.interfaces import Flash
 
 MAGIC = b"FWAC"
@@ -192,8 +192,5 @@ class AppStoreArea:
         data = encode_copy(state)
         if len(data) > target.size:  # the accounting keeps this from happening (module doc)
             raise LayoutError(f"an app store of {len(data)} bytes does not fit {target.name}")
-        flash.erase(*sectors_for(target, len(data), flash.geometry.sector_size))
-        flash.program(target.offset, data)
-        if flash.hash(target.offset, len(data)) != hashlib.sha256(data).digest():
-            raise ReadbackError(f"{target.name} does not read back what was written")
+        write_region(flash, target, data)
         return state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from firmware_model.device.flash_layout import FlashLayout, sectors_for, slot_name
+from firmware_model.device.flash_layout import FlashLayout, Region, sectors_for, slot_name
 from firmware_model.errors import ReadbackError, SizeLimitError
 from firmware_model.trust.components import Component
 from hal.interfaces import Flash
@@ -27,13 +27,21 @@ def write_slot(
     region = layout.slot(component, index)
     if len(data) > region.size:
         raise SizeLimitError(f"{len(data)}-byte image does not fit {region.name}")
-    erase_at, erase_length = sectors_for(region, len(data), layout.geometry.sector_size)
+    return write_region(flash, region, data, digest,
+                        what=f"{component.value} slot {slot_name(index)}")
+
+
+def write_region(flash: Flash, region: Region, data: bytes, digest: bytes | None = None, *,
+                 what: str | None = None) -> bytes:
+    """Write `data` (which fits) at the start of `region`: erase only the sectors it needs,
+    program it, compare the flash's own hash of the range with `digest` (its SHA-256, computed
+    here if not given); ReadbackError naming `what` (default: the region) if they differ.
+    Returns the digest."""
+    erase_at, erase_length = sectors_for(region, len(data), flash.geometry.sector_size)
     flash.erase(erase_at, erase_length)
     flash.program(region.offset, data)
     if digest is None:
         digest = hashlib.sha256(data).digest()
     if flash.hash(region.offset, len(data)) != digest:
-        raise ReadbackError(
-            f"{component.value} slot {slot_name(index)} does not read back what was written"
-        )
+        raise ReadbackError(f"{what or region.name} does not read back what was written")
     return digest
