@@ -126,8 +126,14 @@ class AppCertStore:
 
     def entries(self) -> list[CertInfo]:
         """`info` of every certificate, in index order."""
-        return [CertInfo.of(e.identifier, e.kind, e.size, e.certificate)
-                for e in self.state().entries]
+        return self.listing()[0]
+
+    def listing(self) -> tuple[list[CertInfo], int]:
+        """`entries()` and `available_space()` from one read of the store (over a serial
+        line the store is up to 24 KiB)."""
+        state = self.state()
+        return ([CertInfo.of(e.identifier, e.kind, e.size, e.certificate)
+                 for e in state.entries], self._free(state))
 
     def subject_name(self, identifier: str) -> str:
         """CertStore_GetCertificateSubjectName (OpenSSL one-line form)."""

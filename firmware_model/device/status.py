@@ -28,10 +28,9 @@ APP_STORE_LABEL = "app certificate store"
 def app_store_status(device: Device) -> dict[str, object]:
     """The app certificate store: each certificate, and the space free of what an empty store
     has (`app_certstore`)."""
-    store = device.app_store
-    entries = store.entries()
+    entries, free = device.app_store.listing()
     return {"label": APP_STORE_LABEL, "certificates": [info.to_json() for info in entries],
-            "available_space": store.available_space(),
+            "available_space": free,
             "available_when_empty": AVAILABLE_WHEN_EMPTY, "capacity": CAPACITY}
 
 

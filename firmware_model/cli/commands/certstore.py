@@ -120,7 +120,7 @@ def run_install(device: Device, args: argparse.Namespace, out: TextIO) -> int:
 
 def run_list(device: Device, args: argparse.Namespace, out: TextIO) -> int:
     store = _store(device)
-    entries, free = store.entries(), store.available_space()
+    entries, free = store.listing()
     if args.json:
         render.print_json({"certificates": [info.to_json() for info in entries],
                            "available_space": free}, out)
